@@ -1,0 +1,1 @@
+"""Real glaciers and user NetCDF files (placeholder: filled in by the domain-loader work)."""

@@ -1,0 +1,236 @@
+"""Shallow-ice approximation on a staggered grid with a positivity-preserving flux limiter.
+
+The continuity equation (e.g. Jarosch, Schoof & Anslow 2013, The Cryosphere 7, Eq. 1-4)
+
+    dH/dt = div(D grad S) + b,   S = B + H,
+    D = Gamma H^(n+2) |grad S|^(n-1) + fs (rho g)^n H^n |grad S|^(n-1),
+    Gamma = 2 A (rho g)^n / (n + 2),
+
+is discretised in flux form on cell faces. The thickness entering the face diffusivity is the
+MUSCL reconstruction with the superbee limiter, taken from the upstream side of the face (Jarosch
+et al. 2013, Eqs. 19-23). This is what keeps the steep-bed benchmark (the bedrock step) within a
+few per cent of the exact volume, where upstream or Mahaffy-type schemes gain 67 to 141 %.
+
+Positivity. On top of the MUSCL scheme, each face flux is scaled by the donor cell's factor
+``min(1, H / outflow)`` so that no cell can export more ice than it holds in one step (a
+conservative flux limiter in the spirit of flux-corrected transport). It moves ice only between
+cells, so it neither creates nor removes mass; it is inactive in ordinary steps within the
+stability limit. The domain is surrounded by ghost cells with H = 0 and the bed of the edge cell:
+ice that reaches the edge leaves through it and is counted by the solver.
+
+All functions are pure; arrays are ``[y, x]`` with units metres and years.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import jax.numpy as jnp
+
+from ..grid import Grid
+
+
+class Rheology(Protocol):
+    """What the solver needs of a flow law, physical or learned; it cannot tell them apart."""
+
+    def diffusivity(self, H, slope2, axis):
+        """Diffusivity D [m^2 a^-1] from thickness H [m] and |grad S|^2 at faces normal to
+        ``axis`` (1: x-faces of shape (ny, nx+1), 0: y-faces of shape (ny+1, nx))."""
+
+    def surface_speed(self, H, slope2):
+        """Surface speed [m a^-1] at cell centres from H and |grad S|^2 of shape (ny, nx)."""
+
+
+def power(x, p: float):
+    """``x**p`` for a static exponent: repeated multiplication when p is a whole number."""
+    p = float(p)
+    if p.is_integer():
+        return x ** int(p)
+    safe = jnp.where(x > 0, x, 1.0)
+    return jnp.where(x > 0, safe**p, 0.0)
+
+
+def glen_gamma(A, n: float, rho: float, g: float):
+    """Gamma = 2 A (rho g)^n / (n + 2) [m^-n a^-1 when A is in Pa^-n a^-1]."""
+    return 2.0 * A * (rho * g) ** n / (n + 2.0)
+
+
+def glen_diffusivity_parts(H, slope2, A, *, n: float, rho: float, g: float, fs=0.0):
+    """Deformation and sliding diffusivities of the SIA [m^2 a^-1].
+
+    D_deform = Gamma H^(n+2) |grad S|^(n-1)  (Cuffey & Paterson 2010, Eq. 8.35 integrated);
+    D_slide = fs (rho g)^n H^n |grad S|^(n-1) (the Budd-type sliding of Oerlemans 1997 / OGGM).
+
+    Args:
+        H: ice thickness [m], any shape.
+        slope2: squared surface slope |grad S|^2 [-], broadcastable with H.
+        A: Glen's rate factor [Pa^-n a^-1], scalar or broadcastable with H.
+        n, rho, g: Glen exponent, ice density [kg m^-3], gravity [m s^-2] (static).
+        fs: sliding parameter [Pa^-n m^2 a^-1], scalar or broadcastable; 0 disables sliding.
+    """
+    s = power(slope2, 0.5 * (n - 1.0))
+    deform = glen_gamma(A, n, rho, g) * power(H, n + 2.0) * s
+    slide = fs * (rho * g) ** n * power(H, n) * s
+    return deform, slide
+
+
+def minmod(a, b):
+    """The argument of smaller magnitude when both have the same sign, else 0."""
+    return jnp.where(a * b > 0.0, jnp.where(jnp.abs(a) < jnp.abs(b), a, b), 0.0)
+
+
+def mc_slope(a, b):
+    """Monotonised-central limited difference minmod((a + b)/2, 2a, 2b) (van Leer 1977)."""
+    return minmod(0.5 * (a + b), 2.0 * minmod(a, b))
+
+
+def superbee(r):
+    """Superbee limiter phi(r) = max(0, min(2r, 1), min(r, 2)) (Roe 1986)."""
+    return jnp.maximum(0.0, jnp.maximum(jnp.minimum(2.0 * r, 1.0), jnp.minimum(r, 2.0)))
+
+
+def _pad(field, width: tuple[int, int], periodic: tuple[bool, bool], fill: str):
+    """Pad (y, x) by ``width`` ghosts: wrap where periodic, else ``fill`` ("zero" or "edge")."""
+    for axis in (0, 1):
+        if width[axis] == 0:
+            continue
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (width[axis], width[axis])
+        if periodic[axis]:
+            field = jnp.pad(field, pad, mode="wrap")
+        elif fill == "edge":
+            field = jnp.pad(field, pad, mode="edge")
+        else:
+            field = jnp.pad(field, pad)
+    return field
+
+
+def ghost_surface(H, bed, periodic: tuple[bool, bool]):
+    """Surface with one ghost ring: ice-free ghosts on the edge cell's bed, or wrapped."""
+    return _pad(bed, (1, 1), periodic, "edge") + _pad(H, (1, 1), periodic, "zero")
+
+
+def _muscl_left_right(Hp):
+    """Left and right MUSCL-superbee states at the faces of a row padded by two ghosts.
+
+    ``Hp`` has shape (m, N + 4) (two ghosts on each side along the last axis); returns arrays
+    of shape (m, N + 1), the faces from the west edge of cell 0 to the east edge of cell N-1.
+    Jarosch et al. (2013), Eqs. 19-22: H-_{i+1/2} = H_i + phi(r_i) (H_{i+1} - H_i) / 2 and
+    H+_{i+1/2} = H_{i+1} - phi(r_{i+1}) (H_{i+2} - H_{i+1}) / 2 with
+    r_i = (H_i - H_{i-1}) / (H_{i+1} - H_i).
+    """
+    dH = Hp[:, 1:] - Hp[:, :-1]  # dH[k] = Hp[k+1] - Hp[k], shape N + 3
+    num = dH[:, :-1]  # H_i - H_{i-1} for i = 1 .. N+2
+    den = dH[:, 1:]  # H_{i+1} - H_i
+    # phi(r) * den, with r = num / den; where den == 0 the correction vanishes anyway.
+    r = num / jnp.where(den == 0.0, 1.0, den)
+    corr = 0.5 * superbee(r) * den  # for cells i = 1 .. N+2 of the padded row
+    # Faces between padded cells k and k+1 for k = 1 .. N+1 (west edge of cell 0 is k = 1).
+    H_left = Hp[:, 1:-2] + corr[:, 0:-1]
+    H_right = Hp[:, 2:-1] - corr[:, 1:]
+    return H_left, H_right
+
+
+def _x_face_states(H, bed, dx: float, periodic: tuple[bool, bool]):
+    """Upstream MUSCL thickness, squared slope and normal surface gradient at the x-faces.
+
+    Returns three arrays of shape (ny, nx + 1). The cross-slope dS/dy at a face is the mean of
+    the limited slopes of its two cells (monotonised-central limiter: the centred difference
+    where the surface is smooth, at most twice the smaller one-sided difference at an ice cliff
+    or bedrock step), so that a cliff across the face does not inflate the diffusivity of the
+    faces beside it (which would force needlessly tiny steps).
+    """
+    H_left, H_right = _muscl_left_right(_pad(H, (0, 2), periodic, "zero"))
+    Sp = ghost_surface(H, bed, periodic)
+    dSdx = (Sp[1:-1, 1:] - Sp[1:-1, :-1]) / dx
+    dSdy_cells = mc_slope(Sp[2:, :] - Sp[1:-1, :], Sp[1:-1, :] - Sp[:-2, :]) / dx
+    dSdy = 0.5 * (dSdy_cells[:, :-1] + dSdy_cells[:, 1:])
+    slope2 = dSdx * dSdx + dSdy * dSdy
+    H_up = jnp.where(dSdx <= 0.0, H_left, H_right)  # flow towards +x takes the west state
+    return H_up, slope2, dSdx
+
+
+def face_states(H, bed, grid: Grid):
+    """Face states for both directions: ((H_x, slope2_x, dSdx), (H_y, slope2_y, dSdy)).
+
+    The y-faces are computed as the x-faces of the transposed problem, so that transposing the
+    domain transposes the result exactly.
+    """
+    x_states = _x_face_states(H, bed, grid.dx, grid.periodic)
+    y_states = tuple(a.T for a in _x_face_states(H.T, bed.T, grid.dx, grid.periodic[::-1]))
+    return x_states, y_states
+
+
+def fluxes(H, bed, rheology: Rheology, grid: Grid):
+    """Face fluxes q = -D dS/dn [m^2 a^-1] and the largest face diffusivity.
+
+    Returns ``(qx, qy, D_max)``: qx on x-faces (ny, nx+1), positive towards +x; qy on y-faces
+    (ny+1, nx), positive towards +y.
+    """
+    (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid)
+    Dx = rheology.diffusivity(Hx, s2x, 1)
+    Dy = rheology.diffusivity(Hy, s2y, 0)
+    D_max = jnp.maximum(jnp.max(Dx), jnp.max(Dy))
+    return -Dx * gx, -Dy * gy, D_max
+
+
+def limit_outflow(H, qx, qy, dt, grid: Grid):
+    """Scale face fluxes so that no cell exports more than it holds in a step of ``dt``.
+
+    Each face flux is multiplied by its donor cell's factor min(1, H / (dt * outflow / dx)).
+    Ghost cells (outside the domain) hold no ice, so nothing flows in from them. Conservative:
+    what leaves one cell enters its neighbour or crosses the domain edge.
+    """
+    out = (
+        jnp.maximum(qx[:, 1:], 0.0)
+        + jnp.maximum(-qx[:, :-1], 0.0)
+        + jnp.maximum(qy[1:, :], 0.0)
+        + jnp.maximum(-qy[:-1, :], 0.0)
+    ) * (dt / grid.dx)
+    safe_out = jnp.where(out > H, out, 1.0)
+    scale = jnp.where(out > H, H / safe_out, 1.0)
+    sx = _pad(scale, (0, 1), grid.periodic, "zero")  # ice-free ghosts: factor 0
+    sy = _pad(scale, (1, 0), grid.periodic, "zero")
+    qx = jnp.where(qx > 0.0, qx * sx[:, :-1], qx * sx[:, 1:])
+    qy = jnp.where(qy > 0.0, qy * sy[:-1, :], qy * sy[1:, :])
+    return qx, qy
+
+
+def flux_divergence(qx, qy, dx: float):
+    """div q at cell centres [m a^-1], shape (ny, nx)."""
+    return (qx[:, 1:] - qx[:, :-1] + qy[1:, :] - qy[:-1, :]) / dx
+
+
+def edge_outflow(qx, qy):
+    """Net flux out through the domain edges per unit face length, summed [m^2 a^-1]."""
+    return jnp.sum(qx[:, -1]) - jnp.sum(qx[:, 0]) + jnp.sum(qy[-1, :]) - jnp.sum(qy[0, :])
+
+
+def stable_dt(D_max, dx: float, cfl: float, max_dt: float):
+    """Largest explicit step dt = cfl dx^2 / D_max, capped at ``max_dt`` [a].
+
+    For linear diffusion on a square grid the explicit scheme is stable for dt <= dx^2 / (4 D);
+    the nonlinear SIA needs a safety margin below that (``cfl`` of about 0.1 to 0.2).
+    """
+    return jnp.minimum(max_dt, cfl * dx * dx / jnp.maximum(D_max, 1e-30))
+
+
+def centred_slope2(H, bed, grid: Grid):
+    """|grad S|^2 at cell centres from centred differences over the ghost-padded surface."""
+    dx = grid.dx
+    Sp = ghost_surface(H, bed, grid.periodic)
+    dSdx = (Sp[1:-1, 2:] - Sp[1:-1, :-2]) / (2.0 * dx)
+    dSdy = (Sp[2:, 1:-1] - Sp[:-2, 1:-1]) / (2.0 * dx)
+    return dSdx * dSdx + dSdy * dSdy
+
+
+def glen_surface_speed(H, slope2, A, *, n: float, rho: float, g: float, fs=0.0):
+    """SIA surface speed [m a^-1]: 2A (rho g)^n H^(n+1) |grad S|^n / (n+1) + sliding.
+
+    Sliding speed fs (rho g)^n H^(n-1) |grad S|^n (Oerlemans 1997); Cuffey & Paterson (2010)
+    Eq. 8.34 at the surface for the deformation part.
+    """
+    s = power(slope2, 0.5 * n)
+    u_def = 2.0 * A * (rho * g) ** n / (n + 1.0) * power(H, n + 1.0) * s
+    u_slide = fs * (rho * g) ** n * power(H, n - 1.0) * s
+    return u_def + jnp.where(H > 0.0, u_slide, 0.0)
