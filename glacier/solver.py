@@ -21,7 +21,10 @@ Differentiation. The save intervals are a ``lax.scan``. Inside an interval the s
 - ``adjoint="checkpointed"``: a bounded loop of ``max_steps`` steps split into chunks, each chunk
   wrapped in ``jax.checkpoint``; steps past the save time are skipped with ``lax.cond``. Reverse
   mode then stores one state per chunk and recomputes a chunk at a time: memory grows as
-  O(sqrt(steps)) instead of O(steps), at the cost of one extra forward pass.
+  O(sqrt(steps)) instead of O(steps), at the cost of one extra forward pass;
+- ``adjoint="plain"``: the same bounded loop without checkpoints (every step's state is kept
+  for the reverse pass: memory O(steps)); the reference that the checkpointed gradient must
+  equal.
 
 Blow-up: a step whose largest diffusivity is not finite stops the interval and sets ``status``;
 ``Trajectory.first_failure`` tells the caller which saved states are still good.
@@ -183,19 +186,32 @@ def _advance_while(step, state, t_target, stepping: Stepping):
                           lambda s: step(s, t_target), state)
 
 
-def _advance_checkpointed(step, state, t_target, stepping: Stepping):
-    n_chunks, per_chunk = stepping.chunks()
-
-    def masked(s, _):
+def _masked(step, t_target, stepping: Stepping):
+    def body(s, _):
         s = lax.cond(_active(s, t_target, stepping.max_steps), lambda u: step(u, t_target),
                      lambda u: u, s)
         return s, None
+    return body
+
+
+def _advance_checkpointed(step, state, t_target, stepping: Stepping):
+    n_chunks, per_chunk = stepping.chunks()
+    body = _masked(step, t_target, stepping)
 
     @jax.checkpoint
     def chunk(s, _):
-        return lax.scan(masked, s, None, length=per_chunk)[0], None
+        return lax.scan(body, s, None, length=per_chunk)[0], None
 
     return lax.scan(chunk, state, None, length=n_chunks)[0]
+
+
+def _advance_plain(step, state, t_target, stepping: Stepping):
+    return lax.scan(_masked(step, t_target, stepping), state, None,
+                    length=stepping.max_steps)[0]
+
+
+_ADVANCE = {"none": _advance_while, "checkpointed": _advance_checkpointed,
+            "plain": _advance_plain}
 
 
 def simulate(
@@ -208,7 +224,7 @@ def simulate(
     times: tuple[float, ...],
     stepping: Stepping = Stepping(),
     ice_free=None,
-    adjoint: Literal["none", "checkpointed"] = "none",
+    adjoint: Literal["none", "checkpointed", "plain"] = "none",
 ) -> Trajectory:
     """Integrate dH/dt = div(D grad S) + b from ``H0`` and return the states at ``times``.
 
@@ -225,16 +241,16 @@ def simulate(
             is counted as outflow.
         adjoint: ``"none"`` for a forward-only while loop, ``"checkpointed"`` for a bounded,
             chunk-checkpointed loop that reverse-mode differentiation can go through with
-            O(sqrt(steps)) memory.
+            O(sqrt(steps)) memory, ``"plain"`` for the bounded loop without checkpoints.
 
     Returns:
         A ``Trajectory`` with the initial state at index 0.
     """
     times = tuple(float(t) for t in times)
-    if len(times) < 2 or times[0] != 0.0 or any(b <= a for a, b in zip(times, times[1:])):
+    if len(times) < 2 or times[0] != 0.0 or any(b <= a for a, b in zip(times, times[1:], strict=False)):
         raise ValueError(f"times must start at 0 and increase strictly, got {times}.")
-    if adjoint not in ("none", "checkpointed"):
-        raise ValueError(f"adjoint must be 'none' or 'checkpointed', got {adjoint!r}.")
+    if adjoint not in _ADVANCE:
+        raise ValueError(f"adjoint must be one of {sorted(_ADVANCE)}, got {adjoint!r}.")
     H0 = jnp.asarray(H0)
     if H0.shape != grid.shape or jnp.shape(bed) != grid.shape:
         raise ValueError(f"H0 {H0.shape} and bed {jnp.shape(bed)} must have the grid's shape "
@@ -248,7 +264,7 @@ def simulate(
 def _simulate(H0, bed, law, smb, ice_free, *, grid, times, stepping, adjoint):
     tdt = _time_dtype()
     step = _make_step(bed, law, smb, grid, stepping, ice_free)
-    advance = _advance_while if adjoint == "none" else _advance_checkpointed
+    advance = _ADVANCE[adjoint]
     zero = jnp.zeros((), H0.dtype)
     state0 = _State(t=jnp.zeros((), tdt), H=H0, steps=jnp.zeros((), jnp.int32),
                     smb_volume=zero, outflow_volume=zero,

@@ -43,7 +43,8 @@ def halfar_thickness(t, r, *, H0=HALFAR_H0, R0=HALFAR_R0, t0=None, n=3.0, **t0_k
     beta = 1.0 / (5.0 * n + 3.0)
     tt = np.asarray(t, dtype=float) / t0
     inner = 1.0 - (tt ** (-beta) * np.asarray(r, dtype=float) / R0) ** ((n + 1) / n)
-    return np.where(inner > 0, H0 * tt ** (-alpha) * np.maximum(inner, 0.0) ** (n / (2 * n + 1)), 0.0)
+    H = H0 * tt ** (-alpha) * np.maximum(inner, 0.0) ** (n / (2 * n + 1))
+    return np.where(inner > 0, H, 0.0)
 
 
 def halfar_margin(t, *, R0=HALFAR_R0, t0, n=3.0) -> float:

@@ -110,6 +110,17 @@ def ghost_surface(H, bed, periodic: tuple[bool, bool]):
     return _pad(bed, (1, 1), periodic, "edge") + _pad(H, (1, 1), periodic, "zero")
 
 
+def superbee_slope(a, b):
+    """phi(a / b) b for the superbee limiter, written without a division.
+
+    Equals sign(b) max(min(2|a|, |b|), min(|a|, 2|b|)) where a and b have the same sign, else 0;
+    ``a`` is the backward and ``b`` the forward difference of the reconstructed quantity.
+    """
+    abs_a, abs_b = jnp.abs(a), jnp.abs(b)
+    mag = jnp.maximum(jnp.minimum(2.0 * abs_a, abs_b), jnp.minimum(abs_a, 2.0 * abs_b))
+    return jnp.where(a * b > 0.0, jnp.sign(b) * mag, 0.0)
+
+
 def _muscl_left_right(Hp):
     """Left and right MUSCL-superbee states at the faces of a row padded by two ghosts.
 
@@ -120,11 +131,8 @@ def _muscl_left_right(Hp):
     r_i = (H_i - H_{i-1}) / (H_{i+1} - H_i).
     """
     dH = Hp[:, 1:] - Hp[:, :-1]  # dH[k] = Hp[k+1] - Hp[k], shape N + 3
-    num = dH[:, :-1]  # H_i - H_{i-1} for i = 1 .. N+2
-    den = dH[:, 1:]  # H_{i+1} - H_i
-    # phi(r) * den, with r = num / den; where den == 0 the correction vanishes anyway.
-    r = num / jnp.where(den == 0.0, 1.0, den)
-    corr = 0.5 * superbee(r) * den  # for cells i = 1 .. N+2 of the padded row
+    # phi(r) (H_{i+1} - H_i) for cells i = 1 .. N+2 of the padded row, without a division.
+    corr = 0.5 * superbee_slope(dH[:, :-1], dH[:, 1:])
     # Faces between padded cells k and k+1 for k = 1 .. N+1 (west edge of cell 0 is k = 1).
     H_left = Hp[:, 1:-2] + corr[:, 0:-1]
     H_right = Hp[:, 2:-1] - corr[:, 1:]
