@@ -247,7 +247,8 @@ def simulate(
         A ``Trajectory`` with the initial state at index 0.
     """
     times = tuple(float(t) for t in times)
-    if len(times) < 2 or times[0] != 0.0 or any(b <= a for a, b in zip(times, times[1:], strict=False)):
+    increasing = all(b > a for a, b in zip(times, times[1:], strict=False))
+    if len(times) < 2 or times[0] != 0.0 or not increasing:
         raise ValueError(f"times must start at 0 and increase strictly, got {times}.")
     if adjoint not in _ADVANCE:
         raise ValueError(f"adjoint must be one of {sorted(_ADVANCE)}, got {adjoint!r}.")
