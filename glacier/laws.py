@@ -1,20 +1,37 @@
-"""Rheology laws with one call signature.
+"""Rheology laws with one call signature, physical or learned.
 
-A law is a pytree with two methods, ``diffusivity(H, slope2, axis)`` at faces and
-``surface_speed(H, slope2)`` at cell centres (see ``physics.sia.Rheology``). The solver calls
-only these, so a learned law is a drop-in for a physical one (the pattern of jax-cfd's learned
-viscosities). Gridded parameters are averaged to the faces with ``grid.cell_to_face``.
+Two levels:
+
+- a *rheology* is what the solver calls: ``diffusivity(H, slope2, axis)`` at faces and
+  ``surface_speed(H, slope2)`` at cell centres (``physics.sia.Rheology``). ``GlenLaw`` (Glen's
+  flow law with a rate factor A) and ``LearnedDiffusivity`` are the two kinds; the solver cannot
+  tell them apart (the pattern of jax-cfd's learned viscosities);
+- a *law* is what the configuration names (``law=``): ``ConstantA``, ``CuffeyPaterson``,
+  ``NeuralAofT``, ``NeuralDiffusivity``. ``law.rheology(temperature, physics)`` gives the
+  rheology of one glacier from its long-term mean air temperature [degC] and physical
+  constants. Laws are pytrees whose leaves are exactly their trainable parameters, so
+  ``jax.grad`` of a loss with respect to a law is its parameter gradient.
+
+Gridded parameters are averaged to the faces with ``grid.cell_to_face``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from .constants import GLEN_N, GRAVITY, RHO_ICE
+from . import nn
+from .constants import GLEN_N, GRAVITY, RHO_ICE, SECONDS_PER_YEAR
 from .grid import cell_to_face
 from .physics import sia
+
+# --------------------------------------------------------------------------------------------
+# Rheologies (what the solver sees)
 
 
 @jax.tree_util.register_dataclass
@@ -48,3 +65,204 @@ class GlenLaw:
     def surface_speed(self, H, slope2):
         return sia.glen_surface_speed(H, slope2, self.A, n=self.n, rho=self.rho, g=self.g,
                                       fs=self.fs)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LearnedDiffusivity:
+    """SIA with a creep factor from a network of local inputs: D = Gamma(A_nn) H^(n+2) |grad S|^(n-1).
+
+    A_nn = log_bounded(net(features)) with features (H / H_scale, |grad S| / slope_scale,
+    (T - T_mean) / T_scale), so D stays positive and A within [A_min, A_max] by construction.
+    """
+
+    params: Any
+    temperature: jax.Array | float
+    graphdef: Any = dataclasses.field(metadata=dict(static=True))
+    scales: tuple[float, float, float, float] = dataclasses.field(metadata=dict(static=True))
+    bounds: tuple[float, float] = dataclasses.field(metadata=dict(static=True))
+    n: float = dataclasses.field(default=GLEN_N, metadata=dict(static=True))
+    rho: float = dataclasses.field(default=RHO_ICE, metadata=dict(static=True))
+    g: float = dataclasses.field(default=GRAVITY, metadata=dict(static=True))
+
+    def rate_factor(self, H, slope2, temperature):
+        H_scale, slope_scale, T_mean, T_scale = self.scales
+        slope = jnp.sqrt(slope2 + 1e-12)
+        T = jnp.broadcast_to(temperature, jnp.shape(H))
+        x = jnp.stack([H / H_scale, slope / slope_scale, (T - T_mean) / T_scale], axis=-1)
+        raw = nn.apply(self.graphdef, self.params, x.astype(_param_dtype(self.params)))[..., 0]
+        return nn.log_bounded(raw.astype(jnp.result_type(H)), *self.bounds)
+
+    def diffusivity(self, H, slope2, axis):
+        A = self.rate_factor(H, slope2, cell_to_face(self.temperature, axis))
+        d, _ = sia.glen_diffusivity_parts(H, slope2, A, n=self.n, rho=self.rho, g=self.g)
+        return d
+
+    def surface_speed(self, H, slope2):
+        A = self.rate_factor(H, slope2, self.temperature)
+        return sia.glen_surface_speed(H, slope2, A, n=self.n, rho=self.rho, g=self.g)
+
+
+def _param_dtype(params):
+    leaves = jax.tree_util.tree_leaves(params)
+    return leaves[0].dtype if leaves else jnp.float32
+
+
+# --------------------------------------------------------------------------------------------
+# Laws (what the configuration names)
+
+CUFFEY_PATERSON_T = np.array([-50, -45, -40, -35, -30, -25, -20, -15, -10, -5, -2, 0.0])
+CUFFEY_PATERSON_A = np.array([2.6e-27, 5.2e-27, 1.0e-26, 2.0e-26, 3.7e-26, 6.8e-26, 1.2e-25,
+                              2.1e-25, 3.5e-25, 9.3e-25, 1.7e-24, 2.4e-24])
+"""Cuffey & Paterson (2010), Table 3.4: A [s^-1 Pa^-3] for n = 3 at temperatures [degC]."""
+
+
+def _natural_cubic_spline(x, y):
+    """Second derivatives M of the natural cubic spline through (x, y) (NumPy, once)."""
+    n = len(x)
+    h = np.diff(x)
+    mat = np.zeros((n, n))
+    rhs = np.zeros(n)
+    mat[0, 0] = mat[-1, -1] = 1.0
+    for i in range(1, n - 1):
+        mat[i, i - 1] = h[i - 1]
+        mat[i, i] = 2 * (h[i - 1] + h[i])
+        mat[i, i + 1] = h[i]
+        rhs[i] = 6 * ((y[i + 1] - y[i]) / h[i] - (y[i] - y[i - 1]) / h[i - 1])
+    return np.linalg.solve(mat, rhs)
+
+
+_CP_LOG_A = np.log(CUFFEY_PATERSON_A * SECONDS_PER_YEAR)
+_CP_M = _natural_cubic_spline(CUFFEY_PATERSON_T, _CP_LOG_A)
+
+
+def cuffey_paterson_A(T):
+    """Glen's A(T) [Pa^-3 a^-1] through Cuffey & Paterson's Table 3.4, smooth in T.
+
+    A natural cubic spline of ln A through the twelve table values (exact at them, C2 in
+    between; Bolibar et al. 2023 use a smooth fit through the same table as synthetic truth).
+    Outside [-50, 0] degC the end intervals' cubics are clamped to the nearest table end.
+    """
+    T = jnp.clip(jnp.asarray(T), CUFFEY_PATERSON_T[0], CUFFEY_PATERSON_T[-1])
+    x = jnp.asarray(CUFFEY_PATERSON_T)
+    i = jnp.clip(jnp.searchsorted(x, T, side="right") - 1, 0, len(x) - 2)
+    x0, x1 = x[i], x[i + 1]
+    y0, y1 = jnp.asarray(_CP_LOG_A)[i], jnp.asarray(_CP_LOG_A)[i + 1]
+    m0, m1 = jnp.asarray(_CP_M)[i], jnp.asarray(_CP_M)[i + 1]
+    h = x1 - x0
+    a, b = (x1 - T) / h, (T - x0) / h
+    log_A = a * y0 + b * y1 + ((a**3 - a) * m0 + (b**3 - b) * m1) * h * h / 6.0
+    return jnp.exp(log_A)
+
+
+def _glen(A, temperature, physics) -> GlenLaw:
+    return GlenLaw(A=A, fs=physics.get("fs", 0.0), n=physics["n"], rho=physics["rho"],
+                   g=physics["g"])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ConstantA:
+    """One rate factor for every glacier: A = exp(log_A) [Pa^-3 a^-1] (trainable ``log_A``)."""
+
+    log_A: jax.Array | float
+
+    @classmethod
+    def from_value(cls, A: float) -> ConstantA:
+        return cls(log_A=jnp.log(jnp.asarray(A)))
+
+    def rate_factor(self, T):
+        return jnp.exp(self.log_A) * jnp.ones_like(jnp.asarray(T, dtype=jnp.result_type(float)))
+
+    def rheology(self, temperature, physics) -> GlenLaw:
+        return _glen(jnp.exp(self.log_A), temperature, physics)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class CuffeyPaterson:
+    """A(T) of Cuffey & Paterson (2010) Table 3.4 (``cuffey_paterson_A``); nothing to train."""
+
+    def rate_factor(self, T):
+        return cuffey_paterson_A(T)
+
+    def rheology(self, temperature, physics) -> GlenLaw:
+        return _glen(cuffey_paterson_A(temperature), temperature, physics)
+
+
+A_BOUNDS = (1e-28 * SECONDS_PER_YEAR, 1e-23 * SECONDS_PER_YEAR)
+"""Physical range of A [Pa^-3 a^-1] for the learned laws: 1e-28 to 1e-23 s^-1 Pa^-3, which
+brackets Cuffey & Paterson's table (2.6e-27 at -50 degC to 2.4e-24 at 0 degC) by a decade."""
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeuralAofT:
+    """A(T) = log_bounded(net((T - T_mean) / T_scale)): one A per glacier from its long-term
+    mean air temperature T [degC] (Bolibar et al. 2023, GMD 16, 6671-6687, the flagship UDE)."""
+
+    params: Any
+    graphdef: Any = dataclasses.field(metadata=dict(static=True))
+    T_mean: float = dataclasses.field(default=-12.5, metadata=dict(static=True))
+    T_scale: float = dataclasses.field(default=12.5, metadata=dict(static=True))
+    bounds: tuple[float, float] = dataclasses.field(default=A_BOUNDS, metadata=dict(static=True))
+
+    @classmethod
+    def create(cls, *, hidden=(16, 16), seed: int = 0, activation: str = "tanh",
+               T_mean: float = -12.5, T_scale: float = 12.5, bounds=A_BOUNDS,
+               param_dtype=jnp.float64) -> NeuralAofT:
+        _check_bounds(bounds)
+        if not T_scale > 0:
+            raise ValueError(f"T_scale must be positive, got {T_scale}.")
+        net = nn.MLP(1, hidden, 1, seed=seed, activation=activation, param_dtype=param_dtype)
+        graphdef, params = nn.split(net)
+        return cls(params=params, graphdef=graphdef, T_mean=float(T_mean),
+                   T_scale=float(T_scale), bounds=tuple(float(b) for b in bounds))
+
+    def rate_factor(self, T):
+        T = jnp.asarray(T, dtype=_param_dtype(self.params))
+        x = ((T - self.T_mean) / self.T_scale)[..., None]
+        return nn.log_bounded(nn.apply(self.graphdef, self.params, x)[..., 0], *self.bounds)
+
+    def rheology(self, temperature, physics) -> GlenLaw:
+        return _glen(self.rate_factor(temperature), temperature, physics)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeuralDiffusivity:
+    """A creep factor on the grid from local (H, |grad S|, T): see ``LearnedDiffusivity``."""
+
+    params: Any
+    graphdef: Any = dataclasses.field(metadata=dict(static=True))
+    scales: tuple[float, float, float, float] = dataclasses.field(
+        default=(100.0, 0.2, -12.5, 12.5), metadata=dict(static=True))
+    bounds: tuple[float, float] = dataclasses.field(default=A_BOUNDS, metadata=dict(static=True))
+
+    @classmethod
+    def create(cls, *, hidden=(16, 16), seed: int = 0, activation: str = "tanh",
+               scales=(100.0, 0.2, -12.5, 12.5), bounds=A_BOUNDS,
+               param_dtype=jnp.float64) -> NeuralDiffusivity:
+        _check_bounds(bounds)
+        if scales[0] <= 0 or scales[1] <= 0 or scales[3] <= 0:
+            raise ValueError(f"input scales must be positive, got {scales}.")
+        net = nn.MLP(3, hidden, 1, seed=seed, activation=activation, param_dtype=param_dtype)
+        graphdef, params = nn.split(net)
+        return cls(params=params, graphdef=graphdef, scales=tuple(float(s) for s in scales),
+                   bounds=tuple(float(b) for b in bounds))
+
+    def rheology(self, temperature, physics) -> LearnedDiffusivity:
+        return LearnedDiffusivity(params=self.params, temperature=temperature,
+                                  graphdef=self.graphdef, scales=self.scales, bounds=self.bounds,
+                                  n=physics["n"], rho=physics["rho"], g=physics["g"])
+
+    def rate_factor_on(self, H, slope, temperature):
+        """A [Pa^-3 a^-1] on arrays of H [m], |grad S| [-] and T [degC] (for law.nc)."""
+        law = self.rheology(temperature, dict(n=GLEN_N, rho=RHO_ICE, g=GRAVITY))
+        return law.rate_factor(jnp.asarray(H), jnp.asarray(slope) ** 2, temperature)
+
+
+def _check_bounds(bounds):
+    lo, hi = bounds
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"bounds must satisfy 0 < lo < hi < inf, got {bounds}.")

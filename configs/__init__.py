@@ -1,0 +1,1 @@
+"""Hydra configs of the console scripts, shipped in the wheel as ``glacier.configs``."""

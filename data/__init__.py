@@ -1,0 +1,1 @@
+"""Bundled glacier data, shipped in the wheel as ``glacier.data`` (see README.md here)."""
