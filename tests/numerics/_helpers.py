@@ -1,0 +1,33 @@
+"""Shared helpers of the numerical tests (no fixtures: plain functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glacier.domains import Domain
+from glacier.simulation import SimulationResult, resolve_physics, run
+from glacier.solver import Stepping
+
+
+def run_domain(domain: Domain, times, *, dtype: str = "float64", max_dt: float | None = None,
+               **stepping) -> SimulationResult:
+    """Run ``domain`` with its default physics and ``max_dt`` at the save ``times``."""
+    max_dt = domain.solver["max_dt"] if max_dt is None else max_dt
+    result = run(domain, physics=resolve_physics(domain, {}), times=tuple(times),
+                 stepping=Stepping(max_dt=max_dt, **stepping), dtype=dtype)
+    assert result.failure is None, result.failure
+    return result
+
+
+def budget_residual(result: SimulationResult) -> np.ndarray:
+    """|V(t) - V(0) - (smb_volume - outflow_volume)| / max V at every save, shape (nt,)."""
+    change = result.volume - result.volume[0]
+    booked = result.smb_volume - result.outflow_volume
+    scale = max(float(np.max(result.volume)), float(np.max(np.abs(result.smb_volume))), 1e-300)
+    return np.abs(change - booked) / scale
+
+
+def fitted_order(dx, errors) -> float:
+    """Least-squares slope p of log(error) = p log(dx) + c."""
+    return float(np.polyfit(np.log(np.asarray(dx, float)), np.log(np.asarray(errors, float)),
+                            1)[0])
