@@ -138,6 +138,15 @@ class Trajectory:
         return int(bad[0]) if bad.size else None
 
 
+def _cast_floats(tree, dtype):
+    """Cast the floating-point leaves of a pytree (law or mass balance) to the field dtype, so
+    that a float32 run with float64 parameter fields stays float32 throughout."""
+    def cast(x):
+        x = jnp.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    return jax.tree_util.tree_map(cast, tree)
+
+
 def _time_dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
@@ -256,6 +265,7 @@ def simulate(
     if H0.shape != grid.shape or jnp.shape(bed) != grid.shape:
         raise ValueError(f"H0 {H0.shape} and bed {jnp.shape(bed)} must have the grid's shape "
                          f"{grid.shape}.")
+    law, smb = _cast_floats(law, H0.dtype), _cast_floats(smb, H0.dtype)
     return _simulate(H0, jnp.asarray(bed, H0.dtype), law, smb,
                      None if ice_free is None else jnp.asarray(ice_free, H0.dtype),
                      grid=grid, times=times, stepping=stepping, adjoint=adjoint)
@@ -303,7 +313,7 @@ def volume(H, grid: Grid):
 
 def area(H, grid: Grid, threshold: float = 0.0):
     """Ice-covered area [m^2]: cells with H > threshold."""
-    return jnp.sum(H > threshold, axis=(-2, -1)) * grid.cell_area
+    return jnp.sum(jnp.where(H > threshold, grid.cell_area, 0.0), axis=(-2, -1))
 
 
 def surface_speed(H, bed, law, grid: Grid):

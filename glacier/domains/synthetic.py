@@ -141,7 +141,8 @@ def bedrock_step(dx: float = 200.0, length: float = 30e3, rows: int = 3, b0: flo
 
 @register("synthetic_valley")
 def synthetic_valley(nx: int = 100, ny: int = 100, dx: float = 100.0, head: float = 3000.0,
-                     slope: float = 0.2, side_rise: float = 500.0, bump_height: float = 80.0,
+                     slope: float = 2000.0 / 9900.0, side_rise: float = 500.0,
+                     bump_height: float = 80.0,
                      bump_position: float = 0.55, bump_length: float = 400.0,
                      bump_width: float = 600.0, ela: float = 2600.0,
                      gradient: float = 3e-3 * 1000.0 / 900.0, max_rate: float = math.inf,

@@ -121,52 +121,60 @@ def superbee_slope(a, b):
     return jnp.where(a * b > 0.0, jnp.sign(b) * mag, 0.0)
 
 
-def _muscl_left_right(Hp):
-    """Left and right MUSCL-superbee states at the faces of a row padded by two ghosts.
+def _shift(a, axis: int, start: int, stop: int | None):
+    """a[start:stop] along ``axis`` (0 or 1)."""
+    return a[start:stop] if axis == 0 else a[:, start:stop]
 
-    ``Hp`` has shape (m, N + 4) (two ghosts on each side along the last axis); returns arrays
-    of shape (m, N + 1), the faces from the west edge of cell 0 to the east edge of cell N-1.
-    Jarosch et al. (2013), Eqs. 19-22: H-_{i+1/2} = H_i + phi(r_i) (H_{i+1} - H_i) / 2 and
-    H+_{i+1/2} = H_{i+1} - phi(r_{i+1}) (H_{i+2} - H_{i+1}) / 2 with
+
+def _muscl_left_right(Hp, axis: int):
+    """Left and right MUSCL-superbee states at the faces along ``axis`` of a padded field.
+
+    ``Hp`` has two ghosts on each side along ``axis`` (N + 4 entries there); returns arrays with
+    N + 1 entries along ``axis``: the faces from the low edge of cell 0 to the high edge of
+    cell N-1. Jarosch et al. (2013), Eqs. 19-22: H-_{i+1/2} = H_i + phi(r_i) (H_{i+1} - H_i) / 2
+    and H+_{i+1/2} = H_{i+1} - phi(r_{i+1}) (H_{i+2} - H_{i+1}) / 2 with
     r_i = (H_i - H_{i-1}) / (H_{i+1} - H_i).
     """
-    dH = Hp[:, 1:] - Hp[:, :-1]  # dH[k] = Hp[k+1] - Hp[k], shape N + 3
+    dH = _shift(Hp, axis, 1, None) - _shift(Hp, axis, None, -1)  # dH[k] = Hp[k+1] - Hp[k]
     # phi(r) (H_{i+1} - H_i) for cells i = 1 .. N+2 of the padded row, without a division.
-    corr = 0.5 * superbee_slope(dH[:, :-1], dH[:, 1:])
-    # Faces between padded cells k and k+1 for k = 1 .. N+1 (west edge of cell 0 is k = 1).
-    H_left = Hp[:, 1:-2] + corr[:, 0:-1]
-    H_right = Hp[:, 2:-1] - corr[:, 1:]
+    corr = 0.5 * superbee_slope(_shift(dH, axis, None, -1), _shift(dH, axis, 1, None))
+    # Faces between padded cells k and k+1 for k = 1 .. N+1 (low edge of cell 0 is k = 1).
+    H_left = _shift(Hp, axis, 1, -2) + _shift(corr, axis, 0, -1)
+    H_right = _shift(Hp, axis, 2, -1) - _shift(corr, axis, 1, None)
     return H_left, H_right
 
 
-def _x_face_states(H, bed, dx: float, periodic: tuple[bool, bool]):
-    """Upstream MUSCL thickness, squared slope and normal surface gradient at the x-faces.
+def face_states(H, bed, grid: Grid):
+    """Upstream MUSCL thickness, squared slope and normal surface gradient at the faces.
 
-    Returns three arrays of shape (ny, nx + 1). The cross-slope dS/dy at a face is the mean of
-    the limited slopes of its two cells (monotonised-central limiter: the centred difference
-    where the surface is smooth, at most twice the smaller one-sided difference at an ice cliff
-    or bedrock step), so that a cliff across the face does not inflate the diffusivity of the
+    Returns ``((H_x, slope2_x, dSdx), (H_y, slope2_y, dSdy))``, x-face arrays of shape
+    (ny, nx + 1) and y-face arrays of shape (ny + 1, nx). The two directions use the same
+    expressions with the axes swapped, so transposing the domain transposes the result.
+
+    The cross-slope at a face (dS/dy at x-faces, dS/dx at y-faces) is the mean of the limited
+    slopes of its two cells (monotonised-central limiter: the centred difference where the
+    surface is smooth, at most twice the smaller one-sided difference at an ice cliff or
+    bedrock step), so that a cliff across the face does not inflate the diffusivity of the
     faces beside it (which would force needlessly tiny steps).
     """
-    H_left, H_right = _muscl_left_right(_pad(H, (0, 2), periodic, "zero"))
-    Sp = ghost_surface(H, bed, periodic)
-    dSdx = (Sp[1:-1, 1:] - Sp[1:-1, :-1]) / dx
-    dSdy_cells = mc_slope(Sp[2:, :] - Sp[1:-1, :], Sp[1:-1, :] - Sp[:-2, :]) / dx
-    dSdy = 0.5 * (dSdy_cells[:, :-1] + dSdy_cells[:, 1:])
-    slope2 = dSdx * dSdx + dSdy * dSdy
-    H_up = jnp.where(dSdx <= 0.0, H_left, H_right)  # flow towards +x takes the west state
-    return H_up, slope2, dSdx
-
-
-def face_states(H, bed, grid: Grid):
-    """Face states for both directions: ((H_x, slope2_x, dSdx), (H_y, slope2_y, dSdy)).
-
-    The y-faces are computed as the x-faces of the transposed problem, so that transposing the
-    domain transposes the result exactly.
-    """
-    x_states = _x_face_states(H, bed, grid.dx, grid.periodic)
-    y_states = tuple(a.T for a in _x_face_states(H.T, bed.T, grid.dx, grid.periodic[::-1]))
-    return x_states, y_states
+    dx, periodic = grid.dx, grid.periodic
+    Hp = _pad(H, (2, 2), periodic, "zero")
+    Sp = _pad(bed, (1, 1), periodic, "edge") + Hp[1:-1, 1:-1]
+    # Limited slopes at cells (with the ghost ring along the other axis).
+    cx = mc_slope(Sp[:, 2:] - Sp[:, 1:-1], Sp[:, 1:-1] - Sp[:, :-2]) / dx  # (ny+2, nx)
+    cy = mc_slope(Sp[2:, :] - Sp[1:-1, :], Sp[1:-1, :] - Sp[:-2, :]) / dx  # (ny, nx+2)
+    out = []
+    for axis in (1, 0):
+        interior = Hp[2:-2, :] if axis == 1 else Hp[:, 2:-2]
+        H_low, H_high = _muscl_left_right(interior, axis)
+        inner = Sp[1:-1, :] if axis == 1 else Sp[:, 1:-1]
+        grad = (_shift(inner, axis, 1, None) - _shift(inner, axis, None, -1)) / dx
+        c = cy if axis == 1 else cx
+        cross = 0.5 * (_shift(c, axis, None, -1) + _shift(c, axis, 1, None))
+        slope2 = grad * grad + cross * cross
+        H_up = jnp.where(grad <= 0.0, H_low, H_high)  # flow towards + takes the low-side state
+        out.append((H_up, slope2, grad))
+    return out[0], out[1]
 
 
 def fluxes(H, bed, rheology: Rheology, grid: Grid):
@@ -195,12 +203,11 @@ def limit_outflow(H, qx, qy, dt, grid: Grid):
         + jnp.maximum(qy[1:, :], 0.0)
         + jnp.maximum(-qy[:-1, :], 0.0)
     ) * (dt / grid.dx)
-    safe_out = jnp.where(out > H, out, 1.0)
-    scale = jnp.where(out > H, H / safe_out, 1.0)
+    scale = jnp.minimum(1.0, H / jnp.maximum(out, 1e-30))
     sx = _pad(scale, (0, 1), grid.periodic, "zero")  # ice-free ghosts: factor 0
     sy = _pad(scale, (1, 0), grid.periodic, "zero")
-    qx = jnp.where(qx > 0.0, qx * sx[:, :-1], qx * sx[:, 1:])
-    qy = jnp.where(qy > 0.0, qy * sy[:-1, :], qy * sy[1:, :])
+    qx = qx * jnp.where(qx > 0.0, sx[:, :-1], sx[:, 1:])
+    qy = qy * jnp.where(qy > 0.0, sy[:-1, :], sy[1:, :])
     return qx, qy
 
 

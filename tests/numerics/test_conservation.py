@@ -97,10 +97,6 @@ def test_float32_agrees_with_float64():
     assert np.abs(r32.thickness[-1] - r64.thickness[-1]).max() <= 1e-3 * r64.thickness.max()
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="glacier bug: a float32 run with an array-valued mass "
-                   "balance (prescribed field, float64 NumPy leaf) promotes H to float64 inside "
-                   "the step and lax.while_loop rejects the carry (solver._make_step).")
 def test_float32_with_prescribed_balance():
     """EISMINT moving margin in float32 (its balance is a float64 field)."""
     domain = build_domain("eismint_moving", dx=100e3)

@@ -11,7 +11,6 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.dtypes import TypePromotionError
 
 from glacier import solver as slv
 from glacier.domains import build_domain
@@ -88,10 +87,6 @@ def test_step_budget_exhausted(strict_promotion):
     assert np.allclose(np.asarray(traj.thickness[2]), 10.0 + 0.5 + 2 * 0.25, rtol=0, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=TypePromotionError,
-                   reason="glacier bug: solver.area multiplies an integer count by "
-                   "a Python float (grid.cell_area), which strict dtype promotion rejects; "
-                   "simulation.run therefore fails under jax_numpy_dtype_promotion='strict'.")
 def test_area_under_strict_promotion(strict_promotion):
     grid = Grid(ny=3, nx=3, dx=10.0)
     assert float(slv.area(jnp.ones(grid.shape), grid)) == 900.0
@@ -195,10 +190,6 @@ def test_bounded_loops_match_while_loop(adjoint, strict_promotion):
                                atol=1e-10)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="glacier bug: float64 array leaves of the law (gridded A) or of the "
-                   "mass balance (prescribed field) promote H to float64 inside the step of a "
-                   "float32 run, and lax.while_loop rejects the carry (solver._make_step).")
 @pytest.mark.parametrize("leaf", ["A", "smb"])
 def test_float32_run_with_float64_array_leaves(leaf):
     """A float32 run whose law or balance holds NumPy float64 fields (as domains provide)."""
