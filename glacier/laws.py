@@ -70,7 +70,9 @@ class GlenLaw:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class LearnedDiffusivity:
-    """SIA with a creep factor from a network of local inputs: D = Gamma(A_nn) H^(n+2) |grad S|^(n-1).
+    """SIA with a creep factor from a network of local inputs.
+
+    D = Gamma(A_nn) H^(n+2) |grad S|^(n-1), Gamma(A) = 2 A (rho g)^n / (n + 2).
 
     A_nn = log_bounded(net(features)) with features (H / H_scale, |grad S| / slope_scale,
     (T - T_mean) / T_scale), so D stays positive and A within [A_min, A_max] by construction.
@@ -195,6 +197,14 @@ A_BOUNDS = (1e-28 * SECONDS_PER_YEAR, 1e-23 * SECONDS_PER_YEAR)
 brackets Cuffey & Paterson's table (2.6e-27 at -50 degC to 2.4e-24 at 0 degC) by a decade."""
 
 
+def prior_bounds(A_prior: float, factor: float) -> tuple[float, float]:
+    """Bounds (A_prior / factor, A_prior * factor) [Pa^-3 a^-1]: a learned A then starts at
+    ``A_prior`` (the geometric middle) and stays within ``factor`` of it by construction."""
+    if not (A_prior > 0 and factor > 1):
+        raise ValueError(f"need A_prior > 0 and factor > 1, got {A_prior}, {factor}.")
+    return (A_prior / factor, A_prior * factor)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class NeuralAofT:
@@ -211,6 +221,8 @@ class NeuralAofT:
     def create(cls, *, hidden=(16, 16), seed: int = 0, activation: str = "tanh",
                T_mean: float = -12.5, T_scale: float = 12.5, bounds=A_BOUNDS,
                param_dtype=jnp.float64) -> NeuralAofT:
+        """A fresh network; it starts at the geometric middle of ``bounds`` for every T (see
+        ``prior_bounds`` to centre the range on a prior guess of A)."""
         _check_bounds(bounds)
         if not T_scale > 0:
             raise ValueError(f"T_scale must be positive, got {T_scale}.")

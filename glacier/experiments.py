@@ -1,0 +1,139 @@
+"""Packaged experiments: the twin experiment for a learned A(T).
+
+``twin_A_of_T`` builds a set of glaciers whose long-term temperatures span about -25 to 0 degC
+(synthetic valleys of different shapes plus the bundled real geometries), simulates them with
+the *true* law (Cuffey & Paterson's A(T)) and returns yearly thickness "observations", with
+optional noise and gaps. Training ``nn_A_of_T`` on them should recover A(T) (Bolibar et al. 2023,
+GMD 16, 6671-6687, section 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import laws
+from . import solver as slv
+from . import train as tr
+from .domains import Domain, build_domain
+from .errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class TwinSetup:
+    """Glaciers, observations and the true law of a twin experiment."""
+
+    domains: tuple[Domain, ...]
+    batch: tr.GlacierBatch
+    problem: tr.Problem
+    truth: laws.CuffeyPaterson
+    H_true: np.ndarray  # (G, nt, ny, nx) true thickness at the save times (padded grid)
+
+
+def valley_shapes(n: int, dx: float, seed: int) -> list[dict]:
+    """Options of ``n`` synthetic valleys of different length (5-9 km), width (3-5 km), slope,
+    side rise, bump and ELA, on cells of ``dx`` metres."""
+    rng = np.random.default_rng(seed)
+    shapes = []
+    for _ in range(n):
+        ny = max(8, int(round(rng.uniform(5e3, 9e3) / dx)))
+        nx = max(6, int(round(rng.uniform(3e3, 5e3) / dx)))
+        slope = float(rng.uniform(0.12, 0.25))
+        length = (ny - 1) * dx
+        head = 3200.0
+        ela = head - float(rng.uniform(0.35, 0.55)) * slope * length
+        shapes.append(dict(nx=nx, ny=ny, dx=dx, head=head, slope=slope,
+                           side_rise=float(rng.uniform(250, 600)),
+                           bump_height=float(rng.uniform(0, 80)), ela=ela,
+                           gradient=float(rng.uniform(0.004, 0.008)), max_rate=2.0,
+                           bump_length=max(400.0, 2 * dx), bump_width=max(600.0, 3 * dx)))
+    return shapes
+
+
+def twin_A_of_T(*, dx: float = 400.0, years: float = 15.0, obs_every: float = 1.0,
+                n_valleys: int = 8, real: tuple[str, ...] = ("hintereisferner", "south_glacier"),
+                T_min: float = -25.0, T_max: float = 0.0, spinup_years: float = 150.0,
+                spinup_temperature: float = -10.0, noise: float = 0.0,
+                obs_fraction: float = 1.0, seed: int = 0, physics: dict | None = None,
+                cfl: float = 0.124, max_dt: float = 1.0, dtype: str = "float64",
+                devices: int = 1) -> TwinSetup:
+    """Build the twin experiment (see module docstring).
+
+    Args:
+        dx: common grid spacing [m] (real glaciers are resampled to it).
+        years, obs_every: length of the observed period and the observation interval [a].
+        n_valleys: number of synthetic valleys; their temperatures are evenly spaced in
+            [T_min, T_max] degC. The real glaciers keep their own temperatures.
+        spinup_years, spinup_temperature: valleys start from the state reached after
+            ``spinup_years`` from no ice with A at ``spinup_temperature``, so that the true law
+            (different A for each glacier) makes them thicken or thin during the observed
+            period. Real glaciers start from their own initial thickness.
+        noise: standard deviation [m] of Gaussian noise added to the observations.
+        obs_fraction: fraction of ice cells observed at each time (the rest are gaps, NaN).
+        seed: seeds the valley shapes, the noise and the gaps.
+        devices: the batch is padded to a multiple of this number of glaciers.
+    """
+    if n_valleys + len(real) < 1:
+        raise ConfigError("The twin experiment needs at least one glacier.")
+    if not (0 < obs_fraction <= 1):
+        raise ConfigError(f"experiment.obs_fraction must be in (0, 1], got {obs_fraction}.")
+    if noise < 0:
+        raise ConfigError(f"experiment.noise must be >= 0, got {noise}.")
+    domains = []
+    temps = np.linspace(T_min, T_max, n_valleys) if n_valleys > 1 else np.array([T_max])
+    for i, (opts, T) in enumerate(zip(valley_shapes(n_valleys, dx, seed), temps, strict=True)):
+        d = build_domain("synthetic_valley", temperature=float(T), **opts)
+        domains.append(dataclasses.replace(d, name=f"valley_{i + 1}"))
+    for name in real:
+        domains.append(build_domain(name, dx=dx))
+    physics = dict(domains[0].physics if physics is None else physics)
+    batch, grid = tr.stack_domains(domains, dtype=dtype, multiple_of=devices)
+    stepping = slv.Stepping(cfl=cfl, max_dt=max_dt)
+    names = tuple(d.name for d in domains)
+    phys_t = tuple(sorted(physics.items()))
+
+    # Spin-up of the valleys with one A for all.
+    n_real = len(real)
+    spin = tr.Problem(grid=grid, times=(0.0, float(spinup_years)), stepping=stepping,
+                      physics=phys_t, names=names)
+    ref_law = laws.ConstantA.from_value(float(laws.cuffey_paterson_A(spinup_temperature)))
+    spun = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(
+        ref_law, batch, spin)
+    H_spun = spun.thickness[:, -1]
+    is_valley = jnp.asarray([1.0] * n_valleys + [0.0] * n_real
+                            + [1.0] * (batch.size - len(domains)), batch.H0.dtype)
+    H0 = jnp.where(is_valley[:, None, None] > 0, H_spun, batch.H0)
+    batch = dataclasses.replace(batch, H0=H0)
+
+    times = slv.save_times(years, obs_every)
+    problem = tr.Problem(grid=grid, times=times, stepping=stepping, physics=phys_t, names=names)
+    truth = laws.CuffeyPaterson()
+    true_traj = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(
+        truth, batch, problem)
+    if np.any(np.asarray(true_traj.status) != slv.STATUS_OK):
+        raise ConfigError("The true model failed on the twin glaciers; reduce dx or cfl.")
+    H_true = np.asarray(true_traj.thickness)
+    rng = np.random.default_rng(seed + 1)
+    obs = H_true[:, 1:].copy()
+    inside = 1.0 - np.asarray(batch.ice_free)[:, None]
+    keep = (inside > 0) & ((obs > 0) | (np.asarray(H0)[:, None] > 0))
+    if obs_fraction < 1:
+        keep &= rng.random(obs.shape) < obs_fraction
+    if noise > 0:
+        obs = np.maximum(obs + noise * rng.standard_normal(obs.shape), 0.0)
+    obs = np.where(keep, obs, np.nan)
+    batch = tr.with_observations(batch, obs)
+    return TwinSetup(domains=tuple(domains), batch=batch, problem=problem, truth=truth,
+                     H_true=H_true)
+
+
+def law_errors(law, truth, temperatures) -> dict[str, float]:
+    """Max and mean relative error of A(T) of ``law`` against ``truth`` at ``temperatures``."""
+    T = jnp.asarray(temperatures)
+    learned = np.asarray(law.rate_factor(T))
+    true = np.asarray(truth.rate_factor(T))
+    rel = np.abs(learned - true) / true
+    return dict(max_rel_error=float(rel.max()), mean_rel_error=float(rel.mean()))

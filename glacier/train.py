@@ -1,0 +1,400 @@
+"""UDE training: fit a law's parameters through the SIA solve against observed thickness.
+
+Many glaciers are trained at once on a *padded common grid*: each glacier is surrounded by
+ice-free cells (held at zero thickness, bed repeated from its edge) up to the largest shape,
+which reproduces the outflow boundary of its own grid exactly, and the glaciers are stacked on a
+leading axis that ``jax.vmap`` maps over and ``jax.sharding`` splits across devices. The whole
+training step (forward solve of every glacier, loss, reverse-mode gradient through the
+checkpointed time loop, optimizer update) is one jitted function.
+
+No file formats here: checkpoints, NetCDF and figures are the caller's (``glacier.io``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import losses
+from . import solver as slv
+from .domains import Domain
+from .errors import ConfigError, NumericalError
+from .grid import Grid
+from .physics.mass_balance import MassBalance
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class GlacierBatch:
+    """Glaciers stacked on a leading axis G, on a common grid (ny, nx).
+
+    Attributes:
+        H0, bed, ice_free: (G, ny, nx) initial thickness [m], bed [m], cells held ice-free.
+        smb: mass-balance model whose leaves are (G, ny, nx).
+        temperature: (G,) long-term mean air temperature [degC].
+        obs: (G, nt, ny, nx) observed thickness [m] at the save times after t = 0 (NaN = not
+            observed).
+        weight: (G,) weight of each glacier in the loss (0 for padding glaciers).
+        scale: (G,) per-glacier normalisation [m] of the thickness misfit.
+    """
+
+    H0: jax.Array
+    bed: jax.Array
+    ice_free: jax.Array
+    smb: MassBalance
+    temperature: jax.Array
+    obs: jax.Array
+    weight: jax.Array
+    scale: jax.Array
+
+    @property
+    def size(self) -> int:
+        return int(self.H0.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Static description of a training problem: grid, save times, stepping, physics."""
+
+    grid: Grid
+    times: tuple[float, ...]
+    stepping: slv.Stepping
+    physics: tuple[tuple[str, float], ...]
+    names: tuple[str, ...]
+
+    @property
+    def physics_dict(self) -> dict[str, float]:
+        return dict(self.physics)
+
+
+def _pad_to(a, shape, pad_value=None, mode="constant"):
+    py = shape[0] - a.shape[0]
+    px = shape[1] - a.shape[1]
+    widths = ((py // 2, py - py // 2), (px // 2, px - px // 2))
+    if mode == "edge":
+        return np.pad(a, widths, mode="edge")
+    return np.pad(a, widths, constant_values=pad_value)
+
+
+def stack_domains(domains: Sequence[Domain], *, margin: int = 2, multiple_of: int = 1,
+                  dtype="float64") -> tuple[GlacierBatch, Grid]:
+    """Pad glaciers to a common grid and stack them (observations left empty).
+
+    All domains must share the grid spacing. ``margin`` ice-free cells surround every glacier
+    (two are enough to reproduce the outflow edge of its own grid exactly). ``multiple_of``
+    pads the number of glaciers with zero-weight copies of the first one, so that the batch
+    splits evenly across devices.
+    """
+    if not domains:
+        raise ConfigError("No glaciers to train on.")
+    dxs = {d.grid.dx for d in domains}
+    if len(dxs) != 1:
+        raise ConfigError(f"Glaciers trained together must share one grid spacing; got dx = "
+                          f"{sorted(dxs)} m. Set a common dx for all of them (e.g. "
+                          "glacier.dx=200 for the real glaciers).")
+    dx = dxs.pop()
+    ny = max(d.grid.ny for d in domains) + 2 * margin
+    nx = max(d.grid.nx for d in domains) + 2 * margin
+    shape = (ny, nx)
+    H0, bed, free, base, grad, ref, lo, hi = ([] for _ in range(8))
+    for d in domains:
+        inside = np.ones(d.grid.shape)
+        if d.ice_free is not None:
+            inside = inside * (1 - d.ice_free)
+        H0.append(_pad_to(d.thickness, shape, 0.0))
+        bed.append(_pad_to(d.bed, shape, mode="edge"))
+        free.append(1.0 - _pad_to(inside, shape, 0.0))
+        smb = d.smb
+        as_field = lambda v, d=d: np.broadcast_to(np.asarray(v, np.float64), d.grid.shape)
+        base.append(_pad_to(as_field(smb.base), shape, mode="edge"))
+        grad.append(_pad_to(as_field(smb.gradient), shape, mode="edge"))
+        ref.append(_pad_to(as_field(smb.reference), shape, mode="edge"))
+        lo.append(_pad_to(as_field(smb.min_rate), shape, mode="edge"))
+        hi.append(_pad_to(as_field(smb.max_rate), shape, mode="edge"))
+    temps = [np.nan if d.temperature is None else d.temperature for d in domains]
+    weight = [1.0] * len(domains)
+    extra = (-len(domains)) % max(1, multiple_of)
+    for lst in (H0, bed, free, base, grad, ref, lo, hi):
+        lst.extend([lst[0]] * extra)
+    temps += [temps[0]] * extra
+    weight += [0.0] * extra
+    f = jnp.dtype(dtype)
+    st = lambda lst: jnp.asarray(np.stack(lst), f)
+    batch = GlacierBatch(
+        H0=st(H0), bed=st(bed), ice_free=st(free),
+        smb=MassBalance(base=st(base), gradient=st(grad), reference=st(ref), min_rate=st(lo),
+                        max_rate=st(hi)),
+        temperature=jnp.asarray(temps, f), obs=jnp.zeros((len(weight), 0, ny, nx), f),
+        weight=jnp.asarray(weight, f), scale=jnp.ones(len(weight), f),
+    )
+    first = domains[0].grid
+    return batch, Grid(ny=ny, nx=nx, dx=dx, x0=first.x0 - margin * dx,
+                       y0=first.y0 - margin * dx)
+
+
+def with_observations(batch: GlacierBatch, obs) -> GlacierBatch:
+    """Attach observed thickness (G, nt, ny, nx) and its per-glacier scale."""
+    obs = jnp.asarray(obs, batch.H0.dtype)
+    scale = jax.vmap(losses.thickness_scale)(obs)
+    return dataclasses.replace(batch, obs=obs, scale=scale)
+
+
+# --------------------------------------------------------------------------------------------
+# Forward model and loss
+
+
+def simulate_batch(law, batch: GlacierBatch, problem: Problem, adjoint: str = "none"):
+    """Trajectories of every glacier under ``law``: thickness (G, nt, ny, nx), status, steps."""
+    physics = problem.physics_dict
+
+    def one(H0, bed, ice_free, smb, T):
+        rheology = law.rheology(T, physics)
+        return slv.simulate(H0, bed, grid=problem.grid, law=rheology, smb=smb,
+                            times=problem.times, stepping=problem.stepping, ice_free=ice_free,
+                            adjoint=adjoint)
+
+    return jax.vmap(one)(batch.H0, batch.bed, batch.ice_free, batch.smb, batch.temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularisation:
+    """Weights of the regularisers: ``l2`` on the network parameters."""
+
+    l2: float = 0.0
+
+
+def loss_fn(law, batch: GlacierBatch, problem: Problem, reg: Regularisation = Regularisation(),
+            adjoint: str = "checkpointed"):
+    """Total loss and aux (per-glacier losses, status, steps).
+
+    loss_g = mean over observed cells and times of ((H - H_obs) / scale_g)^2;
+    total = sum_g w_g loss_g / sum_g w_g + l2 |params|^2.
+    """
+    traj = simulate_batch(law, batch, problem, adjoint)
+    per = jax.vmap(losses.weighted_mse)(traj.thickness[:, 1:], batch.obs, None, batch.scale)
+    total = jnp.sum(batch.weight * per) / jnp.sum(batch.weight)
+    if reg.l2:
+        total = total + reg.l2 * losses.l2(jax.tree_util.tree_leaves(law))
+    return total, dict(per_glacier=per, status=traj.status, steps=traj.steps)
+
+
+def sensitivity_weights(batch: GlacierBatch, problem: Problem, A_prior: float, *,
+                        factor: float = 3.0) -> jax.Array:
+    """Per-glacier loss weights that balance how strongly each glacier constrains A.
+
+    A glacier's thickness misfit changes with A by very different amounts: a cold or thin
+    glacier barely moves when A changes, a warm, thick, steep one a lot. Weighting every
+    glacier by w_g = 1 / s_g with s_g = L_g(A_prior f) + L_g(A_prior / f) (the misfit of a
+    constant-A model a factor f either side of the prior, against its observations; prior,
+    not truth) makes each glacier's misfit about (ln A_g - ln A_g*)^2 near the optimum, so the
+    optimiser weighs all temperatures alike. Weights are normalised to mean 1 over the real
+    (non-padding) glaciers; padding glaciers keep weight 0.
+    """
+    from .laws import ConstantA
+
+    big = dataclasses.replace(problem, stepping=dataclasses.replace(
+        problem.stepping, max_steps=10_000_000))
+    per = jax.jit(lambda law, b: loss_fn(law, b, big, adjoint="none")[1]["per_glacier"])
+    s = per(ConstantA.from_value(A_prior * factor), batch) \
+        + per(ConstantA.from_value(A_prior / factor), batch)
+    real = batch.weight > 0
+    w = jnp.where(real, 1.0 / jnp.maximum(s, 1e-300), 0.0)
+    return w * jnp.sum(real) / jnp.sum(w)
+
+
+def size_step_budget(law, batch: GlacierBatch, problem: Problem, *, safety: float = 1.5,
+                     minimum: int = 16) -> Problem:
+    """Set the per-interval step budget from a forward run of the current law.
+
+    The checkpointed loop has a fixed length, so its cost is the budget, not the steps taken;
+    keep it a modest multiple of what is needed. Chunks of about sqrt(budget) steps.
+    """
+    traj = jax.jit(simulate_batch, static_argnames=("problem", "adjoint"))(
+        law, batch, dataclasses.replace(problem, stepping=dataclasses.replace(
+            problem.stepping, max_steps=10_000_000)))
+    needed = int(np.max(np.asarray(traj.steps)))
+    if np.any(np.asarray(traj.status) != slv.STATUS_OK):
+        raise NumericalError("The forward run of the initial law failed before training "
+                             "(non-finite thickness). Check the glaciers and the law's bounds.")
+    budget = max(minimum, int(math.ceil(needed * safety)))
+    stepping = dataclasses.replace(problem.stepping, max_steps=budget,
+                                   checkpoint_every=max(1, math.isqrt(budget)))
+    return dataclasses.replace(problem, stepping=stepping)
+
+
+# --------------------------------------------------------------------------------------------
+# Optimisation
+
+
+def make_schedule(name: str, lr: float, epochs: int, *, decay: float = 0.1):
+    """Learning-rate schedule: constant, cosine (to decay lr) or exponential (to decay lr)."""
+    if not lr > 0:
+        raise ConfigError(f"optimizer.lr must be positive, got {lr}.")
+    steps = max(1, epochs)
+    if name == "constant":
+        return optax.constant_schedule(lr)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(lr, steps, alpha=decay)
+    if name == "exponential":
+        return optax.exponential_decay(lr, steps, decay)
+    raise ConfigError(f"optimizer.schedule={name!r} is unknown; choose constant, cosine or "
+                      "exponential.")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything a resumed run needs: law (parameters), optimizer state, epoch counter."""
+
+    law: Any
+    opt_state: Any
+    epoch: jax.Array
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch records (host arrays)."""
+
+    loss: list[float] = dataclasses.field(default_factory=list)
+    loss_glacier: list[np.ndarray] = dataclasses.field(default_factory=list)
+    learning_rate: list[float] = dataclasses.field(default_factory=list)
+    wall_time: list[float] = dataclasses.field(default_factory=list)
+    phase: list[str] = dataclasses.field(default_factory=list)
+
+
+def device_mesh(n_devices: int | None = None) -> Mesh:
+    devices = jax.devices()
+    if n_devices:
+        devices = devices[:n_devices]
+    return Mesh(np.array(devices), ("glaciers",))
+
+
+def shard(batch: GlacierBatch, mesh: Mesh) -> GlacierBatch:
+    """Split the glacier axis of every leaf across the mesh's devices."""
+    sharding = NamedSharding(mesh, PartitionSpec("glaciers"))
+    return jax.device_put(batch, sharding)
+
+
+def replicate(tree, mesh: Mesh):
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+class Trainer:
+    """Adam (with a schedule) for ``epochs`` steps, then optionally L-BFGS, full batch.
+
+    One epoch is one optimizer step on the loss of all glaciers. Call ``init`` for a fresh
+    state and ``run`` to advance it; ``run`` can stop early (``should_stop``) and be resumed
+    from a saved ``TrainState`` with the same result, bit for bit on CPU.
+    """
+
+    def __init__(self, problem: Problem, *, lr: float = 0.01, schedule: str = "constant",
+                 epochs: int = 100, lbfgs_steps: int = 0, reg: Regularisation = Regularisation(),
+                 clip_norm: float | None = None):
+        if epochs < 0 or lbfgs_steps < 0:
+            raise ConfigError("train.epochs and optimizer.lbfgs_steps must be >= 0.")
+        self.problem = problem
+        self.epochs = int(epochs)
+        self.lbfgs_steps = int(lbfgs_steps)
+        self.schedule = make_schedule(schedule, lr, epochs)
+        chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
+        self.adam = optax.chain(*chain, optax.adam(self.schedule))
+        self.lbfgs = optax.lbfgs()
+        self.reg = reg
+        self.max_budget = 1_000_000
+        self._compile()
+
+    def _compile(self):
+        self._adam_step = jax.jit(self._adam_step_impl)
+        self._lbfgs_step = jax.jit(self._lbfgs_step_impl)
+
+    def _grow_budget(self):
+        """Double the step budget of the bounded loop and recompile.
+
+        Results do not depend on the budget as long as it is not exhausted (steps past the save
+        time are identities), so growing it keeps runs reproducible and resumable.
+        """
+        budget = 2 * self.problem.stepping.max_steps
+        stepping = dataclasses.replace(self.problem.stepping, max_steps=budget,
+                                       checkpoint_every=max(1, math.isqrt(budget)))
+        self.problem = dataclasses.replace(self.problem, stepping=stepping)
+        self._compile()
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.lbfgs_steps
+
+    def loss(self, law, batch):
+        return loss_fn(law, batch, self.problem, self.reg)
+
+    def init(self, law) -> TrainState:
+        return TrainState(law=law, opt_state=(self.adam.init(law), self.lbfgs.init(law)),
+                          epoch=jnp.zeros((), jnp.int32))
+
+    def _adam_step_impl(self, state: TrainState, batch):
+        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(state.law, batch)
+        adam_state, lbfgs_state = state.opt_state
+        updates, adam_state = self.adam.update(grads, adam_state, state.law)
+        law = optax.apply_updates(state.law, updates)
+        return TrainState(law, (adam_state, lbfgs_state), state.epoch + 1), loss, aux
+
+    def _lbfgs_step_impl(self, state: TrainState, batch):
+        value_fn = lambda law: self.loss(law, batch)[0]
+        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(state.law, batch)
+        adam_state, lbfgs_state = state.opt_state
+        updates, lbfgs_state = self.lbfgs.update(grads, lbfgs_state, state.law, value=loss,
+                                                 grad=grads, value_fn=value_fn)
+        law = optax.apply_updates(state.law, updates)
+        return TrainState(law, (adam_state, lbfgs_state), state.epoch + 1), loss, aux
+
+    def run(self, state: TrainState, batch, *, history: History | None = None,
+            on_epoch: Callable[[TrainState, History], None] | None = None,
+            should_stop: Callable[[], bool] = lambda: False) -> tuple[TrainState, History]:
+        """Advance ``state`` to ``total_epochs``; returns the last good state and the history.
+
+        A non-finite loss or a failed solve stops the run with a ``NumericalError`` carrying
+        the last good state in its ``state`` attribute.
+        """
+        history = History() if history is None else history
+        start = time.perf_counter() - (history.wall_time[-1] if history.wall_time else 0.0)
+        while int(state.epoch) < self.total_epochs and not should_stop():
+            epoch = int(state.epoch)
+            adam = epoch < self.epochs
+            step = self._adam_step if adam else self._lbfgs_step
+            new_state, loss, aux = step(state, batch)
+            loss = float(loss)
+            status = np.asarray(aux["status"])
+            if np.all((status == slv.STATUS_OK) | (status == slv.STATUS_MAX_STEPS)) \
+                    and np.any(status == slv.STATUS_MAX_STEPS) \
+                    and self.problem.stepping.max_steps < self.max_budget:
+                self._grow_budget()  # the law now flows faster: more steps, same epoch again
+                continue
+            if not math.isfinite(loss) or np.any(status != slv.STATUS_OK):
+                bad = np.flatnonzero(np.any(status != slv.STATUS_OK, axis=-1))
+                err = NumericalError(
+                    f"Training stopped at epoch {epoch}: "
+                    + (f"loss is {loss}" if not math.isfinite(loss) else
+                       f"the solve of glacier(s) {[self.problem.names[i] for i in bad if i < len(self.problem.names)]} "  # noqa: E501
+                       f"failed ({slv.STATUS_NAMES[int(status.max())]})")
+                    + ". The parameters of the last good epoch are kept.")
+                err.state = state
+                err.history = history
+                raise err
+            # The loss of `state` (before the update) is what this epoch measured.
+            history.loss.append(loss)
+            history.loss_glacier.append(np.asarray(aux["per_glacier"]))
+            history.learning_rate.append(float(self.schedule(epoch)) if adam else float("nan"))
+            history.wall_time.append(time.perf_counter() - start)
+            history.phase.append("adam" if adam else "lbfgs")
+            state = new_state
+            if on_epoch is not None:
+                on_epoch(state, history)
+        return state, history

@@ -1,0 +1,141 @@
+"""Cost of a reverse-mode gradient through the SIA solve, against the forward solve.
+
+For simulations of 10^2, 10^3 and 10^4 steps on the 100 x 100 synthetic valley (spun up for
+100 a so that ice flows everywhere), measures
+
+- the wall time of one forward solve (``adjoint="none"``, a while loop) and of one gradient of
+  a thickness misfit with respect to log A and the initial thickness (``adjoint="checkpointed"``),
+  best of ``--repeat`` runs after compilation, and their ratio;
+- the memory the compiled gradient needs: XLA's temporary-buffer size of the compiled program
+  (``compiled.memory_analysis().temp_size_in_bytes``), for the checkpointed loop and for the
+  naive bounded scan that keeps every step (``adjoint="plain"``, compiled but run only where it
+  fits), and the growth factor per decade of steps;
+- the process's peak resident memory while running the checkpointed gradient (each case in a
+  fresh subprocess).
+
+Prints a table and writes JSON (``--out``). Not a test: timings depend on the machine.
+
+    python scripts/benchmark_gradient.py [--steps 100,1000,10000] [--repeat 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+
+def _case(n_steps: int, repeat: int, run_plain: bool) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from glacier import simulation as sim
+    from glacier import solver as slv
+    from glacier.domains import build_domain
+    from glacier.laws import GlenLaw
+
+    d = build_domain("synthetic_valley")
+    physics = sim.resolve_physics(d, {})
+    spun = sim.run(d, physics=physics, times=(0.0, 100.0), stepping=slv.Stepping(max_dt=0.1))
+    H0 = jnp.asarray(spun.thickness[-1])
+    bed = jnp.asarray(d.bed)
+    dt = 0.01  # below the stability limit of the spun-up valley (~0.066 a): exactly n steps
+    T = n_steps * dt
+    target = H0 * 1.01
+
+    def make(adjoint, budget):
+        stepping = slv.Stepping(max_dt=dt, max_steps=budget)
+
+        def loss(log_A, H):
+            law = GlenLaw(A=jnp.exp(log_A), rho=physics["rho"], g=physics["g"])
+            tr = slv.simulate(H, bed, grid=d.grid, law=law, smb=d.smb, times=(0.0, T),
+                              stepping=stepping, adjoint=adjoint)
+            return jnp.mean((tr.thickness[-1] - target) ** 2)
+        return loss
+
+    log_A = jnp.log(physics["A"])
+    budget = n_steps + 2
+    fwd = jax.jit(make("none", budget))
+    grad = jax.jit(jax.grad(make("checkpointed", budget), argnums=(0, 1)))
+
+    def best(f):
+        jax.block_until_ready(f(log_A, H0))
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            jax.block_until_ready(f(log_A, H0))
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    steps = int(jax.jit(lambda a, h: slv.simulate(
+        h, bed, grid=d.grid, law=GlenLaw(A=jnp.exp(a), rho=physics["rho"], g=physics["g"]),
+        smb=d.smb, times=(0.0, T), stepping=slv.Stepping(max_dt=dt, max_steps=budget)).steps[-1]
+    )(log_A, H0))
+    t_fwd = best(fwd)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t_grad = best(grad)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def temp_bytes(adjoint):
+        f = jax.jit(jax.grad(make(adjoint, budget), argnums=(0, 1)))
+        mem = f.lower(log_A, H0).compile().memory_analysis()
+        return None if mem is None else int(mem.temp_size_in_bytes)
+
+    out = dict(steps=steps, forward_s=t_fwd, gradient_s=t_grad, ratio=t_grad / t_fwd,
+               temp_bytes_checkpointed=temp_bytes("checkpointed"),
+               temp_bytes_plain=temp_bytes("plain") if run_plain else None,
+               peak_rss_mb=rss1 / 1024.0, rss_growth_mb=(rss1 - rss0) / 1024.0)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", default="100,1000,10000")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--plain-up-to", type=int, default=10000,
+                    help="compile the store-everything gradient up to this many steps")
+    ap.add_argument("--out", default="benchmark_gradient.json")
+    ap.add_argument("--case", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.case is not None:  # child process: one case, JSON on stdout
+        print(json.dumps(_case(args.case, args.repeat, args.case <= args.plain_up_to)))
+        return 0
+    rows = []
+    for n in [int(s) for s in args.steps.split(",")]:
+        proc = subprocess.run([sys.executable, __file__, "--case", str(n), "--repeat",
+                               str(args.repeat), "--plain-up-to", str(args.plain_up_to)],
+                              capture_output=True, text=True, env=dict(os.environ))
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            return proc.returncode
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    mb = lambda b: "-" if b is None else f"{b / 2**20:9.1f}"
+    print(f"{'steps':>7} {'fwd s':>8} {'grad s':>8} {'grad/fwd':>9} {'ckpt MB':>9} "
+          f"{'plain MB':>9} {'peak RSS MB':>12}")
+    for r in rows:
+        print(f"{r['steps']:7d} {r['forward_s']:8.3f} {r['gradient_s']:8.3f} {r['ratio']:9.2f} "
+              f"{mb(r['temp_bytes_checkpointed'])} {mb(r['temp_bytes_plain'])} "
+              f"{r['peak_rss_mb']:12.0f}")
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        decades = max(1e-9, (len(rows) - 1))
+        growth = (b["temp_bytes_checkpointed"] / a["temp_bytes_checkpointed"]) ** (1 / decades)
+        print(f"checkpointed temporary memory grows x{growth:.2f} per decade of steps "
+              f"(x10 would be linear, x3.16 = sqrt)")
+    import jax
+    meta = dict(machine=platform.platform(), cpu_count=os.cpu_count(), jax=jax.__version__,
+                grid="100 x 100 synthetic valley", dtype="float64")
+    with open(args.out, "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=2)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
