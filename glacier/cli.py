@@ -1,4 +1,4 @@
-"""Console scripts: ``glacier-simulate`` (and ``glacier-train``, ``glacier-invert`` to come).
+"""Console scripts: ``glacier-simulate``, ``glacier-train`` (and ``glacier-invert`` to come).
 
 Each script is a thin wrapper around a Hydra app:
 
@@ -14,27 +14,38 @@ Each script is a thin wrapper around a Hydra app:
    progress bar), and writes ``simulation.nc`` and ``provenance.json`` into Hydra's run
    directory. Errors of the package (``glacier.errors.GlacierError``) are printed as one
    paragraph and end the process with their exit status (2: config or input, 3: numerics).
+
+``glacier-train``'s task (``run_train``) builds the twin experiment, the law and the
+``train.Trainer`` from the config, runs it with a progress bar, checkpoints (every
+``train.checkpoint_every`` epochs and when SIGINT / SIGTERM or ``train.stop_after`` stops it
+between epochs; exit 130 / 143 / 0), and writes ``training.nc``, ``law.nc``, ``simulation.nc``,
+``loss.png``, ``law.png`` and ``provenance.json``. ``train.resume=true`` continues from the run
+directory's latest checkpoint, bit for bit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import signal
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from . import config
-from .errors import ConfigError, GlacierError
+from .errors import ConfigError, GlacierError, NumericalError
 
 _PLANNED = {
-    "glacier-train": "adjoint-based training of learned laws (UDE)",
     "glacier-invert": "inversion against observed ice thickness",
 }
 
@@ -219,6 +230,386 @@ def run_simulate(cfg: DictConfig, out_dir: Path) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# glacier-train
+
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+"""Exit status of a run stopped by a signal (128 + the signal's number)."""
+
+
+def train(argv: list[str] | None = None) -> None:
+    """Console script ``glacier-train``: training of a learned law (UDE) on many glaciers."""
+    args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
+    problem = check_command_line(args, primary="train", command="glacier-train")
+    if problem:
+        _fail("glacier-train", problem, 2)
+    sys.argv = [sys.argv[0], *_with_job_name(args, "train")]
+    _train_app()
+
+
+@hydra.main(version_base=None, config_path="pkg://glacier.configs", config_name="train")
+def _train_app(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        cfg = config.typed_train(cfg)
+        import jax
+
+        if config._plain(cfg.solver)["dtype"] == "float64":
+            jax.config.update("jax_enable_x64", True)
+        for name in ("jax", "matplotlib"):  # not "no TPU" or "new font cache" on a run
+            logging.getLogger(name).setLevel(logging.WARNING)
+        code = run_train(cfg, out_dir)
+    except GlacierError as e:
+        _fail("glacier-train", str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _fail("glacier-train", f"interrupted at once (before training started, or by a second "
+                               f"Ctrl-C); no outputs were written. Checkpoints so far, if any, "
+                               f"are in {out_dir / 'checkpoints'}: continue with "
+                               "train.resume=true.", 130)
+    if code:
+        sys.exit(code)
+
+
+class _StopFlag:
+    """Set by SIGINT / SIGTERM (or ``train.stop_after``); checked between epochs.
+
+    A second signal while the first is being handled interrupts at once (KeyboardInterrupt).
+    """
+
+    def __init__(self):
+        self.reason: str | None = None
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.reason is not None
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            self.restore()
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.reason = signal.Signals(signum).name
+
+    def install(self) -> None:
+        for sig in EXIT_SIGNAL:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def _flat(tree, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def _check_resumable(meta: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+    """ConfigError unless the checkpoint's run had the same training config as ``cfg``."""
+    old = _flat(meta.get("fingerprint", {}))
+    new = _flat(config.training_fingerprint(cfg))
+    differ = sorted(k for k in set(old) | set(new) if old.get(k, "?") != new.get(k, "?"))
+    if differ:
+        shown = ", ".join(f"{k} ({old.get(k, 'unset')} there, {new.get(k, 'unset')} now)"
+                          for k in differ[:4])
+        raise ConfigError(f"train.resume=true: the checkpoint {path} was made with another "
+                          f"config: {shown}{' ...' if len(differ) > 4 else ''}. Resume with "
+                          "the overrides of that run (its .hydra/overrides.yaml), or start a "
+                          "new run in another hydra.run.dir.")
+
+
+def _make_trainer(problem, cfg: DictConfig):
+    """The ``train.Trainer`` of ``cfg`` (optimizer, epochs, regularisation)."""
+    from . import train as tr
+
+    opt = config._plain(cfg.optimizer)
+    epochs = int(cfg.train.epochs)
+    trainer = tr.Trainer(problem, lr=opt["lr"], schedule=opt["schedule"], epochs=epochs,
+                         lbfgs_steps=opt["lbfgs_steps"], reg=tr.Regularisation(l2=cfg.loss.l2),
+                         clip_norm=opt["clip_norm"], decay=opt["decay"])
+    return trainer
+
+
+def _law_outputs(law, truth, glacier_T, H_max: float) -> dict[str, Any]:
+    """What law.nc and law.png show: the learned (and true) A on a grid of the law's inputs,
+    and the relative errors over the training glaciers' range."""
+    from . import experiments, laws
+
+    T_g = np.asarray(glacier_T, np.float64)
+    finite = T_g[np.isfinite(T_g)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-30.0, 5.0)
+    if isinstance(law, laws.NeuralDiffusivity):
+        H = np.linspace(0.0, max(500.0, float(np.ceil(H_max / 50.0) * 50.0)), 101)
+        slope = np.linspace(0.0, 0.6, 61)
+        HH, SS = np.meshgrid(H, slope, indexing="ij")
+        T_mean = float(finite.mean()) if finite.size else -12.5
+        A = np.asarray(law.rate_factor_on(HH, SS, T_mean))
+        A_true = float(truth.rate_factor(T_mean)) if truth is not None else None
+        errors = None
+        if truth is not None and finite.size:
+            rel = [np.abs(np.asarray(law.rate_factor_on(HH, SS, t))
+                          - float(truth.rate_factor(t))) / float(truth.rate_factor(t))
+                   for t in np.unique(finite)]
+            errors = dict(max_rel_error=float(np.max(rel)), mean_rel_error=float(np.mean(rel)))
+        return dict(kind="inputs", H=H, slope=slope, A_learned=A, temperature=T_mean,
+                    A_true=A_true, errors=errors, glacier_temperature=T_g)
+    T = np.linspace(-30.0, 5.0, 141)
+    A = np.asarray(law.rate_factor(T))
+    A_true = np.asarray(truth.rate_factor(T)) if truth is not None else None
+    errors = None
+    if truth is not None and finite.size:
+        errors = experiments.law_errors(law, truth, np.linspace(lo, hi, 201))
+        at = experiments.law_errors(law, truth, finite)
+        errors.update(max_rel_error_at_glaciers=at["max_rel_error"],
+                      mean_rel_error_at_glaciers=at["mean_rel_error"])
+    return dict(kind="temperature", temperature=T, A_learned=A, A_true=A_true, errors=errors,
+                glacier_temperature=T_g, sampled_range=(lo, hi))
+
+
+def _forward(law, batch, problem, n: int):
+    """The trained model on the training glaciers: thickness and surface speed (first n)."""
+    import dataclasses
+
+    import jax
+
+    from . import solver as slv
+    from . import train as tr
+
+    free = dataclasses.replace(problem, stepping=dataclasses.replace(
+        problem.stepping, max_steps=10_000_000))
+    traj = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(law, batch, free)
+    physics = problem.physics_dict
+
+    @jax.jit
+    def speeds(law, H, bed, T):
+        def one(h, b, t):
+            return slv.surface_speed(h, b, law.rheology(t, physics), problem.grid)
+        return jax.vmap(one)(H, bed, T)
+
+    H = traj.thickness
+    v = speeds(law, H, batch.bed, batch.temperature)
+    return (np.asarray(H)[:n], np.asarray(v)[:n], np.asarray(traj.status)[:n])
+
+
+def run_train(cfg: DictConfig, out_dir: Path) -> int:
+    """The work of ``glacier-train`` in ``out_dir``; returns the exit status.
+
+    config -> twin experiment (glaciers, observations, true law) -> law -> step budget ->
+    Trainer (Adam + schedule, then L-BFGS) with a progress bar, checkpoints every
+    ``train.checkpoint_every`` epochs and on SIGINT / SIGTERM -> ``training.nc``, ``law.nc``,
+    ``simulation.nc``, ``loss.png``, ``law.png``, ``provenance.json`` -> one summary line.
+    """
+    import dataclasses
+
+    import jax
+    from tqdm import tqdm
+
+    from . import experiments, plots
+    from . import solver as slv
+    from . import train as tr
+    from .io import checkpoints as ckio
+    from .io import provenance
+    from .io import training as trio
+
+    start = time.perf_counter()
+    dtype = config._plain(cfg.solver)["dtype"]
+    available = jax.devices()
+    n_dev = int(cfg.train.devices) or len(available)
+    if n_dev > len(available):
+        raise ConfigError(f"train.devices={n_dev}, but only {len(available)} "
+                          f"{available[0].platform} device(s) are available. Use "
+                          "train.devices=0 for all of them, or train.devices=1.")
+    ckpt_dir = out_dir / "checkpoints"
+    found = ckio.latest(ckpt_dir)
+    resume = bool(cfg.train.resume)
+    if resume and found is None:
+        raise ConfigError(f"train.resume=true, but {ckpt_dir} holds no checkpoint. Point "
+                          "hydra.run.dir at the run to continue (hydra.run.dir=DIR), with that "
+                          "run's overrides.")
+    if not resume and found is not None:
+        raise ConfigError(f"{ckpt_dir} already holds checkpoints of an earlier run. Add "
+                          "train.resume=true to continue it, or choose a new hydra.run.dir.")
+    meta0: dict[str, Any] = {}
+    if resume:
+        meta0 = json.loads((found / "meta.json").read_text())
+        _check_resumable(meta0, cfg, found)
+
+    record = provenance.collect(sys.argv, int(cfg.seed))
+    config_yaml = config.resolved_train_config(cfg)
+    ex_name, law_name = cfg.experiment.name, cfg.law.name
+    setup = experiments.twin_A_of_T(**config.twin_options(cfg), devices=n_dev)
+    names = setup.problem.names
+    n = len(names)
+    law0 = config.build_law(cfg, dtype=dtype)
+    if resume:
+        problem = dataclasses.replace(setup.problem,
+                                      stepping=slv.Stepping(**meta0["stepping"]))
+    else:
+        problem = tr.size_step_budget(law0, setup.batch, setup.problem)
+    trainer = _make_trainer(problem, cfg)
+    state = trainer.init(law0)
+    history = None
+    if resume:
+        checkpoint = ckio.load(found, state)
+        state, history = checkpoint.state, checkpoint.history
+    batch = setup.batch
+    if cfg.loss.normalise == "sensitivity":
+        lo, hi = config.law_bounds(cfg.law)
+        batch = dataclasses.replace(batch, weight=tr.sensitivity_weights(
+            batch, setup.problem, math.sqrt(lo * hi)))
+    if n_dev > 1:
+        mesh = tr.device_mesh(n_dev)
+        batch = tr.shard(batch, mesh)
+        state = tr.replicate(state, mesh)
+    first_epoch = int(state.epoch)
+    total = trainer.total_epochs
+    every = int(cfg.train.checkpoint_every)
+    stop_after = cfg.train.stop_after
+    keep = int(cfg.train.keep_checkpoints)
+    saved = {"epoch": first_epoch if resume else -1}
+
+    def save(state, history):
+        stepping = dataclasses.asdict(trainer.problem.stepping)
+        ckio.save(ckpt_dir, state, history, keep=keep, meta=dict(
+            stepping=stepping, total_epochs=total, devices=n_dev, glaciers=list(names),
+            fingerprint=config.training_fingerprint(cfg), config=config_yaml,
+            source_commit=record.get("source_commit")))
+        saved["epoch"] = int(state.epoch)
+
+    stop = _StopFlag()
+    bar = tqdm(total=total, initial=first_epoch, desc="glacier-train", unit="epoch",
+               disable=None, leave=False,
+               bar_format="{desc}: epoch {n}/{total} |{bar}| {postfix} [{elapsed}<{remaining}]")
+
+    def on_epoch(state, history):
+        epoch = int(state.epoch)
+        bar.update(1)
+        bar.set_postfix_str(f"loss {history.loss[-1]:.4g} ({history.phase[-1]})")
+        if epoch % every == 0 or epoch == total:
+            save(state, history)
+        if stop_after is not None and epoch >= stop_after and epoch < total:
+            stop.reason = f"train.stop_after={stop_after}"
+
+    failure = None
+    stop.install()
+    try:
+        if stop_after is not None and first_epoch >= stop_after and first_epoch < total:
+            stop.reason = f"train.stop_after={stop_after}"
+        state, history = trainer.run(state, batch, history=history, on_epoch=on_epoch,
+                                     should_stop=stop)
+    except NumericalError as e:
+        state, history, failure = e.state, e.history, str(e)
+    finally:
+        stop.restore()
+        bar.close()
+    epoch = int(state.epoch)
+    if saved["epoch"] != epoch and epoch > 0:
+        save(state, history)
+
+    # Outputs of the parameters reached.
+    law = state.law
+    truth = setup.truth
+    T_g = np.asarray(batch.temperature)[:n]
+    H, speed, status = _forward(law, batch, trainer.problem, n)
+    curves = _law_outputs(law, truth, T_g, float(np.nanmax(setup.H_true)))
+    errors = curves["errors"] or {}
+    obs = np.asarray(batch.obs)[:n]
+    obs_full = np.concatenate([np.full_like(obs[:, :1], np.nan), obs], axis=1)
+    scale = np.asarray(batch.scale)[:n, None, None, None]
+    seen = np.isfinite(obs_full[:, 1:]).reshape(n, -1)
+    misfit = ((H[:, 1:] - np.nan_to_num(obs_full[:, 1:])) / scale).reshape(n, -1)
+    model_loss = (np.where(seen, misfit**2, 0.0).sum(axis=1)
+                  / np.maximum(seen.sum(axis=1), 1))  # as losses.weighted_mse
+    if stop.signal is not None:
+        status_text = f"stopped by {stop.reason} at epoch {epoch} of {total}"
+    elif stop.reason is not None:
+        status_text = f"stopped after epoch {epoch} of {total} ({stop.reason})"
+    elif failure is not None:
+        status_text = f"failed: {failure}"
+    else:
+        status_text = "completed"
+    final_loss = history.loss[-1] if history.loss else float("nan")
+    wall = time.perf_counter() - start
+    train_wall = history.wall_time[-1] if history.wall_time else 0.0
+    summary = dict(status=status_text, experiment=ex_name, law=law_name,
+                   epochs_completed=epoch, epochs_total=total, final_loss=final_loss,
+                   final_model_loss=float(np.mean(model_loss)), devices=n_dev,
+                   step_budget=int(trainer.problem.stepping.max_steps),
+                   training_wall_time_s=train_wall, **errors)
+    if curves["kind"] == "temperature":
+        summary.update(sampled_T_min=curves["sampled_range"][0],
+                       sampled_T_max=curves["sampled_range"][1])
+    record.update(summary, wall_time_s=wall, resumed_from_epoch=first_epoch if resume else None,
+                  outputs=["training.nc", "law.nc", "simulation.nc", "checkpoints/",
+                           "loss.png", "law.png"])
+
+    common = dict(config_yaml=config_yaml, provenance=record)
+    trio.write_training(out_dir / "training.nc", history, names, attrs=summary,
+                        weights=np.asarray(batch.weight), **common)
+    if curves["kind"] == "temperature":
+        ds = trio.law_of_temperature_dataset(
+            curves["temperature"], curves["A_learned"], A_true=curves["A_true"], names=names,
+            glacier_temperature=T_g, attrs=dict(summary, law=law_name), **common)
+        plots.law_of_temperature_figure(out_dir / "law.png", curves["temperature"],
+                                        curves["A_learned"], A_true=curves["A_true"],
+                                        glacier_temperature=T_g, names=names,
+                                        errors=curves["errors"])
+    else:
+        ds = trio.law_of_inputs_dataset(
+            curves["H"], curves["slope"], curves["A_learned"], temperature=curves["temperature"],
+            A_true=curves["A_true"], names=names, glacier_temperature=T_g,
+            attrs=dict(summary, law=law_name), **common)
+        plots.law_of_inputs_figure(out_dir / "law.png", curves["H"], curves["slope"],
+                                   curves["A_learned"], temperature=curves["temperature"],
+                                   A_true=curves["A_true"])
+    trio.write_law(out_dir / "law.nc", ds)
+    grid = trainer.problem.grid
+    sim = trio.batch_simulation_dataset(
+        names=names, x=grid.x, y=grid.y, times=trainer.problem.times, thickness=H,
+        bed=np.asarray(batch.bed)[:n], velocity=speed, thickness_obs=obs_full,
+        thickness_true=np.asarray(setup.H_true)[:n], ice_free=np.asarray(batch.ice_free)[:n],
+        temperature=T_g, cell_area=grid.cell_area,
+        area_threshold=float(config._plain(cfg.solver)["area_threshold"]),
+        attrs=dict(status="completed" if np.all(status == slv.STATUS_OK) else
+                   "failed: the forward run of the trained law did not complete",
+                   training_status=status_text, law=law_name, experiment=ex_name,
+                   **{f"loss_{g}": float(v) for g, v in zip(names, model_loss, strict=True)}),
+        **common)
+    trio.write_batch_simulation(out_dir / "simulation.nc", sim)
+    glacier_loss = np.asarray([np.asarray(r, np.float64)[:n] for r in history.loss_glacier])
+    plots.loss_figure(out_dir / "loss.png", history.loss,
+                      glacier_loss if glacier_loss.size else None, names, history.phase)
+    provenance.write_json(out_dir / "provenance.json", record)
+
+    done = epoch - first_epoch
+    steps = np.diff(history.wall_time[first_epoch:]) if done > 1 else np.array([])
+    per_epoch = f", {np.median(steps):.3g} s/epoch" if steps.size else ""
+    err_text = (f", A error max {errors['max_rel_error']:.2%} mean "
+                f"{errors['mean_rel_error']:.2%}" if errors else "")
+    print(f"glacier-train: {ex_name}, law={law_name}: {epoch}/{total} epochs"
+          f"{f' ({done} this session)' if resume else ''}, loss {final_loss:.4g}{err_text}, "
+          f"wall {wall:.3g} s{per_epoch} -> {out_dir}", flush=True)
+    if failure is not None:
+        print(textwrap.fill(
+            f"glacier-train: error: {failure} Outputs of the last good epoch are in "
+            f"{out_dir}. Lower optimizer.lr, set optimizer.clip_norm, or lower solver.cfl.",
+            width=100, break_long_words=False, break_on_hyphens=False), file=sys.stderr)
+        return 3
+    if stop.reason is not None:
+        print(textwrap.fill(
+            f"glacier-train: {status_text}; checkpoint in {ckpt_dir}. Continue with "
+            f"glacier-train <the same overrides> train.resume=true hydra.run.dir={out_dir}",
+            width=100, break_long_words=False, break_on_hyphens=False), file=sys.stderr)
+        return EXIT_SIGNAL.get(stop.signal, 0)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Planned commands
 
 
@@ -226,11 +617,6 @@ def _planned(command: str) -> None:
     print(f"{command}: not implemented yet: see the issue on {_PLANNED[command]}.",
           file=sys.stderr)
     sys.exit(2)
-
-
-def train(argv: list[str] | None = None) -> None:
-    """Console script ``glacier-train`` (not implemented yet)."""
-    _planned("glacier-train")
 
 
 def invert(argv: list[str] | None = None) -> None:

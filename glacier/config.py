@@ -104,7 +104,7 @@ class SyntheticValleyConfig:
     ny: int = _opt(100, "cells along the valley")
     dx: float = _opt(100.0, "grid spacing [m]")
     head: float = _opt(3000.0, "bed elevation at the head of the valley [m]")
-    slope: float = _opt(0.2, "down-valley bed slope [1]")
+    slope: float = _opt(2000.0 / 9900.0, "down-valley bed slope [1] (3000 -> 1000 m over 9.9 km)")
     side_rise: float = _opt(500.0, "rise of the bed at the valley sides [m]")
     bump_height: float = _opt(80.0, "height of the Gaussian bed bump [m]")
     bump_position: float = _opt(0.55, "position of the bump as a fraction of the length")
@@ -214,16 +214,197 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "physics": {"default": PhysicsConfig},
     "solver": {"default": SolverConfig},
 }
-"""Config group -> option -> schema."""
+"""Config group of ``glacier-simulate`` -> option -> schema (``TRAIN_GROUP_SCHEMAS``: those of
+``glacier-train``; ``solver`` is shared)."""
 
-PRIMARY_SCHEMAS: dict[str, type] = {"simulate": SimulateConfig}
+
+# --------------------------------------------------------------------------------------------
+# glacier-train: law=..., network, optimizer, loss, experiment=..., train.
+
+
+@dataclass
+class ConstantALawConfig:
+    """``law=constant_A``: one trainable rate factor for every glacier."""
+
+    name: str = _opt("constant_A", "law name (the law= option)")
+    A: float = _opt(7.57e-17, "initial rate factor [Pa^-3 a^-1] (2.4e-24 s^-1 Pa^-3)")
+
+
+@dataclass
+class CuffeyPatersonLawConfig:
+    """``law=cuffey_paterson``: Cuffey & Paterson's A(T), a fixed law with nothing to train."""
+
+    name: str = _opt("cuffey_paterson", "law name (the law= option)")
+
+
+@dataclass
+class NeuralAofTLawConfig:
+    """``law=nn_A_of_T``: A(T) from a network of the glacier's mean air temperature."""
+
+    name: str = _opt("nn_A_of_T", "law name (the law= option)")
+    T_mean: float = _opt(-12.5, "centre of the temperature input [degC]")
+    T_scale: float = _opt(12.5, "scale of the temperature input [degC] (> 0)")
+    A_min: float | None = _opt(None, "lower bound of A [Pa^-3 a^-1]; null = 1.75e-26 s^-1 Pa^-3")
+    A_max: float | None = _opt(None, "upper bound of A [Pa^-3 a^-1]; null = 7e-24 s^-1 Pa^-3")
+
+
+@dataclass
+class NeuralDiffusivityLawConfig:
+    """``law=nn_diffusivity``: a creep factor from a network of local (H, |grad S|, T)."""
+
+    name: str = _opt("nn_diffusivity", "law name (the law= option)")
+    H_scale: float = _opt(100.0, "scale of the thickness input [m] (> 0)")
+    slope_scale: float = _opt(0.2, "scale of the surface-slope input [1] (> 0)")
+    T_mean: float = _opt(-12.5, "centre of the temperature input [degC]")
+    T_scale: float = _opt(12.5, "scale of the temperature input [degC] (> 0)")
+    A_min: float | None = _opt(None, "lower bound of A [Pa^-3 a^-1]; null = 1.75e-26 s^-1 Pa^-3")
+    A_max: float | None = _opt(None, "upper bound of A [Pa^-3 a^-1]; null = 7e-24 s^-1 Pa^-3")
+
+
+LAW_SCHEMAS: dict[str, type] = {
+    "constant_A": ConstantALawConfig,
+    "cuffey_paterson": CuffeyPatersonLawConfig,
+    "nn_A_of_T": NeuralAofTLawConfig,
+    "nn_diffusivity": NeuralDiffusivityLawConfig,
+}
+"""``law=`` option -> its schema."""
+
+
+class Activation(enum.Enum):
+    """Activation of the hidden layers (``glacier.nn.ACTIVATIONS``)."""
+
+    tanh = "tanh"
+    gelu = "gelu"
+    softplus = "softplus"
+    relu = "relu"
+    silu = "silu"
+
+
+@dataclass
+class NetworkConfig:
+    """``network``: the multilayer perceptron of the neural laws."""
+
+    hidden: list[int] = _opt([16, 16], "widths of the hidden layers, e.g. [32, 32]")
+    activation: Activation = _opt(Activation.tanh, "activation: tanh, gelu, softplus, relu "
+                                                   "or silu")
+
+
+class Schedule(enum.Enum):
+    """Learning-rate schedule of the Adam phase."""
+
+    cosine = "cosine"
+    constant = "constant"
+    exponential = "exponential"
+
+
+@dataclass
+class OptimizerConfig:
+    """``optimizer``: Adam with a learning-rate schedule, then optionally L-BFGS."""
+
+    lr: float = _opt(0.003, "initial learning rate of Adam (> 0)")
+    schedule: Schedule = _opt(Schedule.cosine, "learning-rate schedule over train.epochs: "
+                                                "cosine, constant or exponential")
+    decay: float = _opt(0.1, "final learning rate as a fraction of lr (cosine, exponential)")
+    lbfgs_steps: int = _opt(80, "L-BFGS steps after the Adam epochs (0: none)")
+    clip_norm: float | None = _opt(None, "clip gradients to this global norm; null: no clipping")
+
+
+@dataclass
+class LossConfig:
+    """``loss``: regularisation added to the thickness misfit."""
+
+    l2: float = _opt(0.0, "weight of the squared L2 norm of the law's parameters (>= 0)")
+    normalise: str = _opt("sensitivity", "per-glacier weights: sensitivity (balance how strongly "
+                          "each glacier constrains A, see train.sensitivity_weights) or "
+                          "thickness (mean observed thickness only)")
+
+
+REAL_TWIN_GLACIERS = ("hintereisferner", "south_glacier")
+"""Bundled real glaciers that ``experiment.real`` may list."""
+
+
+@dataclass
+class TwinAofTConfig:
+    """``experiment=twin_A_of_T``: recover Cuffey & Paterson's A(T) from synthetic observations
+    (``glacier.experiments.twin_A_of_T``)."""
+
+    name: str = _opt("twin_A_of_T", "experiment name (the experiment= option)")
+    dx: float = _opt(200.0, "common grid spacing [m] (real glaciers are resampled to it)")
+    years: float = _opt(15.0, "length of the observed period [a]")
+    obs_every: float = _opt(1.0, "years between observations")
+    n_valleys: int = _opt(8, "number of synthetic valleys, temperatures spread over "
+                             "[T_min, T_max]")
+    real: list[str] = _opt(list(REAL_TWIN_GLACIERS), "bundled real glaciers to add "
+                                                      "(hintereisferner, south_glacier)")
+    T_min: float = _opt(-25.0, "temperature of the coldest valley [degC]")
+    T_max: float = _opt(0.0, "temperature of the warmest valley [degC]")
+    spinup_years: float = _opt(150.0, "spin-up of the valleys from no ice [a]")
+    spinup_temperature: float = _opt(-10.0, "temperature of A during the spin-up [degC]")
+    noise: float = _opt(0.0, "standard deviation of the observation noise [m]")
+    obs_fraction: float = _opt(1.0, "fraction of ice cells observed each time, in (0, 1]")
+
+
+EXPERIMENT_SCHEMAS: dict[str, type] = {"twin_A_of_T": TwinAofTConfig}
+"""``experiment=`` option -> its schema."""
+
+
+@dataclass
+class TrainLoopConfig:
+    """``train``: epochs, checkpoints, resuming, devices."""
+
+    epochs: int = _opt(20, "Adam epochs (one full-batch step on all glaciers each)")
+    checkpoint_every: int = _opt(10, "epochs between checkpoints (also at the end and on "
+                                     "Ctrl-C / SIGTERM)")
+    keep_checkpoints: int = _opt(3, "number of most recent checkpoints kept")
+    resume: bool = _opt(False, "continue from the latest checkpoint of hydra.run.dir")
+    devices: int = _opt(1, "devices to split the glaciers across; 0 = all available")
+    stop_after: int | None = _opt(None, "stop (as on Ctrl-C, but exit 0) after this epoch; "
+                                        "for tests of resuming")
+
+
+@dataclass
+class TrainConfig:
+    """The primary config of ``glacier-train`` (``configs/train.yaml``)."""
+
+    law: Any = _opt(MISSING, "the learned law: law=NAME")
+    network: NetworkConfig = _opt(NetworkConfig(), "network of the neural laws")
+    optimizer: OptimizerConfig = _opt(OptimizerConfig(), "optimizer and schedule")
+    loss: LossConfig = _opt(LossConfig(), "regularisation")
+    experiment: Any = _opt(MISSING, "the training data: experiment=NAME")
+    solver: SolverConfig = _opt(SolverConfig(), "stepping (cfl, max_dt, dtype); null = "
+                                                 "the experiment's default")
+    train: TrainLoopConfig = _opt(TrainLoopConfig(), "epochs, checkpoints, devices")
+    seed: int = _opt(0, "the one seed every random choice derives from")
+
+
+TRAIN_GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "law": LAW_SCHEMAS,
+    "network": {"default": NetworkConfig},
+    "optimizer": {"default": OptimizerConfig},
+    "loss": {"default": LossConfig},
+    "experiment": EXPERIMENT_SCHEMAS,
+}
+"""Config group of ``glacier-train`` (besides the shared ``solver``) -> option -> schema."""
+
+PRIMARY_SCHEMAS: dict[str, type] = {"simulate": SimulateConfig, "train": TrainConfig}
 """Primary config name -> schema."""
+
+SELECTORS: dict[str, dict[str, dict[str, type]]] = {
+    "simulate": {"glacier": GLACIER_SCHEMAS},
+    "train": {"law": LAW_SCHEMAS, "experiment": EXPERIMENT_SCHEMAS},
+}
+"""Primary config -> groups whose option is named by their ``name`` key -> option -> schema.
+Their schema depends on the option, so ``typed`` looks it up from ``<group>.name``."""
+
+
+def _all_groups() -> dict[str, dict[str, type]]:
+    return {**GROUP_SCHEMAS, **TRAIN_GROUP_SCHEMAS}
 
 
 def register() -> None:
     """Register every schema with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
-    for group, schemas in GROUP_SCHEMAS.items():
+    for group, schemas in _all_groups().items():
         for option, schema in schemas.items():
             cs.store(group=group, name=f"{option}_schema", node=schema)
     for name, schema in PRIMARY_SCHEMAS.items():
@@ -261,12 +442,15 @@ def typed(cfg: DictConfig, primary: str = "simulate") -> DictConfig:
     ``cli`` turns it into a one-paragraph message.
     """
     schema = PRIMARY_SCHEMAS[primary]
-    name = OmegaConf.select(cfg, "glacier.name", default=None)
-    glacier_schema = GLACIER_SCHEMAS.get(name) if isinstance(name, str) else None
-    if glacier_schema is None:
-        raise ConfigError(f"glacier.name={name!r} is not a known glacier. Choose one with "
-                          f"glacier=NAME: {', '.join(GLACIER_SCHEMAS)}.")
-    base = OmegaConf.structured(schema(glacier=glacier_schema(name=name)))
+    chosen = {}
+    for group, schemas in SELECTORS[primary].items():
+        name = OmegaConf.select(cfg, f"{group}.name", default=None)
+        option_schema = schemas.get(name) if isinstance(name, str) else None
+        if option_schema is None:
+            raise ConfigError(f"{group}.name={name!r} is not a known {group}. Choose one with "
+                              f"{group}=NAME: {', '.join(schemas)}.")
+        chosen[group] = option_schema(name=name)
+    base = OmegaConf.structured(schema(**chosen))
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     out = OmegaConf.merge(base, plain)
     OmegaConf.set_struct(out, True)
@@ -352,6 +536,190 @@ def resolved_config(cfg: DictConfig, physics: dict[str, float], run: RunSettings
 
 
 # --------------------------------------------------------------------------------------------
+# glacier-train: checking values, and config -> law, experiment, trainer settings.
+
+TRAIN_SOLVER_DEFAULTS = {"cfl": 0.124, "max_dt": 1.0}
+"""Stepping of ``glacier-train`` where ``solver.*`` is null (the twin experiment's)."""
+
+
+def check_train(cfg: DictConfig) -> str | None:
+    """None when the values of a (typed) ``glacier-train`` config make sense, else a
+    one-paragraph explanation of the first bad one and how to fix it."""
+    c = _plain(cfg)
+    law, net, opt, ex = c["law"], c["network"], c["optimizer"], c["experiment"]
+    tr, sol = c["train"], c["solver"]
+    if law["name"] == "cuffey_paterson":
+        return ("law=cuffey_paterson has nothing to train: Cuffey & Paterson's A(T) is a fixed "
+                "table. Choose a law with parameters, e.g. law=nn_A_of_T (a network A(T)), "
+                "law=constant_A or law=nn_diffusivity; the twin experiment already uses "
+                "cuffey_paterson as the true law.")
+
+    def positive(key, value, example):
+        if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+            return f"{key}={value} must be a positive number, e.g. {key}={example}."
+        return None
+
+    checks = [positive("optimizer.lr", opt["lr"], 0.02)]
+    if not 0 < opt["decay"] <= 1:
+        checks.append(f"optimizer.decay={opt['decay']} must be in (0, 1]: the final learning "
+                      "rate as a fraction of optimizer.lr, e.g. optimizer.decay=0.1.")
+    if opt["lbfgs_steps"] < 0:
+        checks.append(f"optimizer.lbfgs_steps={opt['lbfgs_steps']} must be >= 0 (0: Adam only).")
+    if opt["clip_norm"] is not None:
+        checks.append(positive("optimizer.clip_norm", opt["clip_norm"], 1.0))
+    if c["loss"].get("normalise", "sensitivity") not in ("sensitivity", "thickness"):
+        checks.append(f"loss.normalise={c['loss']['normalise']!r} must be sensitivity or "
+                      "thickness.")
+    if not c["loss"]["l2"] >= 0:
+        checks.append(f"loss.l2={c['loss']['l2']} must be >= 0, e.g. loss.l2=0 (none).")
+    if not net["hidden"] or any(h < 1 for h in net["hidden"]):
+        checks.append(f"network.hidden={net['hidden']} must list positive layer widths, "
+                      "e.g. network.hidden=[16,16].")
+    if "A" in law:
+        checks.append(positive("law.A", law["A"], 7.57e-17))
+    for key in ("T_scale", "H_scale", "slope_scale"):
+        if key in law:
+            checks.append(positive(f"law.{key}", law[key], getattr(
+                LAW_SCHEMAS[law["name"]], key)))
+    lo, hi = law.get("A_min"), law.get("A_max")
+    for key, value in (("A_min", lo), ("A_max", hi)):
+        if value is not None:
+            checks.append(positive(f"law.{key}", value, "null"))
+    if lo is not None and hi is not None and not lo < hi:
+        checks.append(f"law.A_min={lo} must be below law.A_max={hi}.")
+    if tr["epochs"] < 0 or tr["epochs"] + opt["lbfgs_steps"] < 1:
+        checks.append(f"train.epochs={tr['epochs']} with optimizer.lbfgs_steps="
+                      f"{opt['lbfgs_steps']}: there must be at least one epoch in all, e.g. "
+                      "train.epochs=100.")
+    if tr["checkpoint_every"] < 1:
+        checks.append(f"train.checkpoint_every={tr['checkpoint_every']} must be >= 1 (epochs).")
+    if tr["keep_checkpoints"] < 1:
+        checks.append(f"train.keep_checkpoints={tr['keep_checkpoints']} must be >= 1.")
+    if tr["devices"] < 0:
+        checks.append(f"train.devices={tr['devices']} must be >= 0 (0: all available).")
+    if tr["stop_after"] is not None and tr["stop_after"] < 1:
+        checks.append(f"train.stop_after={tr['stop_after']} must be >= 1 or null.")
+    if ex["name"] == "twin_A_of_T":
+        for key, example in (("dx", 200.0), ("years", 15.0), ("obs_every", 1.0),
+                             ("spinup_years", 150.0)):
+            checks.append(positive(f"experiment.{key}", ex[key], example))
+        if ex["n_valleys"] < 0 or ex["n_valleys"] + len(ex["real"]) < 1:
+            checks.append(f"experiment.n_valleys={ex['n_valleys']} with experiment.real="
+                          f"{ex['real']}: the experiment needs at least one glacier, e.g. "
+                          "experiment.n_valleys=8.")
+        unknown = [r for r in ex["real"] if r not in REAL_TWIN_GLACIERS]
+        if unknown:
+            checks.append(f"experiment.real={ex['real']}: {', '.join(map(repr, unknown))} is "
+                          f"not a bundled glacier. Valid: {', '.join(REAL_TWIN_GLACIERS)}; "
+                          "e.g. experiment.real=[hintereisferner] or experiment.real=[].")
+        if not ex["T_min"] <= ex["T_max"]:
+            checks.append(f"experiment.T_min={ex['T_min']} must not exceed experiment.T_max="
+                          f"{ex['T_max']}.")
+        if not ex["noise"] >= 0:
+            checks.append(f"experiment.noise={ex['noise']} must be >= 0 [m].")
+        if not 0 < ex["obs_fraction"] <= 1:
+            checks.append(f"experiment.obs_fraction={ex['obs_fraction']} must be in (0, 1].")
+    for key in ("t_end", "save_every"):
+        if sol[key] is not None:
+            checks.append(f"solver.{key}={sol[key]} does not apply to glacier-train: the "
+                          "experiment sets the simulated period (experiment.years, "
+                          "experiment.obs_every). Remove the override.")
+    if not 0 < sol["cfl"] <= 0.25:
+        checks.append(f"solver.cfl={sol['cfl']} must be in (0, 0.25], e.g. solver.cfl=0.124.")
+    if sol["max_dt"] is not None:
+        checks.append(positive("solver.max_dt", sol["max_dt"], 1.0))
+    return next((m for m in checks if m), None)
+
+
+def typed_train(cfg: DictConfig) -> DictConfig:
+    """A ``glacier-train`` config merged into its schemas and checked (``ConfigError``)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = typed(cfg, "train")
+    except OmegaConfBaseException as e:  # e.g. a hand-edited config file
+        raise ConfigError(explain(e, [], primary="train", command="glacier-train")) from e
+    problem = check_train(cfg)
+    if problem:
+        raise ConfigError(problem)
+    return cfg
+
+
+def train_stepping(cfg_solver) -> dict[str, float]:
+    """cfl and max_dt of a training run (null -> ``TRAIN_SOLVER_DEFAULTS``)."""
+    s = _plain(cfg_solver)
+    return {k: float(s[k]) if s.get(k) is not None else v
+            for k, v in TRAIN_SOLVER_DEFAULTS.items()}
+
+
+def law_bounds(cfg_law) -> tuple[float, float]:
+    """(A_min, A_max) [Pa^-3 a^-1] of a learned law.
+
+    null -> ``laws.prior_bounds(A(-10 degC), 20)``: A from 1.75e-26 to 7e-24 s^-1 Pa^-3 (it
+    brackets Cuffey & Paterson's A from -30 to 0 degC), and a fresh network starts at the prior
+    3.5e-25 s^-1 Pa^-3 (the geometric middle).
+    """
+    from .laws import PRIOR_BOUNDS as defaults
+    lo, hi = cfg_law.get("A_min"), cfg_law.get("A_max")
+    return (defaults[0] if lo is None else float(lo), defaults[1] if hi is None else float(hi))
+
+
+def build_law(cfg: DictConfig, *, dtype: str = "float64"):
+    """The initial law of ``cfg.law`` (network initialised from ``cfg.seed``)."""
+    import jax.numpy as jnp
+
+    from . import laws
+
+    law = _plain(cfg.law)
+    net = _plain(cfg.network)
+    name = law["name"]
+    param_dtype = jnp.float64 if dtype == "float64" else jnp.float32
+    try:
+        if name == "constant_A":
+            return laws.ConstantA(log_A=jnp.log(jnp.asarray(law["A"], param_dtype)))
+        if name == "nn_A_of_T":
+            return laws.NeuralAofT.create(
+                hidden=tuple(net["hidden"]), seed=int(cfg.seed), activation=net["activation"],
+                T_mean=law["T_mean"], T_scale=law["T_scale"], bounds=law_bounds(law),
+                param_dtype=param_dtype)
+        if name == "nn_diffusivity":
+            return laws.NeuralDiffusivity.create(
+                hidden=tuple(net["hidden"]), seed=int(cfg.seed), activation=net["activation"],
+                scales=(law["H_scale"], law["slope_scale"], law["T_mean"], law["T_scale"]),
+                bounds=law_bounds(law), param_dtype=param_dtype)
+    except ValueError as e:
+        raise ConfigError(f"invalid law settings for law={name}: {e}") from e
+    raise ConfigError(f"law={name} has nothing to train; choose nn_A_of_T, constant_A or "
+                      "nn_diffusivity.")
+
+
+def twin_options(cfg: DictConfig) -> dict[str, Any]:
+    """Keyword arguments of ``experiments.twin_A_of_T`` from ``cfg`` (besides devices)."""
+    ex = _plain(cfg.experiment)
+    ex.pop("name")
+    ex["real"] = tuple(ex["real"])
+    return dict(**ex, seed=int(cfg.seed), dtype=_plain(cfg.solver)["dtype"],
+                **train_stepping(cfg.solver))
+
+
+def resolved_train_config(cfg: DictConfig) -> str:
+    """The training config as YAML with the defaults used in place of the nulls."""
+    out = OmegaConf.create(_plain(cfg))
+    out.solver.cfl, out.solver.max_dt = train_stepping(cfg.solver).values()
+    if "A_min" in out.law:
+        out.law.A_min, out.law.A_max = law_bounds(out.law)
+    return OmegaConf.to_yaml(out)
+
+
+def training_fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """What a resumed run must share with the checkpoint's run: everything but ``train``
+    (epochs may be raised, checkpoint_every, devices, stop_after and resume may change)."""
+    out = _plain(cfg)
+    out.pop("train", None)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Checking a command line before anything runs, and saying how to fix it.
 
 
@@ -385,8 +753,12 @@ def check_overrides(overrides: list[str], *, primary: str = "simulate",
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         key = missing[0]
-        return (f"{key} has no value and must be set for glacier={cfg.glacier.name}: add "
-                f"{key}=... to the command line ({_help_of(key, cfg)}).")
+        group = key.split(".", 1)[0]
+        where = (f" for {group}={cfg[group].name}" if group in SELECTORS[primary] else "")
+        return (f"{key} has no value and must be set{where}: add {key}=... to the command line "
+                f"({_help_of(key, cfg)}).")
+    if primary == "train":
+        return check_train(cfg)
     return None
 
 
@@ -417,7 +789,7 @@ def explain(exc: BaseException, overrides: list[str], *, primary: str = "simulat
         parent, _, key = cause.full_key.rpartition(".")
         schema = _schema_of(parent, cause.object_type, overrides, primary)
         valid = [f.name for f in dataclasses.fields(schema)] if schema else []
-        where = _where(parent, overrides)
+        where = _where(parent, overrides, primary)
         said = _override_of(cause.full_key, overrides) or cause.full_key
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
         hint = f"Did you mean {_join(parent, close[0])}? " if close else ""
@@ -425,18 +797,20 @@ def explain(exc: BaseException, overrides: list[str], *, primary: str = "simulat
                 f"{', '.join(valid) or '(none)'}. {hint}Fix the spelling; `{command} --cfg job` "
                 "prints the whole config with its current values.")
     if isinstance(cause, ValidationError) and cause.full_key:
-        parent, _, key = cause.full_key.rpartition(".")
+        full_key = cause.full_key.split("[", 1)[0]  # network.hidden[0] -> network.hidden
+        parent, _, key = full_key.rpartition(".")
         schema = _schema_of(parent, cause.object_type, overrides, primary)
-        said = _override_of(cause.full_key, overrides) or cause.full_key
+        said = _override_of(full_key, overrides) or cause.full_key
         msg = f"{said}: {_first_line(str(cause))}."
         if schema is not None and key in {f.name for f in dataclasses.fields(schema)}:
             f = {f.name: f for f in dataclasses.fields(schema)}[key]
             kind = _describe_type(typing.get_type_hints(schema)[key])
-            msg += f" {cause.full_key} is {kind} ({f.metadata.get('help', '')})."
+            msg += f" {full_key} is {kind} ({f.metadata.get('help', '')})."
             if f.default is None:
-                msg += " Give a value, or null for the domain's default."
+                msg += (" Give a value, or null for the domain's default." if primary == "simulate"
+                        else " Give a value, or null for the default.")
             elif f.default is not dataclasses.MISSING and f.default is not MISSING:
-                msg += f" For example {cause.full_key}={_yaml(f.default)} (the default)."
+                msg += f" For example {full_key}={_yaml(f.default)} (the default)."
         return msg
     detail = _first_line(str(cause)) if cause is not None else ""
     return (f"{_first_line(text)}{': ' + detail if detail else ''}. Check the overrides "
@@ -444,7 +818,9 @@ def explain(exc: BaseException, overrides: list[str], *, primary: str = "simulat
             f"`{command} --cfg job` prints the config.")
 
 
-_DEFAULT_OPTIONS = {"glacier": "synthetic_valley", "physics": "default", "solver": "default"}
+_DEFAULT_OPTIONS = {"glacier": "synthetic_valley", "physics": "default", "solver": "default",
+                    "law": "nn_A_of_T", "network": "default", "optimizer": "default",
+                    "loss": "default", "experiment": "twin_A_of_T"}
 
 
 def group_options(group: str) -> list[str]:
@@ -488,11 +864,12 @@ def _unparsable(overrides: list[str]) -> str | None:
     return None
 
 
-def _glacier_option(overrides: list[str]) -> str:
+def _group_option(group: str, overrides: list[str]) -> str:
+    """The option of ``group`` chosen on the command line, else its default."""
     for o in reversed(overrides):
-        if _key_of(o) == "glacier" and "=" in o:
+        if _key_of(o) == group and "=" in o:
             return o.split("=", 1)[1]
-    return _DEFAULT_OPTIONS["glacier"]
+    return _DEFAULT_OPTIONS.get(group, "default")
 
 
 def _schema_of(parent: str, object_type, overrides: list[str], primary: str) -> type | None:
@@ -500,16 +877,22 @@ def _schema_of(parent: str, object_type, overrides: list[str], primary: str) -> 
         return object_type
     if parent == "":
         return PRIMARY_SCHEMAS.get(primary)
-    if parent == "glacier":
-        return GLACIER_SCHEMAS.get(_glacier_option(overrides))
-    return GROUP_SCHEMAS.get(parent, {}).get("default")
+    selectors = SELECTORS.get(primary, {})
+    if parent in selectors:
+        return selectors[parent].get(_group_option(parent, overrides))
+    top = PRIMARY_SCHEMAS.get(primary)
+    if top is not None and "." not in parent:  # a plain node of the primary schema
+        hints = typing.get_type_hints(top)
+        if dataclasses.is_dataclass(hints.get(parent)):
+            return hints[parent]
+    return _all_groups().get(parent, {}).get("default")
 
 
-def _where(parent: str, overrides: list[str]) -> str:
+def _where(parent: str, overrides: list[str], primary: str = "simulate") -> str:
     if parent == "":
         return "the top level"
-    if parent == "glacier":
-        return f"glacier={_glacier_option(overrides)}"
+    if parent in SELECTORS.get(primary, {}):
+        return f"{parent}={_group_option(parent, overrides)}"
     return parent
 
 
@@ -525,9 +908,12 @@ def _help_of(full_key: str, cfg) -> str:
 def _describe_type(tp) -> str:
     args = typing.get_args(tp)
     nullable = type(None) in args
-    if args:
+    if args and typing.get_origin(tp) is not list:
         tp = next(a for a in args if a is not type(None))
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+    if typing.get_origin(tp) is list:
+        inner = _describe_type(typing.get_args(tp)[0]) if typing.get_args(tp) else "a value"
+        kind = f"a list (each {inner})"
+    elif isinstance(tp, type) and issubclass(tp, enum.Enum):
         kind = "one of " + ", ".join(m.value for m in tp)
     else:
         kind = {float: "a number", int: "an integer", str: "a string",

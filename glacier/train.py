@@ -298,13 +298,13 @@ class Trainer:
 
     def __init__(self, problem: Problem, *, lr: float = 0.01, schedule: str = "constant",
                  epochs: int = 100, lbfgs_steps: int = 0, reg: Regularisation = Regularisation(),
-                 clip_norm: float | None = None):
+                 clip_norm: float | None = None, decay: float = 0.1):
         if epochs < 0 or lbfgs_steps < 0:
             raise ConfigError("train.epochs and optimizer.lbfgs_steps must be >= 0.")
         self.problem = problem
         self.epochs = int(epochs)
         self.lbfgs_steps = int(lbfgs_steps)
-        self.schedule = make_schedule(schedule, lr, epochs)
+        self.schedule = make_schedule(schedule, lr, epochs, decay=decay)
         chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
         self.adam = optax.chain(*chain, optax.adam(self.schedule))
         self.lbfgs = optax.lbfgs()
@@ -377,11 +377,14 @@ class Trainer:
                     and self.problem.stepping.max_steps < self.max_budget:
                 self._grow_budget()  # the law now flows faster: more steps, same epoch again
                 continue
-            if not math.isfinite(loss) or np.any(status != slv.STATUS_OK):
+            finite = all(bool(jnp.all(jnp.isfinite(x)))
+                         for x in jax.tree_util.tree_leaves(new_state.law))
+            if not math.isfinite(loss) or not finite or np.any(status != slv.STATUS_OK):
                 bad = np.flatnonzero(np.any(status != slv.STATUS_OK, axis=-1))
                 err = NumericalError(
                     f"Training stopped at epoch {epoch}: "
                     + (f"loss is {loss}" if not math.isfinite(loss) else
+                       "the update made the law's parameters non-finite" if not finite else
                        f"the solve of glacier(s) {[self.problem.names[i] for i in bad if i < len(self.problem.names)]} "  # noqa: E501
                        f"failed ({slv.STATUS_NAMES[int(status.max())]})")
                     + ". The parameters of the last good epoch are kept.")

@@ -1,0 +1,117 @@
+"""Figures of training outputs (PNG), drawn with matplotlib's Agg canvas.
+
+No pyplot: figures are plain ``matplotlib.figure.Figure`` objects rendered by the Agg backend,
+so nothing depends on a display or on the user's matplotlib backend. Files are written next to
+their final name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure(width: float = 6.4, height: float = 4.2):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def loss_figure(path: str | os.PathLike, loss, loss_glacier=None, names=(), phase=()) -> Path:
+    """``loss.png``: total loss per epoch (log y), each glacier's loss thin, L-BFGS shaded.
+
+    Args:
+        loss: (E,) total loss.
+        loss_glacier: optional (E, G) per-glacier losses.
+        names: the G glaciers' names (legend when there are few).
+        phase: (E,) "adam" / "lbfgs".
+    """
+    loss = np.asarray(loss, np.float64)
+    epochs = np.arange(1, loss.size + 1)
+    fig = _figure()
+    ax = fig.add_subplot()
+    if loss_glacier is not None and np.size(loss_glacier):
+        per = np.asarray(loss_glacier, np.float64)
+        few = per.shape[1] <= 10
+        for g in range(per.shape[1]):
+            label = names[g] if few and g < len(names) else None
+            ax.plot(epochs, per[:, g], lw=0.8, alpha=0.6, label=label)
+    ax.plot(epochs, loss, color="k", lw=2, label="total")
+    lbfgs = np.flatnonzero(np.asarray(phase) == "lbfgs")
+    if lbfgs.size:
+        ax.axvspan(lbfgs[0] + 0.5, loss.size + 0.5, color="0.9", zorder=0, label="L-BFGS")
+    positive = np.concatenate([loss[np.isfinite(loss) & (loss > 0)],
+                               np.ravel(loss_glacier)[np.isfinite(np.ravel(loss_glacier))
+                                                      & (np.ravel(loss_glacier) > 0)]]
+                              if loss_glacier is not None else loss[loss > 0])
+    if positive.size:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (normalised thickness misfit)")
+    ax.set_title("glacier-train: loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
+    return _save(fig, path)
+
+
+def law_of_temperature_figure(path: str | os.PathLike, temperature, A_learned, *, A_true=None,
+                              glacier_temperature=(), names=(), errors=None) -> Path:
+    """``law.png``: learned (and true) A(T) on a log axis, the glaciers' temperatures marked."""
+    T = np.asarray(temperature, np.float64)
+    fig = _figure()
+    ax = fig.add_subplot()
+    if A_true is not None:
+        ax.plot(T, A_true, color="k", lw=2, label="true (Cuffey & Paterson 2010)")
+    ax.plot(T, A_learned, color="C1", lw=2, ls="--", label="learned")
+    Tg = np.asarray(glacier_temperature, np.float64)
+    if Tg.size:
+        ref = np.asarray(A_true if A_true is not None else A_learned, np.float64)
+        ax.plot(Tg, np.interp(Tg, T, ref), "o", color="C0", ms=5,
+                label="training glaciers")
+        for t in np.unique(Tg[np.isfinite(Tg)]):
+            ax.axvline(t, color="C0", lw=0.5, alpha=0.4)
+    ax.set_yscale("log")
+    ax.set_xlabel("long-term mean air temperature [degC]")
+    ax.set_ylabel("A [Pa$^{-3}$ a$^{-1}$]")
+    title = "glacier-train: rate factor A(T)"
+    if errors:
+        title += (f"\nmax rel. error {errors['max_rel_error']:.2%}, mean "
+                  f"{errors['mean_rel_error']:.2%} over the glaciers' range")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def law_of_inputs_figure(path: str | os.PathLike, H, slope, A_learned, *, temperature: float,
+                         A_true=None) -> Path:
+    """``law.png`` of a diffusivity network: log10 A over (H, slope) at one temperature."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    mesh = ax.pcolormesh(np.asarray(slope), np.asarray(H), np.log10(np.asarray(A_learned)),
+                         shading="auto", cmap="viridis")
+    cbar = fig.colorbar(mesh, ax=ax)
+    cbar.set_label("log10 A [Pa$^{-3}$ a$^{-1}$]")
+    ax.set_xlabel("surface slope |grad S|")
+    ax.set_ylabel("ice thickness H [m]")
+    title = f"glacier-train: learned A(H, slope) at T = {temperature:.3g} degC"
+    if A_true is not None:
+        title += f"\ntrue A there: {A_true:.3g} Pa$^{{-3}}$ a$^{{-1}}$"
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, path)
