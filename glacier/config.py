@@ -244,8 +244,8 @@ class NeuralAofTLawConfig:
     name: str = _opt("nn_A_of_T", "law name (the law= option)")
     T_mean: float = _opt(-12.5, "centre of the temperature input [degC]")
     T_scale: float = _opt(12.5, "scale of the temperature input [degC] (> 0)")
-    A_min: float | None = _opt(None, "lower bound of A [Pa^-3 a^-1]; null = 1.75e-26 s^-1 Pa^-3")
-    A_max: float | None = _opt(None, "upper bound of A [Pa^-3 a^-1]; null = 7e-24 s^-1 Pa^-3")
+    A_min: float | None = _opt(None, "lower bound of A [Pa^-3 a^-1]; null = 3.5e-26 s^-1 Pa^-3")
+    A_max: float | None = _opt(None, "upper bound of A [Pa^-3 a^-1]; null = 3.5e-24 s^-1 Pa^-3")
 
 
 @dataclass
@@ -257,8 +257,8 @@ class NeuralDiffusivityLawConfig:
     slope_scale: float = _opt(0.2, "scale of the surface-slope input [1] (> 0)")
     T_mean: float = _opt(-12.5, "centre of the temperature input [degC]")
     T_scale: float = _opt(12.5, "scale of the temperature input [degC] (> 0)")
-    A_min: float | None = _opt(None, "lower bound of A [Pa^-3 a^-1]; null = 1.75e-26 s^-1 Pa^-3")
-    A_max: float | None = _opt(None, "upper bound of A [Pa^-3 a^-1]; null = 7e-24 s^-1 Pa^-3")
+    A_min: float | None = _opt(None, "lower bound of A [Pa^-3 a^-1]; null = 3.5e-26 s^-1 Pa^-3")
+    A_max: float | None = _opt(None, "upper bound of A [Pa^-3 a^-1]; null = 3.5e-24 s^-1 Pa^-3")
 
 
 LAW_SCHEMAS: dict[str, type] = {
@@ -305,7 +305,7 @@ class OptimizerConfig:
     schedule: Schedule = _opt(Schedule.cosine, "learning-rate schedule over train.epochs: "
                                                 "cosine, constant or exponential")
     decay: float = _opt(0.1, "final learning rate as a fraction of lr (cosine, exponential)")
-    lbfgs_steps: int = _opt(80, "L-BFGS steps after the Adam epochs (0: none)")
+    lbfgs_steps: int = _opt(50, "L-BFGS steps after the Adam epochs (0: none)")
     clip_norm: float | None = _opt(None, "clip gradients to this global norm; null: no clipping")
 
 
@@ -655,7 +655,7 @@ def train_stepping(cfg_solver) -> dict[str, float]:
 def law_bounds(cfg_law) -> tuple[float, float]:
     """(A_min, A_max) [Pa^-3 a^-1] of a learned law.
 
-    null -> ``laws.prior_bounds(A(-10 degC), 20)``: A from 1.75e-26 to 7e-24 s^-1 Pa^-3 (it
+    null -> ``laws.PRIOR_BOUNDS``: A from 3.5e-26 to 3.5e-24 s^-1 Pa^-3 (it
     brackets Cuffey & Paterson's A from -30 to 0 degC), and a fresh network starts at the prior
     3.5e-25 s^-1 Pa^-3 (the geometric middle).
     """
