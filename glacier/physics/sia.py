@@ -246,7 +246,11 @@ def limit_outflow(H, qx, qy, dt, grid: Grid):
         + jnp.maximum(qy[1:, :], 0.0)
         + jnp.maximum(-qy[:-1, :], 0.0)
     ) * (dt / grid.dx)
-    scale = jnp.minimum(1.0, H / jnp.maximum(out, 1e-30))
+    # min(1, H / out). The floor keeps the derivative -H/out^2 finite: 1e-30 m in float64; in
+    # float32 (where out^2 underflows much earlier) 1e-6 m, so only sub-micrometre outflows,
+    # which cannot matter, are limited a little more than needed.
+    floor = 1e-30 if H.dtype == jnp.float64 else 1e-6
+    scale = jnp.minimum(1.0, H / jnp.maximum(out, floor))
     sx = _pad(scale, (0, 1), grid.periodic, "zero")  # ice-free ghosts: factor 0
     sy = _pad(scale, (1, 0), grid.periodic, "zero")
     qx = qx * jnp.where(qx > 0.0, sx[:, :-1], sx[:, 1:])
