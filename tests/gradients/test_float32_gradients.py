@@ -16,7 +16,7 @@ def test_float32_training_gradient_is_finite_and_close_to_float64():
         tw = ex.twin_A_of_T(n_valleys=2, real=(), years=3, spinup_years=30, dtype=dtype)
         law = laws.ConstantA(log_A=jnp.asarray(np.log(laws.A_PRIOR), jnp.dtype(dtype)))
         prob = tr.size_step_budget(law, tw.batch, tw.problem)
-        value, g = jax.value_and_grad(lambda l: tr.loss_fn(l, tw.batch, prob)[0])(law)
+        value, g = jax.value_and_grad(lambda l, b=tw.batch, p=prob: tr.loss_fn(l, b, p)[0])(law)
         assert np.isfinite(float(value)) and np.isfinite(float(g.log_A)), (dtype, value, g)
         grads[dtype] = float(g.log_A)
     assert abs(grads["float32"] - grads["float64"]) <= 0.05 * abs(grads["float64"]), grads
