@@ -330,7 +330,8 @@ def _make_trainer(problem, cfg: DictConfig):
     opt = config._plain(cfg.optimizer)
     epochs = int(cfg.train.epochs)
     trainer = tr.Trainer(problem, lr=opt["lr"], schedule=opt["schedule"], epochs=epochs,
-                         lbfgs_steps=opt["lbfgs_steps"], reg=tr.Regularisation(l2=cfg.loss.l2),
+                         lbfgs_steps=opt["lbfgs_steps"],
+                         reg=tr.LossWeights(l2=cfg.loss.l2, velocity=cfg.loss.velocity),
                          clip_norm=opt["clip_norm"], decay=opt["decay"])
     return trainer
 

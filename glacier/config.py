@@ -314,6 +314,8 @@ class LossConfig:
     """``loss``: regularisation added to the thickness misfit."""
 
     l2: float = _opt(0.0, "weight of the squared L2 norm of the law's parameters (>= 0)")
+    velocity: float = _opt(0.0, "weight of the surface-speed misfit (needs speed observations, "
+                                "e.g. experiment.velocity_obs=true; 0: off)")
     normalise: str = _opt("sensitivity", "per-glacier weights: sensitivity (balance how strongly "
                           "each glacier constrains A, see train.sensitivity_weights) or "
                           "thickness (mean observed thickness only)")
@@ -342,6 +344,8 @@ class TwinAofTConfig:
     spinup_temperature: float = _opt(-10.0, "temperature of A during the spin-up [degC]")
     noise: float = _opt(0.0, "standard deviation of the observation noise [m]")
     obs_fraction: float = _opt(1.0, "fraction of ice cells observed each time, in (0, 1]")
+    velocity_obs: bool = _opt(False, "also observe the true surface speed (for loss.velocity)")
+    velocity_noise: float = _opt(0.0, "standard deviation of the speed noise [m a^-1]")
 
 
 EXPERIMENT_SCHEMAS: dict[str, type] = {"twin_A_of_T": TwinAofTConfig}
@@ -570,6 +574,8 @@ def check_train(cfg: DictConfig) -> str | None:
     if c["loss"].get("normalise", "sensitivity") not in ("sensitivity", "thickness"):
         checks.append(f"loss.normalise={c['loss']['normalise']!r} must be sensitivity or "
                       "thickness.")
+    if not c["loss"].get("velocity", 0.0) >= 0:
+        checks.append(f"loss.velocity={c['loss']['velocity']} must be >= 0.")
     if not c["loss"]["l2"] >= 0:
         checks.append(f"loss.l2={c['loss']['l2']} must be >= 0, e.g. loss.l2=0 (none).")
     if not net["hidden"] or any(h < 1 for h in net["hidden"]):
@@ -619,6 +625,11 @@ def check_train(cfg: DictConfig) -> str | None:
             checks.append(f"experiment.noise={ex['noise']} must be >= 0 [m].")
         if not 0 < ex["obs_fraction"] <= 1:
             checks.append(f"experiment.obs_fraction={ex['obs_fraction']} must be in (0, 1].")
+        if not ex.get("velocity_noise", 0.0) >= 0:
+            checks.append(f"experiment.velocity_noise={ex['velocity_noise']} must be >= 0.")
+        if c["loss"].get("velocity", 0.0) and not ex.get("velocity_obs", False):
+            checks.append(f"loss.velocity={c['loss']['velocity']} needs speed observations: "
+                          "add experiment.velocity_obs=true.")
     for key in ("t_end", "save_every"):
         if sol[key] is not None:
             checks.append(f"solver.{key}={sol[key]} does not apply to glacier-train: the "

@@ -53,11 +53,12 @@ def valley_shapes(n: int, dx: float, seed: int) -> list[dict]:
     return shapes
 
 
-def twin_A_of_T(*, dx: float = 400.0, years: float = 15.0, obs_every: float = 1.0,
+def twin_A_of_T(*, dx: float = 200.0, years: float = 15.0, obs_every: float = 1.0,
                 n_valleys: int = 8, real: tuple[str, ...] = ("hintereisferner", "south_glacier"),
                 T_min: float = -25.0, T_max: float = 0.0, spinup_years: float = 150.0,
                 spinup_temperature: float = -10.0, noise: float = 0.0,
-                obs_fraction: float = 1.0, seed: int = 0, physics: dict | None = None,
+                obs_fraction: float = 1.0, velocity_obs: bool = False,
+                velocity_noise: float = 0.0, seed: int = 0, physics: dict | None = None,
                 cfl: float = 0.124, max_dt: float = 1.0, dtype: str = "float64",
                 devices: int = 1) -> TwinSetup:
     """Build the twin experiment (see module docstring).
@@ -73,6 +74,8 @@ def twin_A_of_T(*, dx: float = 400.0, years: float = 15.0, obs_every: float = 1.
             period. Real glaciers start from their own initial thickness.
         noise: standard deviation [m] of Gaussian noise added to the observations.
         obs_fraction: fraction of ice cells observed at each time (the rest are gaps, NaN).
+        velocity_obs: also "observe" the true surface speed where thickness is observed
+            (for ``loss.velocity``), with Gaussian noise of ``velocity_noise`` [m a^-1].
         seed: seeds the valley shapes, the noise and the gaps.
         devices: the batch is padded to a multiple of this number of glaciers.
     """
@@ -111,8 +114,9 @@ def twin_A_of_T(*, dx: float = 400.0, years: float = 15.0, obs_every: float = 1.
     times = slv.save_times(years, obs_every)
     problem = tr.Problem(grid=grid, times=times, stepping=stepping, physics=phys_t, names=names)
     truth = laws.CuffeyPaterson()
-    true_traj = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(
-        truth, batch, problem)
+    true_traj, true_speed = jax.jit(tr.simulate_batch,
+                                    static_argnames=("problem", "adjoint", "speed"))(
+        truth, batch, problem, speed=True)
     if np.any(np.asarray(true_traj.status) != slv.STATUS_OK):
         raise ConfigError("The true model failed on the twin glaciers; reduce dx or cfl.")
     H_true = np.asarray(true_traj.thickness)
@@ -125,7 +129,13 @@ def twin_A_of_T(*, dx: float = 400.0, years: float = 15.0, obs_every: float = 1.
     if noise > 0:
         obs = np.maximum(obs + noise * rng.standard_normal(obs.shape), 0.0)
     obs = np.where(keep, obs, np.nan)
-    batch = tr.with_observations(batch, obs)
+    vel = None
+    if velocity_obs:
+        vel = np.asarray(true_speed)[:, 1:]
+        if velocity_noise > 0:
+            vel = np.maximum(vel + velocity_noise * rng.standard_normal(vel.shape), 0.0)
+        vel = np.where(keep, vel, np.nan)
+    batch = tr.with_observations(batch, obs, vel)
     return TwinSetup(domains=tuple(domains), batch=batch, problem=problem, truth=truth,
                      H_true=H_true)
 

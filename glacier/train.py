@@ -45,6 +45,9 @@ class GlacierBatch:
             observed).
         weight: (G,) weight of each glacier in the loss (0 for padding glaciers).
         scale: (G,) per-glacier normalisation [m] of the thickness misfit.
+        vel_obs: (G, nt, ny, nx) observed surface speed [m a^-1] at the same times (NaN = not
+            observed), or an empty (G, 0, ny, nx) array when there are none.
+        vel_scale: (G,) per-glacier normalisation [m a^-1] of the speed misfit.
     """
 
     H0: jax.Array
@@ -55,6 +58,8 @@ class GlacierBatch:
     obs: jax.Array
     weight: jax.Array
     scale: jax.Array
+    vel_obs: jax.Array | None = None
+    vel_scale: jax.Array | None = None
 
     @property
     def size(self) -> int:
@@ -141,46 +146,74 @@ def stack_domains(domains: Sequence[Domain], *, margin: int = 2, multiple_of: in
                        y0=first.y0 - margin * dx)
 
 
-def with_observations(batch: GlacierBatch, obs) -> GlacierBatch:
-    """Attach observed thickness (G, nt, ny, nx) and its per-glacier scale."""
+def with_observations(batch: GlacierBatch, obs, vel_obs=None) -> GlacierBatch:
+    """Attach observed thickness (G, nt, ny, nx), optionally observed surface speed of the
+    same shape, and their per-glacier scales (mean observed values)."""
     obs = jnp.asarray(obs, batch.H0.dtype)
     scale = jax.vmap(losses.thickness_scale)(obs)
-    return dataclasses.replace(batch, obs=obs, scale=scale)
+    if vel_obs is None:
+        return dataclasses.replace(batch, obs=obs, scale=scale)
+    vel_obs = jnp.asarray(vel_obs, batch.H0.dtype)
+    vel_scale = jax.vmap(lambda v: losses.thickness_scale(v, floor=0.1))(vel_obs)
+    return dataclasses.replace(batch, obs=obs, scale=scale, vel_obs=vel_obs,
+                               vel_scale=vel_scale)
 
 
 # --------------------------------------------------------------------------------------------
 # Forward model and loss
 
 
-def simulate_batch(law, batch: GlacierBatch, problem: Problem, adjoint: str = "none"):
-    """Trajectories of every glacier under ``law``: thickness (G, nt, ny, nx), status, steps."""
+def simulate_batch(law, batch: GlacierBatch, problem: Problem, adjoint: str = "none",
+                   speed: bool = False):
+    """Trajectories of every glacier under ``law``: thickness (G, nt, ny, nx), status, steps.
+
+    With ``speed=True`` also the SIA surface speed (G, nt, ny, nx) [m a^-1] at the save times,
+    as a second return value.
+    """
     physics = problem.physics_dict
 
     def one(H0, bed, ice_free, smb, T):
         rheology = law.rheology(T, physics)
-        return slv.simulate(H0, bed, grid=problem.grid, law=rheology, smb=smb,
+        traj = slv.simulate(H0, bed, grid=problem.grid, law=rheology, smb=smb,
                             times=problem.times, stepping=problem.stepping, ice_free=ice_free,
                             adjoint=adjoint)
+        if not speed:
+            return traj
+        return traj, slv.surface_speed(traj.thickness, bed, rheology, problem.grid)
 
     return jax.vmap(one)(batch.H0, batch.bed, batch.ice_free, batch.smb, batch.temperature)
 
 
 @dataclasses.dataclass(frozen=True)
-class Regularisation:
-    """Weights of the regularisers: ``l2`` on the network parameters."""
+class LossWeights:
+    """Weights of the terms added to the thickness misfit.
+
+    Args:
+        l2: weight of the squared L2 norm of the law's parameters (weight decay).
+        velocity: weight of the surface-speed misfit (needs ``batch.vel_obs``).
+    """
 
     l2: float = 0.0
+    velocity: float = 0.0
 
 
-def loss_fn(law, batch: GlacierBatch, problem: Problem, reg: Regularisation = Regularisation(),
+def loss_fn(law, batch: GlacierBatch, problem: Problem, reg: LossWeights = LossWeights(),
             adjoint: str = "checkpointed"):
     """Total loss and aux (per-glacier losses, status, steps).
 
-    loss_g = mean over observed cells and times of ((H - H_obs) / scale_g)^2;
+    loss_g = mean over observed cells and times of ((H - H_obs) / scale_g)^2
+             [+ velocity * mean over observed cells of ((u - u_obs) / vel_scale_g)^2];
     total = sum_g w_g loss_g / sum_g w_g + l2 |params|^2.
     """
-    traj = simulate_batch(law, batch, problem, adjoint)
+    with_speed = bool(reg.velocity) and batch.vel_obs is not None
+    if with_speed:
+        traj, u = simulate_batch(law, batch, problem, adjoint, speed=True)
+    else:
+        traj = simulate_batch(law, batch, problem, adjoint)
     per = jax.vmap(losses.weighted_mse)(traj.thickness[:, 1:], batch.obs, None, batch.scale)
+    if with_speed:
+        per = per + reg.velocity * jax.vmap(losses.weighted_mse)(
+            u[:, 1:], batch.vel_obs, None, batch.vel_scale)
     total = jnp.sum(batch.weight * per) / jnp.sum(batch.weight)
     if reg.l2:
         total = total + reg.l2 * losses.l2(jax.tree_util.tree_leaves(law))
@@ -297,7 +330,7 @@ class Trainer:
     """
 
     def __init__(self, problem: Problem, *, lr: float = 0.01, schedule: str = "constant",
-                 epochs: int = 100, lbfgs_steps: int = 0, reg: Regularisation = Regularisation(),
+                 epochs: int = 100, lbfgs_steps: int = 0, reg: LossWeights = LossWeights(),
                  clip_norm: float | None = None, decay: float = 0.1):
         if epochs < 0 or lbfgs_steps < 0:
             raise ConfigError("train.epochs and optimizer.lbfgs_steps must be >= 0.")
