@@ -21,8 +21,6 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
