@@ -1,4 +1,4 @@
-"""Console scripts: ``glacier-simulate``, ``glacier-train`` (and ``glacier-invert`` to come).
+"""Console scripts: ``glacier-simulate``, ``glacier-train`` and ``glacier-invert``.
 
 Each script is a thin wrapper around a Hydra app:
 
@@ -44,10 +44,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import config
 from .errors import ConfigError, GlacierError, NumericalError
-
-_PLANNED = {
-    "glacier-invert": "inversion against observed ice thickness",
-}
 
 
 def _fail(command: str, message: str, code: int = 2) -> None:
@@ -611,18 +607,143 @@ def run_train(cfg: DictConfig, out_dir: Path) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Planned commands
-
-
-def _planned(command: str) -> None:
-    print(f"{command}: not implemented yet: see the issue on {_PLANNED[command]}.",
-          file=sys.stderr)
-    sys.exit(2)
+# glacier-invert
 
 
 def invert(argv: list[str] | None = None) -> None:
-    """Console script ``glacier-invert`` (not implemented yet)."""
-    _planned("glacier-invert")
+    """Console script ``glacier-invert``: inversion against observed ice thickness."""
+    args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
+    problem = check_command_line(args, primary="invert", command="glacier-invert")
+    if problem:
+        _fail("glacier-invert", problem, 2)
+    sys.argv = [sys.argv[0], *_with_job_name(args, "invert")]
+    _invert_app()
+
+
+@hydra.main(version_base=None, config_path="pkg://glacier.configs", config_name="invert")
+def _invert_app(cfg: DictConfig) -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    for name in ("jax", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        code = run_invert(cfg, out_dir)
+    except GlacierError as e:
+        _fail("glacier-invert", str(e), e.exit_code)
+    if code:
+        sys.exit(code)
+
+
+def run_invert(cfg: DictConfig, out_dir: Path) -> int:
+    """The work of ``glacier-invert`` in ``out_dir``; returns the exit status.
+
+    config -> domain (mask, surface, observations) -> ``invert.InversionData`` -> K-fold
+    spatial cross-validation of the adjoint inversion and of the baseline (when
+    ``invert.cv_folds`` >= 2) -> final inversion on all observations -> ``inversion.nc``,
+    ``inversion.png``, ``provenance.json`` -> one summary line.
+    """
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    from . import invert as iv
+    from . import plots
+    from .io import inversion as inio
+    from .io import provenance
+
+    start = time.perf_counter()
+    cfg = config.typed_invert(cfg)
+    options = config.invert_options(cfg)
+    k = int(cfg.invert.cv_folds)
+    try:
+        domain = config.build_glacier(cfg.glacier)
+        physics = config.build_physics(cfg.physics, domain)
+    except ValueError as e:
+        raise ConfigError(f"invalid configuration: {e}") from e
+    data = iv.InversionData.from_domain(domain, physics)
+    record = provenance.collect(sys.argv, int(cfg.seed))
+    resolved = OmegaConf.create(config._plain(cfg))
+    resolved.physics = {key: float(v) for key, v in physics.items()}
+    config_yaml = OmegaConf.to_yaml(resolved)
+
+    runs = (k + 1) if k else 1
+    bar = tqdm(total=runs * options.iterations, desc=f"glacier-invert {domain.name}",
+               unit="it", disable=None, leave=False,
+               bar_format="{desc}: {n}/{total} |{bar}| {postfix} [{elapsed}<{remaining}]")
+    stage = {"name": "fold 1" if k else "final"}
+
+    def on_iteration(it: int, terms: dict[str, float]) -> None:
+        bar.update(1)
+        shown = " ".join(f"{key} {v:.3g}" for key, v in terms.items() if key != "total")
+        bar.set_postfix_str(f"{stage['name']}: cost {terms['total']:.4g} ({shown})")
+
+    def on_fold(f: int, scores: dict[str, float]) -> None:
+        stage["name"] = f"fold {f + 2}" if f + 1 < k else "final"
+        bar.write(f"glacier-invert: fold {f + 1}/{k}: held-out RMSE {scores['rmse']:.1f} m "
+                  f"(baseline {scores['baseline_rmse']:.1f} m)")
+
+    try:
+        if k:
+            cv = iv.cross_validate(data, options, k, block=float(cfg.invert.cv_block),
+                                   seed=int(cfg.seed), on_fold=on_fold,
+                                   callback=on_iteration)
+            final, std = cv.final, cv.thickness_std
+            H_base, tau = cv.baseline_thickness, cv.baseline_tau
+            scores = dict(cv_folds=k, cv_rmse=cv.rmse, cv_bias=cv.bias,
+                          cv_within_spread=cv.within_spread,
+                          baseline_cv_rmse=cv.baseline_rmse,
+                          baseline_cv_bias=cv.baseline_bias)
+            cv_fold, cv_pred = cv.folds, cv.held_out
+        else:
+            H_base, tau = iv.baseline(data, data.obs_count)
+            final = iv.invert(data, options, H_init=H_base, callback=on_iteration)
+            std, cv_fold, cv_pred = None, None, None
+            nan = float("nan")
+            scores = dict(cv_folds=0, cv_rmse=nan, cv_bias=nan, cv_within_spread=nan,
+                          baseline_cv_rmse=nan, baseline_cv_bias=nan)
+    finally:
+        bar.close()
+
+    obs = data.thickness_obs
+    mean_obs = float(np.nanmean(obs))
+    seen = np.isfinite(obs)
+    fit_rmse = float(np.sqrt(np.mean((final.thickness - obs)[seen] ** 2)))
+    A_value = np.asarray(final.A)
+    summary = dict(status="completed", glacier=domain.name, baseline_tau=tau,
+                   mean_obs_thickness=mean_obs, fit_rmse=fit_rmse,
+                   iterations=final.iterations, final_cost=final.history["total"][-1],
+                   A_mean=float(np.exp(np.mean(np.log(A_value)))),
+                   volume=float(np.sum(final.thickness) * data.grid.cell_area), **scores)
+    for term, values in final.history.items():
+        summary[f"final_cost_{term}"] = values[-1]
+    wall = time.perf_counter() - start
+    record.update(summary, wall_time_s=wall, outputs=["inversion.nc", "inversion.png"])
+    ds = inio.inversion_dataset(
+        x=data.grid.x, y=data.grid.y, thickness=final.thickness, bed=final.bed, A=final.A,
+        surface=data.surface, mask=data.mask, thickness_obs=obs, obs_count=data.obs_count,
+        baseline_thickness=H_base, history=final.history, thickness_std=std, cv_fold=cv_fold,
+        cv_prediction=cv_pred, attrs=summary, config_yaml=config_yaml, provenance=record,
+        crs=domain.attrs.get("crs"))
+    path = inio.write_inversion(out_dir / "inversion.nc", ds)
+    residual = np.where(seen, final.thickness - obs, np.nan)
+    title = (f"{domain.name}: held-out RMSE {scores['cv_rmse']:.1f} m, bias "
+             f"{scores['cv_bias']:.1f} m (baseline {scores['baseline_cv_rmse']:.1f} m), "
+             f"mean observed {mean_obs:.0f} m" if k else
+             f"{domain.name}: fit RMSE {fit_rmse:.1f} m, mean observed {mean_obs:.0f} m")
+    plots.inversion_figure(out_dir / "inversion.png", data.grid.x, data.grid.y,
+                           final.thickness, np.zeros_like(final.thickness) if std is None
+                           else std, residual, data.mask, title=title)
+    provenance.write_json(out_dir / "provenance.json", record)
+    cv_text = (f"held-out RMSE {scores['cv_rmse']:.1f} m ({scores['cv_rmse'] / mean_obs:.0%} "
+               f"of the mean observed {mean_obs:.0f} m), bias {scores['cv_bias']:+.1f} m, "
+               f"{scores['cv_within_spread']:.0%} within 2 std; baseline "
+               f"{scores['baseline_cv_rmse']:.1f} m, bias {scores['baseline_cv_bias']:+.1f} m"
+               if k else f"fit RMSE {fit_rmse:.1f} m (no cross-validation)")
+    print(f"glacier-invert: {domain.name}: {cv_text}; A {summary['A_mean']:.3g} "
+          f"Pa-3 a-1, volume {summary['volume'] / 1e9:.4g} km3, wall {wall:.3g} s -> {path}",
+          flush=True)
+    return 0
 
 
 COMMANDS = {"simulate": simulate, "train": train, "invert": invert}

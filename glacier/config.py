@@ -390,12 +390,80 @@ TRAIN_GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 }
 """Config group of ``glacier-train`` (besides the shared ``solver``) -> option -> schema."""
 
-PRIMARY_SCHEMAS: dict[str, type] = {"simulate": SimulateConfig, "train": TrainConfig}
+# --------------------------------------------------------------------------------------------
+# glacier-invert: the glacier (as glacier-simulate), physics, and the invert node.
+
+
+class InvertA(enum.Enum):
+    """How Glen's A enters the inversion (``glacier.invert.InvertOptions.A``)."""
+
+    none = "none"
+    scalar = "scalar"
+    field = "field"
+
+
+class Optimizer(enum.Enum):
+    """Optimiser of the inversion."""
+
+    lbfgs = "lbfgs"
+    adam = "adam"
+
+
+@dataclass
+class InvertSettings:
+    """``invert``: controls, cost weights, optimiser and cross-validation of glacier-invert
+    (the cost is written out in the docstring of ``glacier.invert``)."""
+
+    A: InvertA = _opt(InvertA.scalar, "Glen's A: none (fixed at physics.A), scalar (one value, "
+                                      "log-parameterised) or field (smooth log A on the grid)")
+    relax_years: float = _opt(5.0, "length of the relaxation run whose surface is compared "
+                                   "with the observed one [a]; 0 switches the surface term off")
+    dhdt: float = _opt(0.0, "surface-elevation change the relaxed surface should show "
+                            "[m a-1]; 0 = steady state")
+    apparent_smb: bool = _opt(True, "shift the mass balance to zero glacier-wide balance "
+                                    "(apparent mass balance)")
+    obs_error: float = _opt(10.0, "observational error of the thickness [m]")
+    surface_error: float = _opt(5.0, "tolerated misfit of the relaxed surface [m]")
+    surface_smoothing: float = _opt(0.0, "Gaussian scale [m] over which the surface misfit "
+                                           "is averaged before it is squared; 0 = cell by cell")
+    smooth_thickness: float = _opt(1.0, "weight of the Tikhonov smoothness of the thickness")
+    smooth_residual: bool = _opt(True, "smooth the departure from the calibrated baseline "
+                                       "(true) or the thickness itself (false)")
+    prior_error: float = _opt(0.0, "standard deviation [m] of a pull toward the baseline "
+                                   "thickness; 0 = off")
+    smooth_A: float = _opt(10.0, "weight of the Tikhonov smoothness of log A (A=field)")
+    A_prior_error: float = _opt(0.0, "standard deviation of ln A about physics.A; 0 = no prior")
+    A_warmup: int = _opt(20, "iterations with A held at physics.A before A is inverted too")
+    A_step: float = _opt(0.1, "scale of the A control: ln A = ln physics.A + A_step a")
+    optimizer: Optimizer = _opt(Optimizer.lbfgs, "lbfgs or adam")
+    iterations: int = _opt(40, "optimiser iterations of each inversion")
+    lr: float = _opt(0.05, "learning rate (adam)")
+    cfl: float = _opt(0.124, "stability factor of the relaxation run, in (0, 0.25]")
+    max_dt: float = _opt(0.25, "largest time step of the relaxation run [a]")
+    thickness_scale: float = _opt(10.0, "scale [m] of the softplus that keeps H >= 0")
+    cv_folds: int = _opt(5, "spatial cross-validation folds (0: no cross-validation)")
+    cv_block: float = _opt(500.0, "side of the square blocks dealt to the folds [m]")
+
+
+@dataclass
+class InvertConfig:
+    """The primary config of ``glacier-invert`` (``configs/invert.yaml``)."""
+
+    glacier: Any = _opt(MISSING, "the glacier: glacier=NAME selects a domain with a mask and "
+                                 "thickness observations")
+    physics: PhysicsConfig = _opt(PhysicsConfig(), "Glen's-law parameters (A: the prior)")
+    invert: InvertSettings = _opt(InvertSettings(), "controls, cost, optimiser, folds")
+    seed: int = _opt(0, "the one seed every random choice derives from (the folds)")
+
+
+PRIMARY_SCHEMAS: dict[str, type] = {"simulate": SimulateConfig, "train": TrainConfig,
+                                    "invert": InvertConfig}
 """Primary config name -> schema."""
 
 SELECTORS: dict[str, dict[str, dict[str, type]]] = {
     "simulate": {"glacier": GLACIER_SCHEMAS},
     "train": {"law": LAW_SCHEMAS, "experiment": EXPERIMENT_SCHEMAS},
+    "invert": {"glacier": GLACIER_SCHEMAS},
 }
 """Primary config -> groups whose option is named by their ``name`` key -> option -> schema.
 Their schema depends on the option, so ``typed`` looks it up from ``<group>.name``."""
@@ -731,6 +799,55 @@ def training_fingerprint(cfg: DictConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# glacier-invert: checking values, and config -> inversion options.
+
+
+def check_invert(cfg: DictConfig) -> str | None:
+    """None when the ``invert`` values of a (typed) ``glacier-invert`` config make sense, else
+    one paragraph on the first bad one and how to fix it."""
+    try:
+        invert_options(cfg)
+    except ConfigError as e:
+        return str(e)
+    inv = _plain(cfg.invert)
+    if inv["cv_folds"] < 0 or inv["cv_folds"] == 1:
+        return (f"invert.cv_folds={inv['cv_folds']}: use 0 (no cross-validation) or at least "
+                "2 folds, e.g. invert.cv_folds=5.")
+    if not inv["cv_block"] > 0:
+        return f"invert.cv_block={inv['cv_block']} must be a positive length [m], e.g. 500."
+    if not 0 < inv["cfl"] <= 0.25:
+        return f"invert.cfl={inv['cfl']} must be in (0, 0.25], e.g. invert.cfl=0.124."
+    return None
+
+
+def invert_options(cfg: DictConfig):
+    """``glacier.invert.InvertOptions`` of ``cfg.invert`` (ConfigError on a bad value)."""
+    from .invert import InvertOptions
+
+    inv = _plain(cfg.invert)
+    for key in ("cv_folds", "cv_block"):
+        inv.pop(key)
+    try:
+        return InvertOptions(**inv)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid invert settings: {e}") from e
+
+
+def typed_invert(cfg: DictConfig) -> DictConfig:
+    """A ``glacier-invert`` config merged into its schemas and checked (``ConfigError``)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = typed(cfg, "invert")
+    except OmegaConfBaseException as e:  # e.g. a hand-edited config file
+        raise ConfigError(explain(e, [], primary="invert", command="glacier-invert")) from e
+    problem = check_invert(cfg)
+    if problem:
+        raise ConfigError(problem)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
 # Checking a command line before anything runs, and saying how to fix it.
 
 
@@ -770,6 +887,8 @@ def check_overrides(overrides: list[str], *, primary: str = "simulate",
                 f"({_help_of(key, cfg)}).")
     if primary == "train":
         return check_train(cfg)
+    if primary == "invert":
+        return check_invert(cfg)
     return None
 
 

@@ -115,3 +115,40 @@ def law_of_inputs_figure(path: str | os.PathLike, H, slope, A_learned, *, temper
         title += f"\ntrue A there: {A_true:.3g} Pa$^{{-3}}$ a$^{{-1}}$"
     ax.set_title(title, fontsize="medium")
     return _save(fig, path)
+
+
+def inversion_figure(path: str | os.PathLike, x, y, thickness, thickness_std, residual,
+                     mask, *, title: str = "") -> Path:
+    """``inversion.png``: inverted thickness, its uncertainty (fold spread) and the residuals
+    at the observed cells, on the grid in km."""
+    x = np.asarray(x) / 1e3
+    y = np.asarray(y) / 1e3
+    outside = np.asarray(mask) <= 0
+    fig = _figure(14.0, 4.6)
+    panels = [
+        ("thickness [m]", np.where(outside, np.nan, thickness), "viridis", None),
+        ("uncertainty (fold spread) [m]", np.where(outside, np.nan, thickness_std), "magma",
+         None),
+        ("residual, inverted - observed [m]", residual, "RdBu_r", "sym"),
+    ]
+    for k, (label, values, cmap, scale) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, k + 1)
+        values = np.asarray(values, np.float64)
+        kw = {}
+        if scale == "sym":
+            finite = np.abs(values[np.isfinite(values)])
+            vmax = float(np.percentile(finite, 98)) if finite.size else 1.0
+            kw = dict(vmin=-vmax, vmax=vmax)
+        if np.any(np.isfinite(values)):
+            im = ax.pcolormesh(x, y, values, cmap=cmap, shading="nearest", **kw)
+            fig.colorbar(im, ax=ax, shrink=0.85)
+        ax.contour(x, y, np.asarray(mask, np.float64), levels=[0.5], colors="k",
+                   linewidths=0.8)
+        ax.set_aspect("equal")
+        ax.set_title(label, fontsize="medium")
+        ax.set_xlabel("x [km]")
+        if k == 0:
+            ax.set_ylabel("y [km]")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    return _save(fig, path)

@@ -208,10 +208,3 @@ def test_relative_config_path_is_taken_from_the_current_directory(tmp_path, monk
                     "a=1"]
     assert cli._absolute_config_path(["--config-path=pkg://glacier.configs"]) == [
         "--config-path=pkg://glacier.configs"]
-
-
-@pytest.mark.parametrize("command", [cli.invert])  # glacier-train: tests/cli/test_train_cli.py
-def test_planned_commands_say_so(command, capsys):
-    with pytest.raises(SystemExit) as e:
-        command([])
-    assert e.value.code == 2 and "not implemented yet" in capsys.readouterr().err
