@@ -457,9 +457,8 @@ class CrossValidation:
 
     ``held_out`` is the prediction of each observed cell by the inversion without its fold
     (NaN elsewhere); ``predictions[k]`` is the thickness of the inversion without fold k;
-    ``thickness_std`` the
-    standard deviation of the K inversions (the uncertainty map); ``within_spread`` the
-    fraction of held-out cells whose observation lies within prediction +- 2 std.
+    ``thickness_std`` the standard deviation of the K inversions (the uncertainty map);
+    ``within_spread`` the fraction of held-out cells whose observation lies within prediction +- 2 std.
     """
 
     folds: np.ndarray
