@@ -662,13 +662,18 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
     except ValueError as e:
         raise ConfigError(f"invalid configuration: {e}") from e
     data = iv.InversionData.from_domain(domain, physics)
+    law0 = config.build_law(cfg) if options.A == "law" else None
     record = provenance.collect(sys.argv, int(cfg.seed))
     resolved = OmegaConf.create(config._plain(cfg))
     resolved.physics = {key: float(v) for key, v in physics.items()}
+    if "A_min" in resolved.law:
+        resolved.law.A_min, resolved.law.A_max = config.law_bounds(resolved.law)
     config_yaml = OmegaConf.to_yaml(resolved)
 
     runs = (k + 1) if k else 1
-    bar = tqdm(total=runs * options.iterations, desc=f"glacier-invert {domain.name}",
+    per_run = options.iterations + (options.A_warmup if options.A != "none"
+                                    and options.relax_years > 0 else 0)
+    bar = tqdm(total=runs * per_run, desc=f"glacier-invert {domain.name}",
                unit="it", disable=None, leave=False,
                bar_format="{desc}: {n}/{total} |{bar}| {postfix} [{elapsed}<{remaining}]")
     stage = {"name": "fold 1" if k else "final"}
@@ -687,20 +692,22 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
         if k:
             cv = iv.cross_validate(data, options, k, block=float(cfg.invert.cv_block),
                                    seed=int(cfg.seed), on_fold=on_fold,
-                                   callback=on_iteration)
+                                   callback=on_iteration, law=law0)
             final, std = cv.final, cv.thickness_std
             H_base, tau = cv.baseline_thickness, cv.baseline_tau
             scores = dict(cv_folds=k, cv_rmse=cv.rmse, cv_bias=cv.bias,
                           cv_within_spread=cv.within_spread,
+                          cv_error_floor=cv.error_floor,
                           baseline_cv_rmse=cv.baseline_rmse,
                           baseline_cv_bias=cv.baseline_bias)
             cv_fold, cv_pred = cv.folds, cv.held_out
         else:
             H_base, tau = iv.baseline(data, data.obs_count)
-            final = iv.invert(data, options, H_init=H_base, callback=on_iteration)
+            final = iv.invert(data, options, H_init=H_base, law=law0, callback=on_iteration)
             std, cv_fold, cv_pred = None, None, None
             nan = float("nan")
             scores = dict(cv_folds=0, cv_rmse=nan, cv_bias=nan, cv_within_spread=nan,
+                          cv_error_floor=nan,
                           baseline_cv_rmse=nan, baseline_cv_bias=nan)
     finally:
         bar.close()
@@ -737,7 +744,8 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
     provenance.write_json(out_dir / "provenance.json", record)
     cv_text = (f"held-out RMSE {scores['cv_rmse']:.1f} m ({scores['cv_rmse'] / mean_obs:.0%} "
                f"of the mean observed {mean_obs:.0f} m), bias {scores['cv_bias']:+.1f} m, "
-               f"{scores['cv_within_spread']:.0%} within 2 std; baseline "
+               f"{scores['cv_within_spread']:.0%} within 2 std (95 % with an error floor of "
+               f"{scores['cv_error_floor']:.0f} m); baseline "
                f"{scores['baseline_cv_rmse']:.1f} m, bias {scores['baseline_cv_bias']:+.1f} m"
                if k else f"fit RMSE {fit_rmse:.1f} m (no cross-validation)")
     print(f"glacier-invert: {domain.name}: {cv_text}; A {summary['A_mean']:.3g} "

@@ -400,6 +400,7 @@ class InvertA(enum.Enum):
     none = "none"
     scalar = "scalar"
     field = "field"
+    law = "law"
 
 
 class Optimizer(enum.Enum):
@@ -415,9 +416,12 @@ class InvertSettings:
     (the cost is written out in the docstring of ``glacier.invert``)."""
 
     A: InvertA = _opt(InvertA.scalar, "Glen's A: none (fixed at physics.A), scalar (one value, "
-                                      "log-parameterised) or field (smooth log A on the grid)")
+                                      "log-parameterised), field (smooth log A on the grid) or "
+                                      "law (the parameters of law=NAME: functional inversion)")
     relax_years: float = _opt(5.0, "length of the relaxation run whose surface is compared "
                                    "with the observed one [a]; 0 switches the surface term off")
+    obs_time: float = _opt(0.0, "years after the surface DEM when the thickness was observed "
+                                "(> 0: the thickness control is the start of a transient run)")
     dhdt: float = _opt(0.0, "surface-elevation change the relaxed surface should show "
                             "[m a-1]; 0 = steady state")
     apparent_smb: bool = _opt(True, "shift the mass balance to zero glacier-wide balance "
@@ -435,6 +439,7 @@ class InvertSettings:
     A_prior_error: float = _opt(0.0, "standard deviation of ln A about physics.A; 0 = no prior")
     A_warmup: int = _opt(20, "iterations with A held at physics.A before A is inverted too")
     A_step: float = _opt(0.1, "scale of the A control: ln A = ln physics.A + A_step a")
+    law_l2: float = _opt(0.0, "weight of the L2 norm of the law's parameters (invert.A=law)")
     optimizer: Optimizer = _opt(Optimizer.lbfgs, "lbfgs or adam")
     iterations: int = _opt(40, "optimiser iterations of each inversion")
     lr: float = _opt(0.05, "learning rate (adam)")
@@ -452,6 +457,8 @@ class InvertConfig:
     glacier: Any = _opt(MISSING, "the glacier: glacier=NAME selects a domain with a mask and "
                                  "thickness observations")
     physics: PhysicsConfig = _opt(PhysicsConfig(), "Glen's-law parameters (A: the prior)")
+    law: Any = _opt(MISSING, "the learned law of invert.A=law: law=NAME")
+    network: NetworkConfig = _opt(NetworkConfig(), "network of the neural laws")
     invert: InvertSettings = _opt(InvertSettings(), "controls, cost, optimiser, folds")
     seed: int = _opt(0, "the one seed every random choice derives from (the folds)")
 
@@ -463,7 +470,7 @@ PRIMARY_SCHEMAS: dict[str, type] = {"simulate": SimulateConfig, "train": TrainCo
 SELECTORS: dict[str, dict[str, dict[str, type]]] = {
     "simulate": {"glacier": GLACIER_SCHEMAS},
     "train": {"law": LAW_SCHEMAS, "experiment": EXPERIMENT_SCHEMAS},
-    "invert": {"glacier": GLACIER_SCHEMAS},
+    "invert": {"glacier": GLACIER_SCHEMAS, "law": LAW_SCHEMAS},
 }
 """Primary config -> groups whose option is named by their ``name`` key -> option -> schema.
 Their schema depends on the option, so ``typed`` looks it up from ``<group>.name``."""
@@ -810,6 +817,10 @@ def check_invert(cfg: DictConfig) -> str | None:
     except ConfigError as e:
         return str(e)
     inv = _plain(cfg.invert)
+    if inv["A"] == "law" and cfg.law.name == "cuffey_paterson":
+        return ("invert.A=law with law=cuffey_paterson: that law has no parameters to invert. "
+                "Choose law=nn_A_of_T, law=constant_A or law=nn_diffusivity, or "
+                "invert.A=scalar.")
     if inv["cv_folds"] < 0 or inv["cv_folds"] == 1:
         return (f"invert.cv_folds={inv['cv_folds']}: use 0 (no cross-validation) or at least "
                 "2 folds, e.g. invert.cv_folds=5.")

@@ -47,6 +47,7 @@ from .domains.real import estimate_thickness
 from .errors import ConfigError, InputDataError, NumericalError
 from .grid import Grid
 from .laws import GlenLaw
+from .physics import sia
 from .physics.mass_balance import MassBalance
 
 
@@ -55,8 +56,14 @@ class InvertOptions:
     """What to invert and how (see the module docstring for the cost).
 
     Args:
-        A: "none" (keep A fixed), "scalar" or "field".
+        A: "none" (keep A fixed), "scalar", "field", or "law": the parameters of a learned
+            law (``glacier.laws``; a functional inversion) give the creep factor.
         relax_years: length T of the relaxation run [a]; 0 switches J_surf off.
+        obs_time: time [a] after the surface DEM at which the thickness was observed: the
+            thickness control is then the initial state of a transient run, and J_obs
+            compares the run's thickness at ``obs_time`` with the observations (0: the
+            observations are of the initial state).
+        law_l2: weight of the squared L2 norm of the law's parameters (A="law").
         dhdt: surface-elevation change the relaxed surface should show [m a^-1].
         apparent_smb: shift the mass balance to zero glacier-wide balance.
         obs_error: sigma_H [m]; surface_error: sigma_S [m].
@@ -80,6 +87,7 @@ class InvertOptions:
 
     A: str = "scalar"
     relax_years: float = 5.0
+    obs_time: float = 0.0
     dhdt: float = 0.0
     apparent_smb: bool = True
     obs_error: float = 10.0
@@ -89,6 +97,7 @@ class InvertOptions:
     A_prior_error: float = 0.0
     A_step: float = 0.1
     A_warmup: int = 20
+    law_l2: float = 0.0
     prior_error: float = 0.0
     smooth_residual: bool = True
     surface_smoothing: float = 0.0
@@ -100,15 +109,15 @@ class InvertOptions:
     thickness_scale: float = 10.0
 
     def __post_init__(self):
-        if self.A not in ("none", "scalar", "field"):
-            raise ConfigError(f"invert.A={self.A!r}: choose none, scalar or field.")
+        if self.A not in ("none", "scalar", "field", "law"):
+            raise ConfigError(f"invert.A={self.A!r}: choose none, scalar, field or law.")
         if self.optimizer not in ("lbfgs", "adam"):
             raise ConfigError(f"invert.optimizer={self.optimizer!r}: choose lbfgs or adam.")
         for key in ("obs_error", "surface_error", "thickness_scale", "cfl", "max_dt", "A_step"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"invert.{key}={getattr(self, key)} must be positive.")
-        for key in ("relax_years", "smooth_thickness", "smooth_A", "A_prior_error",
-                    "prior_error", "surface_smoothing"):
+        for key in ("relax_years", "obs_time", "smooth_thickness", "smooth_A",
+                    "A_prior_error", "prior_error", "surface_smoothing", "law_l2"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"invert.{key}={getattr(self, key)} must be >= 0.")
         if self.A_warmup < 0:
@@ -133,6 +142,7 @@ class InversionData:
     thickness_obs: np.ndarray
     obs_count: np.ndarray
     physics: dict
+    temperature: float | None = None
 
     @classmethod
     def from_domain(cls, d: Domain, physics: dict) -> InversionData:
@@ -153,7 +163,7 @@ class InversionData:
         mask = (np.asarray(d.mask) > 0).astype(np.float64)
         return cls(name=d.name, grid=d.grid, surface=np.asarray(d.surface, np.float64),
                    mask=mask, smb=d.smb, thickness_obs=obs, obs_count=count.astype(np.float64),
-                   physics=dict(physics))
+                   physics=dict(physics), temperature=d.temperature)
 
     @property
     def observed(self) -> np.ndarray:
@@ -240,6 +250,7 @@ class InversionResult:
     history: dict[str, list[float]]
     iterations: int
     wall_time: float
+    law: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,27 +295,44 @@ def _rate_factor(params, consts, st: _Static):
     return jnp.exp(_log_rate_factor(params, consts, st)) if "a" in params else consts["A_fixed"]
 
 
+def _rheology(params, consts, st: _Static):
+    """What the solver runs: the learned law's rheology (A="law") or Glen's law."""
+    ph = dict(st.physics)
+    if "law" in params:
+        return params["law"].rheology(consts["temperature"], ph)
+    return GlenLaw(A=_rate_factor(params, consts, st), fs=ph.get("fs", 0.0), n=ph["n"],
+                   rho=ph["rho"], g=ph["g"])
+
+
+def _run_times(o: InvertOptions) -> tuple[float, ...]:
+    """Save times of the relaxation run: 0, the observation time, the end (unique, sorted)."""
+    return tuple(sorted({0.0, float(o.obs_time), float(o.relax_years)}))
+
+
 def _terms(params, weights, consts, st: _Static):
-    o, ph, grid = st.options, dict(st.physics), st.grid
+    o, grid = st.options, st.grid
     mask, S_obs, obs = consts["mask"], consts["S_obs"], consts["obs"]
     H = _thickness(params, consts, st)
     w = weights * jnp.isfinite(obs)
-    terms = {"obs": losses.weighted_mse(H, obs, w, o.obs_error)}
     status = jnp.zeros((), jnp.int32)
-    if o.relax_years > 0:
-        law = GlenLaw(A=_rate_factor(params, consts, st), fs=ph.get("fs", 0.0), n=ph["n"],
-                      rho=ph["rho"], g=ph["g"])
+    H_seen = H
+    terms = {}
+    times = _run_times(o)
+    if len(times) > 1:
         stepping = slv.Stepping(cfl=o.cfl, max_dt=o.max_dt, max_steps=st.budget,
                                 checkpoint_every=max(1, math.isqrt(st.budget)))
-        traj = slv.simulate(H, S_obs - H, grid=grid, law=law, smb=consts["smb"],
-                            times=(0.0, float(o.relax_years)), stepping=stepping,
+        traj = slv.simulate(H, S_obs - H, grid=grid, law=_rheology(params, consts, st),
+                            smb=consts["smb"], times=times, stepping=stepping,
                             adjoint="checkpointed")
-        S_T = S_obs - H + traj.thickness[-1]
+        H_seen = traj.thickness[times.index(float(o.obs_time))]
+        status = jnp.max(traj.status)
+    terms["obs"] = losses.weighted_mse(H_seen, obs, w, o.obs_error)
+    if o.relax_years > 0:
+        S_T = S_obs - H + traj.thickness[times.index(float(o.relax_years))]
         d = (S_T - (S_obs + o.relax_years * o.dhdt)) / o.surface_error
         if o.surface_smoothing > 0:
             d = _smooth(d, mask, o.surface_smoothing / grid.dx)
         terms["surface"] = jnp.sum(mask * d * d) / jnp.sum(mask)
-        status = traj.status[-1]
     if o.prior_error > 0:
         dev = (H - consts["H_prior"]) / o.prior_error
         terms["prior_thickness"] = jnp.sum(mask * dev * dev) / jnp.sum(mask)
@@ -315,6 +343,8 @@ def _terms(params, weights, consts, st: _Static):
     if "a" in params and o.A_prior_error > 0:
         dev = o.A_step * params["a"] / o.A_prior_error
         terms["prior_A"] = jnp.mean(dev * dev)
+    if "law" in params and o.law_l2 > 0:
+        terms["l2_law"] = o.law_l2 * losses.l2(jax.tree_util.tree_leaves(params["law"]))
     if o.A == "field" and o.smooth_A:
         terms["smooth_A"] = o.smooth_A * grid.dx ** 2 * losses.tikhonov(
             _log_rate_factor(params, consts, st), grid.dx, mask)
@@ -354,14 +384,22 @@ class Inverter:
         self.consts = dict(mask=jnp.asarray(data.mask), S_obs=jnp.asarray(data.surface),
                            obs=jnp.asarray(data.thickness_obs), smb=smb,
                            A_fixed=jnp.asarray(float(data.physics["A"])),
-                           H_prior=jnp.zeros(data.grid.shape))
+                           H_prior=jnp.zeros(data.grid.shape),
+                           temperature=jnp.asarray(-5.0 if data.temperature is None
+                                                   else float(data.temperature)))
         self.static = _Static(grid=data.grid, options=options, budget=64,
                               physics=tuple(sorted(data.physics.items())),
                               has_A=options.A != "none")
 
-    def init_params(self, H0: np.ndarray, A0: float) -> dict:
+    def init_params(self, H0: np.ndarray, A0: float, law=None) -> dict:
         s = self.options.thickness_scale
         p = {"h": jnp.asarray(_softplus_inv(np.asarray(H0), s))}
+        if self.options.A == "law":
+            if law is None:
+                raise ConfigError("invert.A=law needs a law to invert: choose one with law=NAME "
+                                  "(nn_A_of_T, constant_A or nn_diffusivity).")
+            p["law"] = law
+            return p
         a0 = (math.log(A0) - math.log(float(self.consts["A_fixed"]))) / self.options.A_step
         if self.options.A == "scalar":
             p["a"] = jnp.asarray(a0)
@@ -375,7 +413,15 @@ class Inverter:
         return _thickness(params, self.consts, self.static)
 
     def rate_factor(self, params):
-        return _rate_factor(params, self.consts, self.static)
+        """A [Pa^-3 a^-1]: a scalar, or a field (A="field", or a law of local inputs)."""
+        if "law" not in params:
+            return _rate_factor(params, self.consts, self.static)
+        law, T = params["law"], self.consts["temperature"]
+        if hasattr(law, "rate_factor_on"):  # a creep factor from local (H, |grad S|, T)
+            H = self.thickness(params)
+            slope2 = sia.centred_slope2(H, self.consts["S_obs"] - H, self.data.grid)
+            return law.rate_factor_on(H, jnp.sqrt(slope2), T)
+        return law.rate_factor(T)
 
     def run(self, params, weights, *, callback: Callable[[int, dict], None] | None = None
             ) -> tuple[dict, dict[str, list[float]]]:
@@ -418,12 +464,14 @@ class Inverter:
         A = np.asarray(self.rate_factor(params))
         return InversionResult(thickness=H, bed=self.data.surface - H,
                                A=float(A) if A.ndim == 0 else A, history=history,
-                               iterations=len(history.get("total", [])), wall_time=wall)
+                               iterations=len(history.get("total", [])), wall_time=wall,
+                               law=params.get("law"))
 
 
 def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=None,
-           A_init: float | None = None, callback=None) -> InversionResult:
-    """One inversion with the given observation weights (default: points per cell)."""
+           A_init: float | None = None, law=None, callback=None) -> InversionResult:
+    """One inversion with the given observation weights (default: points per cell); ``law``
+    is the starting law of a functional inversion (A="law")."""
     weights = data.obs_count if weights is None else weights
     if H_init is None:
         H_init, _ = baseline(data, weights)
@@ -439,7 +487,7 @@ def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=
         H_start = np.asarray(warm.thickness(p))
     inv = Inverter(data, options)
     inv.consts["H_prior"] = jnp.asarray(H_init)
-    params, more = inv.run(inv.init_params(H_start, A0), weights, callback=callback)
+    params, more = inv.run(inv.init_params(H_start, A0, law), weights, callback=callback)
     for k in set(history) | set(more):  # one history; terms absent in a stage are NaN
         n_warm = len(history.get("total", []))
         history[k] = (history.get(k, [math.nan] * n_warm)
@@ -458,7 +506,10 @@ class CrossValidation:
     ``held_out`` is the prediction of each observed cell by the inversion without its fold
     (NaN elsewhere); ``predictions[k]`` is the thickness of the inversion without fold k;
     ``thickness_std`` the standard deviation of the K inversions (the uncertainty map);
-    ``within_spread`` the fraction of held-out cells whose observation lies within prediction +- 2 std.
+    ``within_spread`` the fraction of held-out cells whose observation lies within
+    prediction +- 2 std; ``error_floor`` the error [m] to add in quadrature to the spread so
+    that 95 % of the held-out cells lie within 2 sqrt(std^2 + floor^2) (the spread of K
+    inversions that share most of their data underestimates the error).
     """
 
     folds: np.ndarray
@@ -468,12 +519,27 @@ class CrossValidation:
     rmse: float
     bias: float
     within_spread: float
+    error_floor: float
     baseline_rmse: float
     baseline_bias: float
     thickness_std: np.ndarray
     final: InversionResult
     baseline_thickness: np.ndarray
     baseline_tau: float
+
+
+def _error_floor(residual, std, coverage: float = 0.95) -> float:
+    """Smallest s >= 0 with a fraction ``coverage`` of |residual| <= 2 sqrt(std^2 + s^2)."""
+    def covered(s):
+        return np.mean(residual <= 2.0 * np.sqrt(std * std + s * s))
+
+    if covered(0.0) >= coverage:
+        return 0.0
+    lo, hi = 0.0, float(np.max(residual)) + 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if covered(mid) >= coverage else (mid, hi)
+    return hi
 
 
 def _scores(pred, obs, held):
@@ -484,7 +550,8 @@ def _scores(pred, obs, held):
 def cross_validate(data: InversionData, options: InvertOptions, k: int, *,
                    block: float = 500.0, seed: int = 0,
                    on_fold: Callable[[int, dict], None] | None = None,
-                   callback: Callable[[int, dict], None] | None = None) -> CrossValidation:
+                   callback: Callable[[int, dict], None] | None = None,
+                   law=None) -> CrossValidation:
     """K-fold spatial cross-validation, then the final inversion with all observations.
 
     ``on_fold(k, scores)`` is called after each fold, ``callback(iteration, terms)`` after
@@ -497,7 +564,7 @@ def cross_validate(data: InversionData, options: InvertOptions, k: int, *,
     for f in range(k):
         w = np.where(folds == f, 0.0, data.obs_count)
         H_b, _ = baseline(data, w)
-        res = invert(data, options, weights=w, H_init=H_b, callback=callback)
+        res = invert(data, options, weights=w, H_init=H_b, law=law, callback=callback)
         held = folds == f
         held_pred[held] = res.thickness[held]
         held_base[held] = H_b[held]
@@ -510,11 +577,14 @@ def cross_validate(data: InversionData, options: InvertOptions, k: int, *,
     rmse, bias = _scores(held_pred, obs, held_all)
     b_rmse, b_bias = _scores(held_base, obs, held_all)
     std = np.std(np.stack(preds), axis=0)
-    within = float(np.mean(np.abs(held_pred - obs)[held_all] <= 2 * std[held_all]))
+    res_held, std_held = np.abs(held_pred - obs)[held_all], std[held_all]
+    within = float(np.mean(res_held <= 2 * std_held))
+    floor = _error_floor(res_held, std_held)
     H_b, tau = baseline(data, data.obs_count)
-    final = invert(data, options, H_init=H_b, callback=callback)
+    final = invert(data, options, H_init=H_b, law=law, callback=callback)
     return CrossValidation(folds=folds, predictions=preds, baseline_predictions=bases,
                            held_out=held_pred,
-                           rmse=rmse, bias=bias, within_spread=within, baseline_rmse=b_rmse,
+                           rmse=rmse, bias=bias, within_spread=within, error_floor=floor,
+                           baseline_rmse=b_rmse,
                            baseline_bias=b_bias, thickness_std=std, final=final,
                            baseline_thickness=H_b, baseline_tau=tau)

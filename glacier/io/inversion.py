@@ -8,6 +8,7 @@ observed at the observed cells, NaN elsewhere), ``surface`` (observed), ``mask``
 elsewhere) and ``cv_prediction`` (the held-out prediction of each observed cell). The cost
 history has dimension ``iteration``: ``cost_<term>(iteration)`` for every term of the final
 inversion. Global attributes: ``cv_rmse``, ``cv_bias``, ``cv_within_spread``,
+``cv_error_floor`` (error to add in quadrature to ``thickness_std`` for 95 % coverage),
 ``baseline_cv_rmse``, ``baseline_cv_bias``, ``baseline_tau``, ``mean_obs_thickness``, the
 resolved config and the provenance.
 """

@@ -157,11 +157,12 @@ def test_bad_input_fails_cleanly(twin_file, tmp_path, name, change, words):
     ("invert.A=fields", ["invert.A", "scalar"]),
     ("invert.cv_folds=1", ["cv_folds", "at least 2"]),
     ("invert.obs_error=-1", ["obs_error", "positive"]),
+    ("invert.A=law law=cuffey_paterson", ["cuffey_paterson", "no parameters"]),
 ])
 def test_bad_config_fails_before_running(override, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
-        cli.invert([override, f"hydra.run.dir={tmp_path / 'run'}"])
+        cli.invert([*override.split(), f"hydra.run.dir={tmp_path / 'run'}"])
     assert e.value.code == 2
     err = " ".join(capsys.readouterr().err.split())
     for word in words:
@@ -174,3 +175,18 @@ def test_glacier_without_observations_is_refused(tmp_path):
     proc = glacier_invert("glacier=hintereisferner", f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 2 and "thickness_obs is all NaN" in " ".join(proc.stderr.split())
     assert not (out / "inversion.nc").exists()
+
+
+def test_invert_yaml_matches_the_schema():
+    import dataclasses
+    import importlib.resources
+
+    import yaml
+
+    from glacier import config
+
+    text = (importlib.resources.files("glacier.configs") / "invert.yaml").read_text()
+    values = yaml.safe_load(text)["invert"]
+    defaults = {f.name: getattr(f.default, "value", f.default)
+                for f in dataclasses.fields(config.InvertSettings)}
+    assert values == defaults

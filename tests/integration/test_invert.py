@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from glacier import config, experiments
+from glacier import config, experiments, laws
 from glacier import invert as iv
 
 jax.config.update("jax_enable_x64", True)
@@ -112,6 +112,10 @@ def test_cross_validation_scores_held_out_cells(twin_data):
     assert cv.rmse == pytest.approx(np.sqrt(np.mean(r ** 2)))
     assert cv.bias == pytest.approx(np.mean(r))
     assert 0.0 <= cv.within_spread <= 1.0
+    # the error floor gives 95 % coverage of the held-out cells
+    floor_cov = np.mean(np.abs(r) <= 2 * np.sqrt(cv.thickness_std[held] ** 2
+                                                 + cv.error_floor ** 2))
+    assert floor_cov >= 0.95 and cv.error_floor >= 0
     assert cv.thickness_std.shape == obs.shape and np.all(cv.thickness_std >= 0)
     assert np.isfinite(cv.baseline_rmse) and cv.baseline_rmse > 0
     # each fold's inversion never saw its held-out cells: the prediction differs from the
@@ -125,6 +129,31 @@ def test_inversion_is_deterministic(twin_data):
     b = iv.invert(twin_data, opts)
     np.testing.assert_array_equal(a.thickness, b.thickness)
     assert a.A == b.A and a.history == b.history
+
+
+def test_thickness_observed_later_than_the_dem(twin, twin_data):
+    """invert.obs_time > 0: the thickness control is the start of a transient run and the
+    observations are compared with the run at obs_time (the twin is steady, so the same
+    glacier must come out)."""
+    result = iv.invert(twin_data, iv.InvertOptions(obs_time=2.0))
+    assert rel_rmse(result.thickness, twin) <= 0.10
+
+
+@pytest.mark.parametrize("name", ["nn_A_of_T", "nn_diffusivity"])
+def test_functional_inversion_through_a_learned_law(twin_data, name):
+    law = (laws.NeuralAofT.create(hidden=(4,), seed=0) if name == "nn_A_of_T"
+           else laws.NeuralDiffusivity.create(hidden=(4,), seed=0))
+    opts = iv.InvertOptions(A="law", iterations=6, A_warmup=2, relax_years=2.0, law_l2=1e-3)
+    res = iv.invert(twin_data, opts, law=law)
+    cost = res.history["total"]
+    assert cost[-1] < cost[2]  # the law stage lowers the cost
+    assert "l2_law" in res.history and res.law is not None
+    changed = jax.tree_util.tree_leaves(res.law)
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        changed, jax.tree_util.tree_leaves(law), strict=True))
+    A = np.asarray(res.A)
+    assert np.all(A > 0) and (A.shape == twin_data.grid.shape if name == "nn_diffusivity"
+                              else A.ndim == 0)
 
 
 def test_gridded_A_and_adam_run(twin_data):
