@@ -440,6 +440,8 @@ class InvertSettings:
     A_warmup: int = _opt(20, "iterations with A held at physics.A before A is inverted too")
     A_step: float = _opt(0.1, "scale of the A control: ln A = ln physics.A + A_step a")
     law_l2: float = _opt(0.0, "weight of the L2 norm of the law's parameters (invert.A=law)")
+    velocity_error: float = _opt(0.0, "error [m a-1] of the surface-speed misfit against the "
+                                      "file's velocity_obs; 0 = no speed misfit")
     optimizer: Optimizer = _opt(Optimizer.lbfgs, "lbfgs or adam")
     iterations: int = _opt(40, "optimiser iterations of each inversion")
     lr: float = _opt(0.05, "learning rate (adam)")

@@ -64,6 +64,8 @@ class InvertOptions:
             compares the run's thickness at ``obs_time`` with the observations (0: the
             observations are of the initial state).
         law_l2: weight of the squared L2 norm of the law's parameters (A="law").
+        velocity_error: sigma_u [m a^-1] of the misfit of the SIA surface speed of the
+            initial state to ``velocity_obs`` (0 switches it off).
         dhdt: surface-elevation change the relaxed surface should show [m a^-1].
         apparent_smb: shift the mass balance to zero glacier-wide balance.
         obs_error: sigma_H [m]; surface_error: sigma_S [m].
@@ -98,6 +100,7 @@ class InvertOptions:
     A_step: float = 0.1
     A_warmup: int = 20
     law_l2: float = 0.0
+    velocity_error: float = 0.0
     prior_error: float = 0.0
     smooth_residual: bool = True
     surface_smoothing: float = 0.0
@@ -117,7 +120,8 @@ class InvertOptions:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"invert.{key}={getattr(self, key)} must be positive.")
         for key in ("relax_years", "obs_time", "smooth_thickness", "smooth_A",
-                    "A_prior_error", "prior_error", "surface_smoothing", "law_l2"):
+                    "A_prior_error", "prior_error", "surface_smoothing", "law_l2",
+                    "velocity_error"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"invert.{key}={getattr(self, key)} must be >= 0.")
         if self.A_warmup < 0:
@@ -143,6 +147,7 @@ class InversionData:
     obs_count: np.ndarray
     physics: dict
     temperature: float | None = None
+    velocity_obs: np.ndarray | None = None
 
     @classmethod
     def from_domain(cls, d: Domain, physics: dict) -> InversionData:
@@ -163,7 +168,9 @@ class InversionData:
         mask = (np.asarray(d.mask) > 0).astype(np.float64)
         return cls(name=d.name, grid=d.grid, surface=np.asarray(d.surface, np.float64),
                    mask=mask, smb=d.smb, thickness_obs=obs, obs_count=count.astype(np.float64),
-                   physics=dict(physics), temperature=d.temperature)
+                   physics=dict(physics), temperature=d.temperature,
+                   velocity_obs=None if d.velocity_obs is None or not np.any(
+                       np.isfinite(d.velocity_obs)) else np.asarray(d.velocity_obs, np.float64))
 
     @property
     def observed(self) -> np.ndarray:
@@ -327,6 +334,11 @@ def _terms(params, weights, consts, st: _Static):
         H_seen = traj.thickness[times.index(float(o.obs_time))]
         status = jnp.max(traj.status)
     terms["obs"] = losses.weighted_mse(H_seen, obs, w, o.obs_error)
+    if o.velocity_error > 0:
+        speed = slv.surface_speed(H, S_obs - H, _rheology(params, consts, st), grid)
+        u_obs = consts["velocity_obs"]
+        terms["velocity"] = losses.weighted_mse(speed, u_obs, jnp.isfinite(u_obs),
+                                                o.velocity_error)
     if o.relax_years > 0:
         S_T = S_obs - H + traj.thickness[times.index(float(o.relax_years))]
         d = (S_T - (S_obs + o.relax_years * o.dhdt)) / o.surface_error
@@ -386,7 +398,15 @@ class Inverter:
                            A_fixed=jnp.asarray(float(data.physics["A"])),
                            H_prior=jnp.zeros(data.grid.shape),
                            temperature=jnp.asarray(-5.0 if data.temperature is None
-                                                   else float(data.temperature)))
+                                                   else float(data.temperature)),
+                           velocity_obs=jnp.asarray(np.full(data.grid.shape, np.nan)
+                                                    if data.velocity_obs is None
+                                                    else data.velocity_obs))
+        if options.velocity_error > 0 and data.velocity_obs is None:
+            raise InputDataError(f"invert.velocity_error={options.velocity_error} asks for a "
+                                 f"speed misfit, but glacier {data.name!r} has no velocity_obs "
+                                 "(observed surface speed in m a-1). Add velocity_obs(y, x) to "
+                                 "the file, or set invert.velocity_error=0.")
         self.static = _Static(grid=data.grid, options=options, budget=64,
                               physics=tuple(sorted(data.physics.items())),
                               has_A=options.A != "none")

@@ -206,6 +206,7 @@ def domain_from_fields(name: str, fields: dict[str, Any], *, dx: float | None = 
         mask=mask,
         thickness_obs=obs if obs is not None else np.full(S.shape, np.nan),
         thickness_obs_count=count if count is not None else np.zeros(S.shape),
+        velocity_obs=fields.get("velocity_obs"),
         temperature=temperature, attrs=attrs,
     )
 
@@ -311,7 +312,8 @@ def resample(fields: dict[str, Any], factor: int) -> dict[str, Any]:
     """Block-average the grids of ``read_glacier_file`` by ``factor`` cells along x and y.
 
     Trailing rows/columns that do not fill a whole block are dropped (at most factor - 1 on the
-    north and east edges). Rules: surface, bed, mask_fraction, smb: mean of the finite values;
+    north and east edges). Rules: surface, bed, mask_fraction, smb, velocity_obs: mean of the
+    finite values;
     thickness: mean with NaN counted as no ice (volume-conserving); mask: 1 where at least half of
     the block is glacier (the >= 0.5 rule of the bundled files), from ``mask_fraction`` when the
     file has it, else from ``mask``; thickness_obs, bed_obs: mean
@@ -331,8 +333,8 @@ def resample(fields: dict[str, Any], factor: int) -> dict[str, Any]:
         s = np.where(np.isfinite(b), b, 0.0).sum(axis=(1, 3))
         return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
-    for key in ("surface", "bed", "mask_fraction", "smb"):
-        if fields[key] is not None:
+    for key in ("surface", "bed", "mask_fraction", "smb", "velocity_obs"):
+        if fields.get(key) is not None:
             out[key] = nanmean(fields[key])
     if fields["thickness"] is not None:
         b = blocks(fields["thickness"])

@@ -7,7 +7,8 @@ A glacier file holds fields on a regular projected grid:
 - ``surface`` [m a.s.l.] is required and finite everywhere;
 - optional grids: ``bed`` [m], ``thickness`` [m] (NaN outside the glacier), ``mask`` (1 glacier,
   0 not), ``mask_fraction`` [1], ``smb`` [m w.e. a^-1], ``thickness_obs`` [m] (NaN = not
-  observed), ``thickness_obs_count`` [1], ``bed_obs`` [m];
+  observed), ``thickness_obs_count`` [1], ``bed_obs`` [m], ``velocity_obs`` [m a^-1] (observed
+  surface speed, NaN = not observed);
 - optional series: ``mb_profile(mb_year, mb_altitude)`` [m w.e. a^-1], ``ela(mb_year)`` [m],
   ``clim_temp_annual(clim_year)`` and ``clim_temp_jja(clim_year)`` [degC],
   ``clim_prec_annual(clim_year)`` [mm a^-1];
@@ -32,7 +33,7 @@ import xarray as xr
 from ..errors import InputDataError
 
 GRID_VARIABLES = ("surface", "bed", "thickness", "mask", "mask_fraction", "smb", "thickness_obs",
-                  "thickness_obs_count", "bed_obs")
+                  "thickness_obs_count", "bed_obs", "velocity_obs")
 """Optional (y, x) fields read from a glacier file (``surface`` is required)."""
 
 SERIES_VARIABLES = {
@@ -46,6 +47,9 @@ SERIES_VARIABLES = {
 
 ELEVATION_RANGE = (-500.0, 9000.0)
 """Plausible elevations [m a.s.l.] of surface, bed and ELA."""
+
+MAX_SPEED = 20000.0
+"""Largest plausible surface speed [m a^-1] (the fastest outlet glaciers flow about 17 km/a)."""
 
 MAX_THICKNESS = 5000.0
 """Largest plausible ice thickness [m] (thickest ice on Earth is about 4.8 km)."""
@@ -329,6 +333,14 @@ def _validate(f: dict[str, Any], ctx: _Ctx) -> None:
             _check_range(f[name], name, *TEMPERATURE_RANGE, "degC", ctx,
                          "temperatures must be in degrees Celsius (subtract 273.15 from kelvin).")
     _validate_observations(f, ctx, mask)
+    speed = f["velocity_obs"]
+    if speed is not None:
+        if np.isinf(speed).any():
+            ctx.fail("velocity_obs", f"is infinite at {ctx.locate(np.isinf(speed))}.",
+                     "use NaN for cells without observations.")
+        _check_range(speed, "velocity_obs", 0.0, MAX_SPEED, "m a-1", ctx,
+                     "observed surface speed must be >= 0 in metres per year (NaN = not "
+                     "observed).")
 
 
 def _validate_observations(f: dict[str, Any], ctx: _Ctx, mask) -> None:

@@ -167,6 +167,17 @@ def test_absurd_values(tmp_path, variable, value, words):
     expect_error(write(tmp_path, ds), *words)
 
 
+def test_velocity_observations(tmp_path):
+    speed = np.full((NY, NX), np.nan)
+    speed[2, 2] = 12.0
+    ds = make_dataset(velocity_obs=(("y", "x"), speed, dict(units="m a-1")))
+    d = build_domain("netcdf", path=str(write(tmp_path, ds, "speed.nc")))
+    assert d.velocity_obs[2, 2] == 12.0 and np.isnan(d.velocity_obs).sum() == NY * NX - 1
+    speed[3, 3] = -5.0
+    ds = make_dataset(velocity_obs=(("y", "x"), speed, dict(units="m a-1")))
+    expect_error(write(tmp_path, ds), "'velocity_obs'", "implausible")
+
+
 def test_temperature_in_kelvin(tmp_path):
     ds = make_dataset()
     ds["clim_temp_annual"] = ds["clim_temp_annual"] + 273.15
