@@ -701,10 +701,12 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
                           baseline_cv_rmse=cv.baseline_rmse,
                           baseline_cv_bias=cv.baseline_bias)
             cv_fold, cv_pred = cv.folds, cv.held_out
+            failures = cv.failures
         else:
             H_base, tau = iv.baseline(data, data.obs_count)
             final = iv.invert(data, options, H_init=H_base, law=law0, callback=on_iteration)
             std, cv_fold, cv_pred = None, None, None
+            failures = [f"final: {final.failure}"] if final.failure else []
             nan = float("nan")
             scores = dict(cv_folds=0, cv_rmse=nan, cv_bias=nan, cv_within_spread=nan,
                           cv_error_floor=nan,
@@ -717,7 +719,8 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
     seen = np.isfinite(obs)
     fit_rmse = float(np.sqrt(np.mean((final.thickness - obs)[seen] ** 2)))
     A_value = np.asarray(final.A)
-    summary = dict(status="completed", glacier=domain.name, baseline_tau=tau,
+    status = "completed" if not failures else "failed: " + "; ".join(failures)
+    summary = dict(status=status, glacier=domain.name, baseline_tau=tau,
                    mean_obs_thickness=mean_obs, fit_rmse=fit_rmse,
                    iterations=final.iterations, final_cost=final.history["total"][-1],
                    A_mean=float(np.exp(np.mean(np.log(A_value)))),
@@ -751,6 +754,12 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
     print(f"glacier-invert: {domain.name}: {cv_text}; A {summary['A_mean']:.3g} "
           f"Pa-3 a-1, volume {summary['volume'] / 1e9:.4g} km3, wall {wall:.3g} s -> {path}",
           flush=True)
+    if failures:
+        print(textwrap.fill(
+            f"glacier-invert: error: {'; '.join(failures)} The outputs ({path}) hold the last "
+            "good state of each inversion; the scores use them.", width=100,
+            break_long_words=False, break_on_hyphens=False), file=sys.stderr)
+        return 3
     return 0
 
 

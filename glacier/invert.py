@@ -258,6 +258,7 @@ class InversionResult:
     iterations: int
     wall_time: float
     law: object = None
+    failure: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -446,13 +447,19 @@ class Inverter:
     def run(self, params, weights, *, callback: Callable[[int, dict], None] | None = None
             ) -> tuple[dict, dict[str, list[float]]]:
         """Minimise the cost from ``params``; returns the last good parameters and the history
-        of every cost term (evaluated at the parameters before each update)."""
+        of every cost term (evaluated at the parameters before each update).
+
+        A non-finite cost or a failed relaxation run stops the minimisation: at the first
+        iteration with a ``NumericalError``; later with the parameters of the last finite cost,
+        and ``self.failure`` says what happened."""
         o = self.options
+        self.failure = None
         weights = jnp.asarray(weights, jnp.float64 if jax.config.jax_enable_x64
                               else jnp.float32)
         state = _optimizer(o).init(params)
         history: dict[str, list[float]] = {}
         it = 0
+        last_good = params
         while it < o.iterations:
             new, new_state, value, terms, status = _step(params, state, weights, self.consts,
                                                          self.static)
@@ -464,17 +471,25 @@ class Inverter:
                 continue
             value = float(value)
             if not math.isfinite(value) or status != slv.STATUS_OK:
-                raise NumericalError(f"Inversion of {self.data.name!r} failed at iteration "
-                                     f"{it}: cost {value}, relaxation run "
-                                     f"{slv.STATUS_NAMES.get(status, status)}. Try a smaller "
-                                     "invert.max_dt or a larger invert.smooth_thickness.")
+                message = (f"inversion of {self.data.name!r} failed at iteration {it + 1}: "
+                           f"cost {value}, relaxation run "
+                           f"{slv.STATUS_NAMES.get(status, status)}. Try a smaller "
+                           "invert.max_dt or a larger invert.smooth_thickness.")
+                if it == 0:
+                    raise NumericalError(message[0].upper() + message[1:])
+                self.failure = message
+                params = last_good  # the parameters of the last finite cost
+                break
             for k, v in terms.items():
                 history.setdefault(k, []).append(float(v))
             history.setdefault("total", []).append(value)
             if callback is not None:
                 callback(it, {k: v[-1] for k, v in history.items()})
             if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(new)):
-                break  # keep the last good parameters
+                self.failure = (f"inversion of {self.data.name!r}: the update of iteration "
+                                f"{it + 1} is not finite; stopped with the last good state.")
+                break  # params: cost finite, kept
+            last_good = params
             params, state = new, new_state
             it += 1
         return params, history
@@ -485,7 +500,7 @@ class Inverter:
         return InversionResult(thickness=H, bed=self.data.surface - H,
                                A=float(A) if A.ndim == 0 else A, history=history,
                                iterations=len(history.get("total", [])), wall_time=wall,
-                               law=params.get("law"))
+                               law=params.get("law"), failure=getattr(self, "failure", None))
 
 
 def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=None,
@@ -504,6 +519,8 @@ def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=
                                                   iterations=options.A_warmup))
         warm.consts["H_prior"] = jnp.asarray(H_init)
         p, history = warm.run(warm.init_params(H_init, A0), weights, callback=callback)
+        if warm.failure:
+            return warm.result(p, history, time.perf_counter() - start)
         H_start = np.asarray(warm.thickness(p))
     inv = Inverter(data, options)
     inv.consts["H_prior"] = jnp.asarray(H_init)
@@ -546,6 +563,7 @@ class CrossValidation:
     final: InversionResult
     baseline_thickness: np.ndarray
     baseline_tau: float
+    failures: list[str] = dataclasses.field(default_factory=list)
 
 
 def _error_floor(residual, std, coverage: float = 0.95) -> float:
@@ -581,10 +599,13 @@ def cross_validate(data: InversionData, options: InvertOptions, k: int, *,
     held_pred = np.full(data.grid.shape, np.nan)
     held_base = np.full(data.grid.shape, np.nan)
     preds, bases = [], []
+    failures: list[str] = []
     for f in range(k):
         w = np.where(folds == f, 0.0, data.obs_count)
         H_b, _ = baseline(data, w)
         res = invert(data, options, weights=w, H_init=H_b, law=law, callback=callback)
+        if res.failure:
+            failures.append(f"fold {f + 1}: {res.failure}")
         held = folds == f
         held_pred[held] = res.thickness[held]
         held_base[held] = H_b[held]
@@ -602,9 +623,11 @@ def cross_validate(data: InversionData, options: InvertOptions, k: int, *,
     floor = _error_floor(res_held, std_held)
     H_b, tau = baseline(data, data.obs_count)
     final = invert(data, options, H_init=H_b, law=law, callback=callback)
+    if final.failure:
+        failures.append(f"final: {final.failure}")
     return CrossValidation(folds=folds, predictions=preds, baseline_predictions=bases,
                            held_out=held_pred,
                            rmse=rmse, bias=bias, within_spread=within, error_floor=floor,
                            baseline_rmse=b_rmse,
                            baseline_bias=b_bias, thickness_std=std, final=final,
-                           baseline_thickness=H_b, baseline_tau=tau)
+                           baseline_thickness=H_b, baseline_tau=tau, failures=failures)

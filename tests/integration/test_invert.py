@@ -228,3 +228,26 @@ def test_options_and_config_defaults_agree():
         assert value == f.default, f.name
     assert set(schema) - {f.name for f in dataclasses.fields(iv.InvertOptions)} == {
         "cv_folds", "cv_block"}
+
+
+def test_a_failing_iteration_keeps_the_last_good_state(twin_data, monkeypatch):
+    """A non-finite cost in iteration 4 stops the inversion with the parameters of
+    iteration 3 (the last finite cost) and says so; nothing is raised."""
+    real = iv._step
+    calls = {"n": 0}
+
+    def flaky(params, state, weights, consts, st):
+        out = real(params, state, weights, consts, st)
+        calls["n"] += 1
+        return (*out[:2], np.nan, *out[3:]) if calls["n"] == 4 else out
+
+    opts = iv.InvertOptions(A="none", iterations=6, relax_years=2.0)
+    reference = iv.invert(twin_data, dataclasses.replace(opts, iterations=2))
+    monkeypatch.setattr(iv, "_step", flaky)
+    res = iv.invert(twin_data, opts)
+    assert res.failure and "iteration 4" in res.failure
+    assert len(res.history["total"]) == 3
+    np.testing.assert_array_equal(res.thickness, reference.thickness)
+    calls["n"] = 3  # the very first iteration fails: nothing good to keep
+    with pytest.raises(Exception, match="failed at iteration 1"):
+        iv.invert(twin_data, opts)
