@@ -130,18 +130,25 @@ def check_command_line(args: list[str], *, primary: str, command: str) -> str | 
                                   config_name=flags.get("name"), command=command)
 
 
+def _console(argv: list[str] | None, primary: str, app) -> None:
+    """Run console script ``glacier-<primary>``: check the command line (exit 2 with one
+    paragraph when it is wrong), then hand it to the Hydra ``app``."""
+    command = f"glacier-{primary}"
+    args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
+    problem = check_command_line(args, primary=primary, command=command)
+    if problem:
+        _fail(command, problem, 2)
+    sys.argv = [sys.argv[0], *_with_job_name(args, primary)]
+    app()
+
+
 # --------------------------------------------------------------------------------------------
 # glacier-simulate
 
 
 def simulate(argv: list[str] | None = None) -> None:
     """Console script ``glacier-simulate``: forward simulation of one glacier."""
-    args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
-    problem = check_command_line(args, primary="simulate", command="glacier-simulate")
-    if problem:
-        _fail("glacier-simulate", problem, 2)
-    sys.argv = [sys.argv[0], *_with_job_name(args, "simulate")]
-    _simulate_app()
+    _console(argv, "simulate", _simulate_app)
 
 
 @hydra.main(version_base=None, config_path="pkg://glacier.configs", config_name="simulate")
@@ -234,19 +241,14 @@ EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 def train(argv: list[str] | None = None) -> None:
     """Console script ``glacier-train``: training of a learned law (UDE) on many glaciers."""
-    args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
-    problem = check_command_line(args, primary="train", command="glacier-train")
-    if problem:
-        _fail("glacier-train", problem, 2)
-    sys.argv = [sys.argv[0], *_with_job_name(args, "train")]
-    _train_app()
+    _console(argv, "train", _train_app)
 
 
 @hydra.main(version_base=None, config_path="pkg://glacier.configs", config_name="train")
 def _train_app(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        cfg = config.typed_train(cfg)
+        cfg = config.typed_checked(cfg, "train")
         import jax
 
         if config._plain(cfg.solver)["dtype"] == "float64":
@@ -612,12 +614,7 @@ def run_train(cfg: DictConfig, out_dir: Path) -> int:
 
 def invert(argv: list[str] | None = None) -> None:
     """Console script ``glacier-invert``: inversion against observed ice thickness."""
-    args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
-    problem = check_command_line(args, primary="invert", command="glacier-invert")
-    if problem:
-        _fail("glacier-invert", problem, 2)
-    sys.argv = [sys.argv[0], *_with_job_name(args, "invert")]
-    _invert_app()
+    _console(argv, "invert", _invert_app)
 
 
 @hydra.main(version_base=None, config_path="pkg://glacier.configs", config_name="invert")
@@ -653,7 +650,7 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
     from .io import provenance
 
     start = time.perf_counter()
-    cfg = config.typed_invert(cfg)
+    cfg = config.typed_checked(cfg, "invert")
     options = config.invert_options(cfg)
     k = int(cfg.invert.cv_folds)
     try:
@@ -671,9 +668,8 @@ def run_invert(cfg: DictConfig, out_dir: Path) -> int:
     config_yaml = OmegaConf.to_yaml(resolved)
 
     runs = (k + 1) if k else 1
-    per_run = options.iterations + (options.A_warmup if options.A != "none"
-                                    and options.relax_years > 0 else 0)
-    bar = tqdm(total=runs * per_run, desc=f"glacier-invert {domain.name}",
+    bar = tqdm(total=runs * (options.iterations + options.warmup),
+               desc=f"glacier-invert {domain.name}",
                unit="it", disable=None, leave=False,
                bar_format="{desc}: {n}/{total} |{bar}| {postfix} [{elapsed}<{remaining}]")
     stage = {"name": "fold 1" if k else "final"}

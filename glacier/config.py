@@ -719,15 +719,17 @@ def check_train(cfg: DictConfig) -> str | None:
     return next((m for m in checks if m), None)
 
 
-def typed_train(cfg: DictConfig) -> DictConfig:
-    """A ``glacier-train`` config merged into its schemas and checked (``ConfigError``)."""
+def typed_checked(cfg: DictConfig, primary: str) -> DictConfig:
+    """A ``glacier-train`` / ``glacier-invert`` config merged into its schemas and its values
+    checked (``check_train`` / ``check_invert``); ``ConfigError`` otherwise."""
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        cfg = typed(cfg, "train")
+        cfg = typed(cfg, primary)
     except OmegaConfBaseException as e:  # e.g. a hand-edited config file
-        raise ConfigError(explain(e, [], primary="train", command="glacier-train")) from e
-    problem = check_train(cfg)
+        raise ConfigError(explain(e, [], primary=primary,
+                                  command=f"glacier-{primary}")) from e
+    problem = {"train": check_train, "invert": check_invert}[primary](cfg)
     if problem:
         raise ConfigError(problem)
     return cfg
@@ -844,20 +846,6 @@ def invert_options(cfg: DictConfig):
         return InvertOptions(**inv)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid invert settings: {e}") from e
-
-
-def typed_invert(cfg: DictConfig) -> DictConfig:
-    """A ``glacier-invert`` config merged into its schemas and checked (``ConfigError``)."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        cfg = typed(cfg, "invert")
-    except OmegaConfBaseException as e:  # e.g. a hand-edited config file
-        raise ConfigError(explain(e, [], primary="invert", command="glacier-invert")) from e
-    problem = check_invert(cfg)
-    if problem:
-        raise ConfigError(problem)
-    return cfg
 
 
 # --------------------------------------------------------------------------------------------

@@ -129,6 +129,12 @@ class InvertOptions:
         if self.iterations < 1:
             raise ConfigError(f"invert.iterations={self.iterations} must be >= 1.")
 
+    @property
+    def warmup(self) -> int:
+        """Iterations run with A fixed before A is a control (0 when A is not inverted or
+        there is no relaxation run to inform it)."""
+        return self.A_warmup if self.A != "none" and self.relax_years > 0 else 0
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class InversionData:
@@ -270,7 +276,6 @@ class _Static:
     options: InvertOptions
     budget: int
     physics: tuple[tuple[str, float], ...]
-    has_A: bool
 
 
 def _thickness(params, consts, st: _Static):
@@ -409,8 +414,7 @@ class Inverter:
                                  "(observed surface speed in m a-1). Add velocity_obs(y, x) to "
                                  "the file, or set invert.velocity_error=0.")
         self.static = _Static(grid=data.grid, options=options, budget=64,
-                              physics=tuple(sorted(data.physics.items())),
-                              has_A=options.A != "none")
+                              physics=tuple(sorted(data.physics.items())))
 
     def init_params(self, H0: np.ndarray, A0: float, law=None) -> dict:
         s = self.options.thickness_scale
@@ -514,9 +518,9 @@ def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=
     start = time.perf_counter()
     history: dict[str, list[float]] = {}
     H_start = np.asarray(H_init)
-    if options.A != "none" and options.A_warmup > 0 and options.relax_years > 0:
+    if options.warmup:
         warm = Inverter(data, dataclasses.replace(options, A="none",
-                                                  iterations=options.A_warmup))
+                                                  iterations=options.warmup))
         warm.consts["H_prior"] = jnp.asarray(H_init)
         p, history = warm.run(warm.init_params(H_init, A0), weights, callback=callback)
         if warm.failure:

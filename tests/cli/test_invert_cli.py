@@ -8,26 +8,16 @@ test_train_cli.py); command lines rejected before Hydra runs go through ``cli.in
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from _scripts import console_script  # tests/cli/_scripts.py
 
 from glacier import cli, experiments
-
-
-def console_script(name: str) -> list[str]:
-    """The installed console script (next to this Python first), else ``python -m glacier``."""
-    local = Path(sys.executable).with_name(name)
-    found = str(local) if local.exists() else shutil.which(name)
-    if found:
-        return [found]
-    return [sys.executable, "-m", "glacier", name.removeprefix("glacier-")]
 
 FAST = ["invert.iterations=6", "invert.A_warmup=3", "invert.relax_years=2",
         "invert.cv_folds=2", "invert.cv_block=600"]

@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,20 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from _scripts import console_script  # tests/cli/_scripts.py
 
 from glacier import cli
 
 SMALL = ["glacier=halfar", "glacier.dx=200000", "solver.t_end=2000", "solver.save_every=500"]
 CONTRACT_VARIABLES = {"thickness", "surface", "bed", "velocity", "smb", "volume", "area"}
-
-
-def console_script(name: str) -> list[str]:
-    """The installed console script (next to this Python first), else ``python -m glacier``."""
-    local = Path(sys.executable).with_name(name)
-    found = str(local) if local.exists() else shutil.which(name)
-    if found:
-        return [found]
-    return [sys.executable, "-m", "glacier", name.removeprefix("glacier-")]
 
 
 def simulate(*args: str, cwd: Path) -> subprocess.CompletedProcess:

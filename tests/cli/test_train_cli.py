@@ -14,7 +14,6 @@ import dataclasses
 import importlib.resources
 import io
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from _scripts import console_script  # tests/cli/_scripts.py
 
 from glacier import cli, config
 
@@ -34,14 +34,6 @@ TINY = ["experiment.n_valleys=2", "experiment.real=[]", "experiment.years=3",
         "network.hidden=[4]"]
 CONFIGS = importlib.resources.files("glacier.configs")
 
-
-def console_script(name: str) -> list[str]:
-    """The installed console script (next to this Python first), else ``python -m glacier``."""
-    local = Path(sys.executable).with_name(name)
-    found = str(local) if local.exists() else shutil.which(name)
-    if found:
-        return [found]
-    return [sys.executable, "-m", "glacier", name.removeprefix("glacier-")]
 
 
 def glacier_train(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
