@@ -20,6 +20,9 @@ from . import solver as slv
 from . import train as tr
 from .domains import Domain, build_domain
 from .errors import ConfigError
+from .options import option
+from .physics.params import Physics
+from .schemes import ExplicitMUSCL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,17 +56,38 @@ def valley_shapes(n: int, dx: float, seed: int) -> list[dict]:
     return shapes
 
 
-def twin_A_of_T(*, dx: float = 200.0, years: float = 15.0, obs_every: float = 1.0,
-                n_valleys: int = 8, real: tuple[str, ...] = ("hintereisferner", "south_glacier"),
-                T_min: float = -25.0, T_max: float = 0.0, spinup_years: float = 150.0,
-                spinup_temperature: float = -10.0, noise: float = 0.0,
-                obs_fraction: float = 1.0, velocity_obs: bool = False,
-                velocity_noise: float = 0.0, seed: int = 0, physics: dict | None = None,
-                cfl: float = 0.124, max_dt: float = 1.0, dtype: str = "float64",
-                devices: int = 1) -> TwinSetup:
+REAL_TWIN_GLACIERS = ("hintereisferner", "south_glacier")
+"""Bundled real glaciers that ``TwinAofTOptions.real`` may list."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TwinAofTOptions:
+    """``experiment=twin_A_of_T``: recover Cuffey & Paterson's A(T) from synthetic observations
+    (``twin_A_of_T``; the meaning of each option is in its docstring)."""
+
+    dx: float = option(200.0, "common grid spacing [m] (real glaciers are resampled to it)")
+    years: float = option(15.0, "length of the observed period [a]")
+    obs_every: float = option(1.0, "years between observations")
+    n_valleys: int = option(8, "number of synthetic valleys, temperatures spread over "
+                             "[T_min, T_max]")
+    real: list[str] = option(list(REAL_TWIN_GLACIERS), "bundled real glaciers to add "
+                                                      "(hintereisferner, south_glacier)")
+    T_min: float = option(-25.0, "temperature of the coldest valley [degC]")
+    T_max: float = option(0.0, "temperature of the warmest valley [degC]")
+    spinup_years: float = option(150.0, "spin-up of the valleys from no ice [a]")
+    spinup_temperature: float = option(-10.0, "temperature of A during the spin-up [degC]")
+    noise: float = option(0.0, "standard deviation of the observation noise [m]")
+    obs_fraction: float = option(1.0, "fraction of ice cells observed each time, in (0, 1]")
+    velocity_obs: bool = option(False, "also observe the true surface speed (for loss.velocity)")
+    velocity_noise: float = option(0.0, "standard deviation of the speed noise [m a^-1]")
+
+
+def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
+                physics: Physics | None = None, cfl: float = 0.124, max_dt: float = 1.0,
+                dtype: str = "float64", devices: int = 1, **overrides) -> TwinSetup:
     """Build the twin experiment (see module docstring).
 
-    Args:
+    Args (``options`` fields, or their keyword ``overrides``):
         dx: common grid spacing [m] (real glaciers are resampled to it).
         years, obs_every: length of the observed period and the observation interval [a].
         n_valleys: number of synthetic valleys; their temperatures are evenly spaced in
@@ -79,6 +103,12 @@ def twin_A_of_T(*, dx: float = 200.0, years: float = 15.0, obs_every: float = 1.
         seed: seeds the valley shapes, the noise and the gaps.
         devices: the batch is padded to a multiple of this number of glaciers.
     """
+    o = dataclasses.replace(options or TwinAofTOptions(), **overrides)
+    dx, years, obs_every, n_valleys = o.dx, o.years, o.obs_every, o.n_valleys
+    real, T_min, T_max = tuple(o.real), o.T_min, o.T_max
+    spinup_years, spinup_temperature = o.spinup_years, o.spinup_temperature
+    noise, obs_fraction, velocity_obs = o.noise, o.obs_fraction, o.velocity_obs
+    velocity_noise = o.velocity_noise
     if n_valleys + len(real) < 1:
         raise ConfigError("The twin experiment needs at least one glacier.")
     if not (0 < obs_fraction <= 1):
@@ -92,16 +122,15 @@ def twin_A_of_T(*, dx: float = 200.0, years: float = 15.0, obs_every: float = 1.
         domains.append(dataclasses.replace(d, name=f"valley_{i + 1}"))
     for name in real:
         domains.append(build_domain(name, dx=dx))
-    physics = dict(domains[0].physics if physics is None else physics)
+    physics = domains[0].physics if physics is None else physics
     batch, grid = tr.stack_domains(domains, dtype=dtype, multiple_of=devices)
-    stepping = slv.Stepping(cfl=cfl, max_dt=max_dt)
+    scheme = ExplicitMUSCL(cfl=cfl, max_dt=max_dt)
     names = tuple(d.name for d in domains)
-    phys_t = tuple(sorted(physics.items()))
 
     # Spin-up of the valleys with one A for all.
     n_real = len(real)
-    spin = tr.Problem(grid=grid, times=(0.0, float(spinup_years)), stepping=stepping,
-                      physics=phys_t, names=names)
+    spin = tr.Problem(grid=grid, save_at=slv.SaveAt((0.0, float(spinup_years))), scheme=scheme,
+                      physics=physics, names=names)
     ref_law = laws.ConstantA.from_value(float(laws.cuffey_paterson_A(spinup_temperature)))
     spun = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(
         ref_law, batch, spin)
@@ -111,8 +140,8 @@ def twin_A_of_T(*, dx: float = 200.0, years: float = 15.0, obs_every: float = 1.
     H0 = jnp.where(is_valley[:, None, None] > 0, H_spun, batch.H0)
     batch = dataclasses.replace(batch, H0=H0)
 
-    times = slv.save_times(years, obs_every)
-    problem = tr.Problem(grid=grid, times=times, stepping=stepping, physics=phys_t, names=names)
+    problem = tr.Problem(grid=grid, save_at=slv.SaveAt.every(years, obs_every), scheme=scheme,
+                         physics=physics, names=names)
     truth = laws.CuffeyPaterson()
     true_traj, true_speed = jax.jit(tr.simulate_batch,
                                     static_argnames=("problem", "adjoint", "speed"))(
@@ -164,7 +193,7 @@ class InversionTwin:
 
     domain: Domain
     thickness_true: np.ndarray
-    physics: dict
+    physics: Physics
     obs_fraction: float
 
     @property
@@ -179,7 +208,7 @@ class InversionTwin:
         d, grid = self.domain, self.domain.grid
         surface = self.surface
         smb_ice = np.asarray(d.smb(jnp.asarray(surface)))
-        smb_we = np.where(d.mask > 0, smb_ice * self.physics["rho"] / 1000.0, np.nan)
+        smb_we = np.where(d.mask > 0, smb_ice * self.physics.rho / 1000.0, np.nan)
         count = np.where(np.isfinite(d.thickness_obs), 1, 0).astype(np.int32)
         dims = ("y", "x")
         src = "glacier.experiments.twin_inversion (synthetic)"
@@ -210,7 +239,7 @@ def twin_inversion(*, nx: int = 31, ny: int = 45, dx: float = 200.0, years: floa
     ``every`` ("radar lines"; about 5 % of the ice cells at the defaults), with Gaussian
     ``noise`` [m]. The true thickness is the glacier's; its mass balance is known.
     """
-    from .simulation import resolve_physics, run
+    from .simulation import run
 
     L = (ny - 1) * dx
     slope = 2000.0 / 9900.0
@@ -218,9 +247,9 @@ def twin_inversion(*, nx: int = 31, ny: int = 45, dx: float = 200.0, years: floa
                           side_rise=side_rise, ela=3000.0 - ela_fraction * slope * L,
                           bump_length=max(400.0, 2 * dx),
                           bump_width=max(600.0, 3 * dx), t_end=years, save_every=years)
-    physics = resolve_physics(valley, {})
-    result = run(valley, physics=physics, times=(0.0, years),
-                 stepping=slv.Stepping(cfl=0.124, max_dt=1.0))
+    physics = valley.physics
+    result = run(valley, save_at=slv.SaveAt((0.0, years)),
+                 scheme=ExplicitMUSCL(cfl=0.124, max_dt=1.0))
     if result.failure is not None:
         raise ConfigError(f"twin_inversion: the spin-up failed: {result.failure}")
     H = np.asarray(result.thickness[-1], np.float64)

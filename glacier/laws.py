@@ -8,8 +8,9 @@ Two levels:
   tell them apart (the pattern of jax-cfd's learned viscosities);
 - a *law* is what the configuration names (``law=``): ``ConstantA``, ``CuffeyPaterson``,
   ``NeuralAofT``, ``NeuralDiffusivity``. ``law.rheology(temperature, physics)`` gives the
-  rheology of one glacier from its long-term mean air temperature [degC] and physical
-  constants. Laws are pytrees whose leaves are exactly their trainable parameters, so
+  rheology of one glacier from its long-term mean air temperature [degC] and its
+  ``physics.params.Physics`` (n, rho, g, fs; A where the law has none of its own). Laws
+  are pytrees whose leaves are exactly their trainable parameters, so
   ``jax.grad`` of a loss with respect to a law is its parameter gradient.
 
 Gridded parameters are averaged to the faces with ``grid.cell_to_face``.
@@ -29,6 +30,7 @@ from . import nn
 from .constants import GLEN_N, GRAVITY, RHO_ICE, SECONDS_PER_YEAR
 from .grid import cell_to_face
 from .physics import sia
+from .physics.params import Physics
 
 # --------------------------------------------------------------------------------------------
 # Rheologies (what the solver sees)
@@ -157,9 +159,10 @@ def cuffey_paterson_A(T):
     return jnp.exp(log_A)
 
 
-def _glen(A, temperature, physics) -> GlenLaw:
-    return GlenLaw(A=A, fs=physics.get("fs", 0.0), n=physics["n"], rho=physics["rho"],
-                   g=physics["g"])
+def glen_law(physics: Physics, A=None) -> GlenLaw:
+    """Glen's law with the parameters of ``physics`` (A from ``physics`` unless given)."""
+    return GlenLaw(A=physics.A if A is None else A, fs=physics.fs, n=physics.n,
+                   rho=physics.rho, g=physics.g)
 
 
 @jax.tree_util.register_dataclass
@@ -176,8 +179,8 @@ class ConstantA:
     def rate_factor(self, T):
         return jnp.exp(self.log_A) * jnp.ones_like(jnp.asarray(T, dtype=jnp.result_type(float)))
 
-    def rheology(self, temperature, physics) -> GlenLaw:
-        return _glen(jnp.exp(self.log_A), temperature, physics)
+    def rheology(self, temperature, physics: Physics) -> GlenLaw:
+        return glen_law(physics, jnp.exp(self.log_A))
 
 
 @jax.tree_util.register_dataclass
@@ -188,8 +191,8 @@ class CuffeyPaterson:
     def rate_factor(self, T):
         return cuffey_paterson_A(T)
 
-    def rheology(self, temperature, physics) -> GlenLaw:
-        return _glen(cuffey_paterson_A(temperature), temperature, physics)
+    def rheology(self, temperature, physics: Physics) -> GlenLaw:
+        return glen_law(physics, cuffey_paterson_A(temperature))
 
 
 A_BOUNDS = (1e-28 * SECONDS_PER_YEAR, 1e-23 * SECONDS_PER_YEAR)
@@ -245,8 +248,8 @@ class NeuralAofT:
         x = ((T - self.T_mean) / self.T_scale)[..., None]
         return nn.log_bounded(nn.apply(self.graphdef, self.params, x)[..., 0], *self.bounds)
 
-    def rheology(self, temperature, physics) -> GlenLaw:
-        return _glen(self.rate_factor(temperature), temperature, physics)
+    def rheology(self, temperature, physics: Physics) -> GlenLaw:
+        return glen_law(physics, self.rate_factor(temperature))
 
 
 @jax.tree_util.register_dataclass
@@ -272,14 +275,14 @@ class NeuralDiffusivity:
         return cls(params=params, graphdef=graphdef, scales=tuple(float(s) for s in scales),
                    bounds=tuple(float(b) for b in bounds))
 
-    def rheology(self, temperature, physics) -> LearnedDiffusivity:
+    def rheology(self, temperature, physics: Physics) -> LearnedDiffusivity:
         return LearnedDiffusivity(params=self.params, temperature=temperature,
                                   graphdef=self.graphdef, scales=self.scales, bounds=self.bounds,
-                                  n=physics["n"], rho=physics["rho"], g=physics["g"])
+                                  n=physics.n, rho=physics.rho, g=physics.g)
 
     def rate_factor_on(self, H, slope, temperature):
         """A [Pa^-3 a^-1] on arrays of H [m], |grad S| [-] and T [degC] (for law.nc)."""
-        law = self.rheology(temperature, dict(n=GLEN_N, rho=RHO_ICE, g=GRAVITY))
+        law = self.rheology(temperature, Physics(A=A_PRIOR))
         return law.rate_factor(jnp.asarray(H), jnp.asarray(slope) ** 2, temperature)
 
 

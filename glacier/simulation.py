@@ -1,13 +1,24 @@
 """Forward simulation of a ``Domain``: the library function behind ``glacier-simulate``.
 
-Turns a domain plus physical and solver settings into a trajectory and the diagnostics that
-``simulation.nc`` holds. No files, no config objects: plain values in, arrays out.
+``run`` turns a domain plus a scheme and save times into a trajectory and the diagnostics that
+``simulation.nc`` holds. ``run_in_intervals`` gives the same result one save interval at a
+time, calling ``on_interval(t, volume)`` in between (the console script drives a progress bar
+with it). No files, no config objects: plain values in, arrays out.
+
+``run_in_intervals``: every interval is one call of ``run`` with the same static save times
+``(0, save_every)``, so the solver compiles once (plus once for a shorter last interval); the
+caller carries the thickness, the time offset and the cumulative volumes. Compared with one
+``run`` over all save times, the step sizes are the same but the clock restarts at 0 in every
+interval, so the last step of each interval can differ in the last bits: results agree to
+round-off, and each way is deterministic on its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -16,8 +27,9 @@ import numpy as np
 
 from . import solver as slv
 from .domains import Domain
-from .errors import ConfigError
-from .laws import GlenLaw
+from .laws import glen_law
+from .physics.params import Physics
+from .schemes import Scheme
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +52,7 @@ class SimulationResult:
     smb_volume: np.ndarray
     outflow_volume: np.ndarray
     steps: np.ndarray
-    physics: dict[str, float]
+    physics: Physics
     wall_time: float
     failure: str | None = None
 
@@ -53,56 +65,35 @@ class SimulationResult:
         return float(abs(change - booked) / scale)
 
 
-def resolve_physics(domain: Domain, overrides: dict[str, Any]) -> dict[str, float]:
-    """The domain's physical defaults updated with the config's non-null values."""
-    physics = dict(domain.physics)
-    for key, value in overrides.items():
-        if key not in physics:
-            raise ConfigError(f"Unknown physics key physics.{key}; valid keys: "
-                              f"{', '.join(sorted(physics))}.")
-        if value is not None:
-            physics[key] = float(value)
-    checks = dict(A=(0, 1e-5), n=(1, 5), rho=(100, 2000), g=(0.1, 100))
-    for key, (lo, hi) in checks.items():
-        if not lo < physics[key] <= hi:
-            raise ConfigError(f"physics.{key}={physics[key]:g} is outside the physically "
-                              f"possible range ({lo:g}, {hi:g}]. Check the units: A is in "
-                              "Pa^-3 a^-1 (e.g. 1e-16), rho in kg m^-3, g in m s^-2.")
-    if physics["fs"] < 0:
-        raise ConfigError(f"physics.fs={physics['fs']:g} must be >= 0 (0 disables sliding).")
-    return physics
-
-
-def make_law(physics: dict[str, float]) -> GlenLaw:
-    return GlenLaw(A=physics["A"], fs=physics["fs"], n=physics["n"], rho=physics["rho"],
-                   g=physics["g"])
-
-
-def run(domain: Domain, *, physics: dict[str, float], times: tuple[float, ...],
-        stepping: slv.Stepping, dtype: str = "float64", area_threshold: float = 1.0,
-        law=None) -> SimulationResult:
-    """Simulate ``domain`` and compute the diagnostics at the save ``times``.
+def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCHEME,
+        physics: Physics | None = None, dtype: str = "float64", area_threshold: float = 1.0,
+        rheology=None) -> SimulationResult:
+    """Simulate ``domain`` and compute the diagnostics at the save times.
 
     Args:
         domain: the glacier.
-        physics: resolved physical parameters (``resolve_physics``).
-        times: save times [a], from 0.
-        stepping: solver stepping options.
-        dtype: "float64" or "float32" for the fields (float64 needs jax_enable_x64).
+        save_at: save times [a], from 0.
+        scheme: the time-stepping scheme (``schemes.ExplicitMUSCL``).
+        physics: physical parameters; default the domain's own (``domain.physics``).
+        dtype: "float64" or "float32" for the fields (float64 needs ``jax_enable_x64``, which
+            the caller turns on: the library never changes JAX's global configuration).
         area_threshold: thickness [m] above which a cell counts as glacier in ``area``.
-        law: a rheology law; default Glen's law with ``physics``.
+        rheology: a flow law; default Glen's law with ``physics``.
     """
     if dtype not in ("float32", "float64"):
-        raise ConfigError(f"solver.dtype must be float32 or float64, got {dtype!r}.")
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}.")
     if dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
-    law = make_law(physics) if law is None else law
+        raise ValueError("dtype float64 needs JAX's 64-bit mode: call "
+                         "jax.config.update('jax_enable_x64', True) first, or use float32.")
+    physics = domain.physics if physics is None else physics
+    times = save_at.times
+    law = glen_law(physics) if rheology is None else rheology
     fdt = jnp.dtype(dtype)
     grid = domain.grid
     bed = jnp.asarray(domain.bed, fdt)
     start = time.perf_counter()
-    traj = slv.simulate(jnp.asarray(domain.thickness, fdt), bed, grid=grid, law=law,
-                        smb=domain.smb, times=times, stepping=stepping,
+    traj = slv.simulate(jnp.asarray(domain.thickness, fdt), bed, grid=grid, rheology=law,
+                        smb=domain.smb, save_at=save_at, scheme=scheme,
                         ice_free=domain.ice_free)
     traj = jax.block_until_ready(traj)
     wall = time.perf_counter() - start
@@ -124,6 +115,82 @@ def run(domain: Domain, *, physics: dict[str, float], times: tuple[float, ...],
         area=np.asarray(slv.area(H, grid, area_threshold), np.float64),
         smb_volume=np.asarray(traj.smb_volume[:keep], np.float64),
         outflow_volume=np.asarray(traj.outflow_volume[:keep], np.float64),
-        steps=np.asarray(traj.steps[:keep]), physics=dict(physics), wall_time=wall,
+        steps=np.asarray(traj.steps[:keep]), physics=physics, wall_time=wall,
         failure=failure,
+    )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _Shifted:
+    """A mass-balance model seen from a clock that starts at ``offset`` years."""
+
+    smb: Any
+    offset: Any
+
+    def __call__(self, S, t=0.0):
+        return self.smb(S, t + self.offset)
+
+
+def _intervals(times: tuple[float, ...]) -> list[float]:
+    """Interval lengths, with lengths equal to the first to round-off made exactly equal (so
+    that the solver, whose save times are static, compiles once for all of them)."""
+    lengths = [b - a for a, b in itertools.pairwise(times)]
+    first = lengths[0]
+    return [first if abs(d - first) <= 1e-9 * first else d for d in lengths]
+
+
+def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
+                     scheme: Scheme = slv.DEFAULT_SCHEME, physics: Physics | None = None,
+                     dtype: str = "float64", area_threshold: float = 1.0,
+                     on_interval: Callable[[float, float], None] | None = None,
+                     ) -> SimulationResult:
+    """``run`` one save interval at a time (same arguments, same result layout).
+
+    Args:
+        domain, save_at, scheme, physics, dtype, area_threshold: as ``run``.
+        on_interval: called as ``on_interval(t, volume)`` [a, m^3] after each interval.
+
+    On a numerical failure the states up to the last good save are kept and ``failure`` names
+    the interval, in the run's absolute times.
+    """
+    physics = domain.physics if physics is None else physics
+    times = save_at.times
+    lengths = _intervals(times)
+    H = np.asarray(domain.thickness)
+    parts: list[SimulationResult] = []
+    smb_offset = out_offset = 0.0
+    wall = 0.0
+    failure = None
+    for i, dt in enumerate(lengths):
+        t0 = float(times[i])
+        piece = dataclasses.replace(domain, thickness=H, smb=_Shifted(domain.smb, t0))
+        res = run(piece, save_at=slv.SaveAt((0.0, dt)), scheme=scheme, physics=physics,
+                  dtype=dtype, area_threshold=area_threshold)
+        wall += res.wall_time
+        res = dataclasses.replace(res, smb_volume=res.smb_volume + smb_offset,
+                                  outflow_volume=res.outflow_volume + out_offset)
+        parts.append(res)
+        if res.failure is not None:
+            reason = res.failure.split(" in the interval")[0]
+            failure = (f"{reason} in the interval from t = {t0:g} a to t = {times[i + 1]:g} a;"
+                       f" states up to t = {t0:g} a are kept")
+            break
+        H = res.thickness[-1]
+        smb_offset, out_offset = float(res.smb_volume[-1]), float(res.outflow_volume[-1])
+        if on_interval is not None:
+            on_interval(float(times[i + 1]), float(res.volume[-1]))
+
+    def joined(name):
+        first = getattr(parts[0], name)[:1]
+        rest = [getattr(p, name)[1:] for p in parts]
+        return np.concatenate([first, *rest], axis=0)
+
+    kept = 1 + sum(len(p.times) - 1 for p in parts)
+    return SimulationResult(
+        domain=domain, times=np.asarray(times[:kept], np.float64),
+        thickness=joined("thickness"), surface=joined("surface"), velocity=joined("velocity"),
+        smb=joined("smb"), volume=joined("volume"), area=joined("area"),
+        smb_volume=joined("smb_volume"), outflow_volume=joined("outflow_volume"),
+        steps=joined("steps"), physics=physics, wall_time=wall, failure=failure,
     )

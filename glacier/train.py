@@ -30,6 +30,8 @@ from .domains import Domain
 from .errors import ConfigError, NumericalError
 from .grid import Grid
 from .physics.mass_balance import MassBalance
+from .physics.params import Physics
+from .schemes import Scheme
 
 
 @jax.tree_util.register_dataclass
@@ -68,17 +70,28 @@ class GlacierBatch:
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """Static description of a training problem: grid, save times, stepping, physics."""
+    """Static description of a training problem: grid, save times, scheme, physics, names.
+
+    Hashable: it is a static argument of the jitted training step.
+    """
 
     grid: Grid
-    times: tuple[float, ...]
-    stepping: slv.Stepping
-    physics: tuple[tuple[str, float], ...]
+    save_at: slv.SaveAt
+    scheme: Scheme
+    physics: Physics
     names: tuple[str, ...]
 
     @property
-    def physics_dict(self) -> dict[str, float]:
-        return dict(self.physics)
+    def times(self) -> tuple[float, ...]:
+        return self.save_at.times
+
+    def with_budget(self, max_steps: int) -> Problem:
+        """The same problem with another step budget of the scheme."""
+        return dataclasses.replace(self, scheme=self.scheme.with_budget(max_steps))
+
+
+UNBOUNDED = 10_000_000
+"""Step budget of forward-only runs (a while loop: the budget only guards against runaways)."""
 
 
 def _pad_to(a, shape, pad_value=None, mode="constant"):
@@ -163,19 +176,17 @@ def with_observations(batch: GlacierBatch, obs, vel_obs=None) -> GlacierBatch:
 # Forward model and loss
 
 
-def simulate_batch(law, batch: GlacierBatch, problem: Problem, adjoint: str = "none",
-                   speed: bool = False):
+def simulate_batch(law, batch: GlacierBatch, problem: Problem,
+                   adjoint: slv.Adjoint = slv.FORWARD_ONLY, speed: bool = False):
     """Trajectories of every glacier under ``law``: thickness (G, nt, ny, nx), status, steps.
 
     With ``speed=True`` also the SIA surface speed (G, nt, ny, nx) [m a^-1] at the save times,
     as a second return value.
     """
-    physics = problem.physics_dict
-
     def one(H0, bed, ice_free, smb, T):
-        rheology = law.rheology(T, physics)
-        traj = slv.simulate(H0, bed, grid=problem.grid, law=rheology, smb=smb,
-                            times=problem.times, stepping=problem.stepping, ice_free=ice_free,
+        rheology = law.rheology(T, problem.physics)
+        traj = slv.simulate(H0, bed, grid=problem.grid, rheology=rheology, smb=smb,
+                            save_at=problem.save_at, scheme=problem.scheme, ice_free=ice_free,
                             adjoint=adjoint)
         if not speed:
             return traj
@@ -197,8 +208,12 @@ class LossWeights:
     velocity: float = 0.0
 
 
+CHECKPOINTED = slv.Checkpointed()
+"""The adjoint of training: chunks of about sqrt(budget) steps."""
+
+
 def loss_fn(law, batch: GlacierBatch, problem: Problem, reg: LossWeights = LossWeights(),
-            adjoint: str = "checkpointed"):
+            adjoint: slv.Adjoint = CHECKPOINTED):
     """Total loss and aux (per-glacier losses, status, steps).
 
     loss_g = mean over observed cells and times of ((H - H_obs) / scale_g)^2
@@ -234,9 +249,8 @@ def sensitivity_weights(batch: GlacierBatch, problem: Problem, A_prior: float, *
     """
     from .laws import ConstantA
 
-    big = dataclasses.replace(problem, stepping=dataclasses.replace(
-        problem.stepping, max_steps=10_000_000))
-    per = jax.jit(lambda law, b: loss_fn(law, b, big, adjoint="none")[1]["per_glacier"])
+    big = problem.with_budget(UNBOUNDED)
+    per = jax.jit(lambda law, b: loss_fn(law, b, big, adjoint=slv.FORWARD_ONLY)[1]["per_glacier"])
     s = per(ConstantA.from_value(A_prior * factor), batch) \
         + per(ConstantA.from_value(A_prior / factor), batch)
     real = batch.weight > 0
@@ -252,16 +266,12 @@ def size_step_budget(law, batch: GlacierBatch, problem: Problem, *, safety: floa
     keep it a modest multiple of what is needed. Chunks of about sqrt(budget) steps.
     """
     traj = jax.jit(simulate_batch, static_argnames=("problem", "adjoint"))(
-        law, batch, dataclasses.replace(problem, stepping=dataclasses.replace(
-            problem.stepping, max_steps=10_000_000)))
+        law, batch, problem.with_budget(UNBOUNDED))
     needed = int(np.max(np.asarray(traj.steps)))
     if np.any(np.asarray(traj.status) != slv.STATUS_OK):
         raise NumericalError("The forward run of the initial law failed before training "
                              "(non-finite thickness). Check the glaciers and the law's bounds.")
-    budget = max(minimum, int(math.ceil(needed * safety)))
-    stepping = dataclasses.replace(problem.stepping, max_steps=budget,
-                                   checkpoint_every=max(1, math.isqrt(budget)))
-    return dataclasses.replace(problem, stepping=stepping)
+    return problem.with_budget(max(minimum, int(math.ceil(needed * safety))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,17 +331,29 @@ def replicate(tree, mesh: Mesh):
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainRun:
+    """What ``Trainer.run`` returns: the last good state, the history and the problem it ended
+    with (its step budget may have grown during the run)."""
+
+    state: TrainState
+    history: History
+    problem: Problem
+
+
 class Trainer:
     """Adam (with a schedule) for ``epochs`` steps, then optionally L-BFGS, full batch.
 
     One epoch is one optimizer step on the loss of all glaciers. Call ``init`` for a fresh
     state and ``run`` to advance it; ``run`` can stop early (``should_stop``) and be resumed
-    from a saved ``TrainState`` with the same result, bit for bit on CPU.
+    from a saved ``TrainState`` with the same result, bit for bit on CPU. The trainer holds
+    only its settings: ``run`` returns the new state, history and problem and changes nothing.
     """
 
     def __init__(self, problem: Problem, *, lr: float = 0.01, schedule: str = "constant",
                  epochs: int = 100, lbfgs_steps: int = 0, reg: LossWeights = LossWeights(),
-                 clip_norm: float | None = None, decay: float = 0.1):
+                 clip_norm: float | None = None, decay: float = 0.1,
+                 max_budget: int = 1_000_000):
         if epochs < 0 or lbfgs_steps < 0:
             raise ConfigError("train.epochs and optimizer.lbfgs_steps must be >= 0.")
         self.problem = problem
@@ -342,87 +364,78 @@ class Trainer:
         self.adam = optax.chain(*chain, optax.adam(self.schedule))
         self.lbfgs = optax.lbfgs()
         self.reg = reg
-        self.max_budget = 1_000_000
-        self._compile()
-
-    def _compile(self):
-        self._adam_step = jax.jit(self._adam_step_impl)
-        self._lbfgs_step = jax.jit(self._lbfgs_step_impl)
-
-    def _grow_budget(self):
-        """Double the step budget of the bounded loop and recompile.
-
-        Results do not depend on the budget as long as it is not exhausted (steps past the save
-        time are identities), so growing it keeps runs reproducible and resumable.
-        """
-        budget = 2 * self.problem.stepping.max_steps
-        stepping = dataclasses.replace(self.problem.stepping, max_steps=budget,
-                                       checkpoint_every=max(1, math.isqrt(budget)))
-        self.problem = dataclasses.replace(self.problem, stepping=stepping)
-        self._compile()
+        self.max_budget = int(max_budget)
+        self._steps = jax.jit(self._step_impl, static_argnames=("problem", "adam"))
 
     @property
     def total_epochs(self) -> int:
         return self.epochs + self.lbfgs_steps
 
-    def loss(self, law, batch):
-        return loss_fn(law, batch, self.problem, self.reg)
+    def loss(self, law, batch, problem: Problem | None = None):
+        return loss_fn(law, batch, self.problem if problem is None else problem, self.reg)
 
     def init(self, law) -> TrainState:
         return TrainState(law=law, opt_state=(self.adam.init(law), self.lbfgs.init(law)),
                           epoch=jnp.zeros((), jnp.int32))
 
-    def _adam_step_impl(self, state: TrainState, batch):
-        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(state.law, batch)
+    def _step_impl(self, state: TrainState, batch, *, problem: Problem, adam: bool):
+        loss_of = lambda law: self.loss(law, batch, problem)  # noqa: E731
+        (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(state.law)
         adam_state, lbfgs_state = state.opt_state
-        updates, adam_state = self.adam.update(grads, adam_state, state.law)
+        if adam:
+            updates, adam_state = self.adam.update(grads, adam_state, state.law)
+        else:
+            updates, lbfgs_state = self.lbfgs.update(
+                grads, lbfgs_state, state.law, value=loss, grad=grads,
+                value_fn=lambda law: loss_of(law)[0])
         law = optax.apply_updates(state.law, updates)
         return TrainState(law, (adam_state, lbfgs_state), state.epoch + 1), loss, aux
 
-    def _lbfgs_step_impl(self, state: TrainState, batch):
-        value_fn = lambda law: self.loss(law, batch)[0]
-        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(state.law, batch)
-        adam_state, lbfgs_state = state.opt_state
-        updates, lbfgs_state = self.lbfgs.update(grads, lbfgs_state, state.law, value=loss,
-                                                 grad=grads, value_fn=value_fn)
-        law = optax.apply_updates(state.law, updates)
-        return TrainState(law, (adam_state, lbfgs_state), state.epoch + 1), loss, aux
+    def step(self, state: TrainState, batch, problem: Problem | None = None):
+        """One epoch: (new state, loss, aux) of the optimizer phase of ``state.epoch``."""
+        problem = self.problem if problem is None else problem
+        return self._steps(state, batch, problem=problem,
+                           adam=bool(int(state.epoch) < self.epochs))
 
     def run(self, state: TrainState, batch, *, history: History | None = None,
-            on_epoch: Callable[[TrainState, History], None] | None = None,
-            should_stop: Callable[[], bool] = lambda: False) -> tuple[TrainState, History]:
+            problem: Problem | None = None,
+            on_epoch: Callable[[TrainState, History, Problem], None] | None = None,
+            should_stop: Callable[[], bool] = lambda: False) -> TrainRun:
         """Advance ``state`` to ``total_epochs``; returns the last good state and the history.
 
-        A non-finite loss or a failed solve stops the run with a ``NumericalError`` carrying
-        the last good state in its ``state`` attribute.
+        When a step exhausts the step budget of the bounded loop (the law now flows faster),
+        the budget is doubled and the epoch repeated: results do not depend on the budget as
+        long as it is not exhausted (steps past the save time are identities), so runs stay
+        reproducible and resumable. A non-finite loss or a failed solve stops the run with a
+        ``NumericalError`` carrying the last good ``TrainRun`` in its ``run`` attribute.
         """
         history = History() if history is None else history
+        problem = self.problem if problem is None else problem
         start = time.perf_counter() - (history.wall_time[-1] if history.wall_time else 0.0)
         while int(state.epoch) < self.total_epochs and not should_stop():
             epoch = int(state.epoch)
             adam = epoch < self.epochs
-            step = self._adam_step if adam else self._lbfgs_step
-            new_state, loss, aux = step(state, batch)
+            new_state, loss, aux = self.step(state, batch, problem)
             loss = float(loss)
             status = np.asarray(aux["status"])
             if np.all((status == slv.STATUS_OK) | (status == slv.STATUS_MAX_STEPS)) \
                     and np.any(status == slv.STATUS_MAX_STEPS) \
-                    and self.problem.stepping.max_steps < self.max_budget:
-                self._grow_budget()  # the law now flows faster: more steps, same epoch again
+                    and problem.scheme.max_steps < self.max_budget:
+                problem = problem.with_budget(2 * problem.scheme.max_steps)
                 continue
             finite = all(bool(jnp.all(jnp.isfinite(x)))
                          for x in jax.tree_util.tree_leaves(new_state.law))
             if not math.isfinite(loss) or not finite or np.any(status != slv.STATUS_OK):
                 bad = np.flatnonzero(np.any(status != slv.STATUS_OK, axis=-1))
+                names = [problem.names[i] for i in bad if i < len(problem.names)]
                 err = NumericalError(
                     f"Training stopped at epoch {epoch}: "
                     + (f"loss is {loss}" if not math.isfinite(loss) else
                        "the update made the law's parameters non-finite" if not finite else
-                       f"the solve of glacier(s) {[self.problem.names[i] for i in bad if i < len(self.problem.names)]} "  # noqa: E501
-                       f"failed ({slv.STATUS_NAMES[int(status.max())]})")
+                       f"the solve of glacier(s) {names} failed "
+                       f"({slv.STATUS_NAMES[int(status.max())]})")
                     + ". The parameters of the last good epoch are kept.")
-                err.state = state
-                err.history = history
+                err.run = TrainRun(state, history, problem)
                 raise err
             # The loss of `state` (before the update) is what this epoch measured.
             history.loss.append(loss)
@@ -432,5 +445,5 @@ class Trainer:
             history.phase.append("adam" if adam else "lbfgs")
             state = new_state
             if on_epoch is not None:
-                on_epoch(state, history)
-        return state, history
+                on_epoch(state, history, problem)
+        return TrainRun(state, history, problem)

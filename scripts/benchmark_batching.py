@@ -52,7 +52,7 @@ def main(argv=None):
     tw = ex.twin_A_of_T()
     law = laws.NeuralAofT.create(seed=0, bounds=laws.PRIOR_BOUNDS)
     problem = tr.size_step_budget(law, tw.batch, tw.problem)
-    budget = problem.stepping.max_steps
+    budget = problem.scheme.max_steps
     grad = jax.jit(jax.value_and_grad(lambda l, b: tr.loss_fn(l, b, problem)[0]))
     c_pad, t_pad = _timed(grad, law, tw.batch, repeat=args.repeat)
     cells_pad = tw.batch.size * problem.grid.ny * problem.grid.nx
@@ -71,7 +71,7 @@ def main(argv=None):
                               ice_free=one.ice_free, smb=one.smb,
                               temperature=tw.batch.temperature[g:g + 1], obs=one.obs,
                               weight=one.weight, scale=one.scale)
-        prob_g = tr.Problem(grid=grid, times=problem.times, stepping=problem.stepping,
+        prob_g = tr.Problem(grid=grid, save_at=problem.save_at, scheme=problem.scheme,
                             physics=problem.physics, names=(d.name,))
         f = jax.jit(jax.value_and_grad(lambda l, b, p=prob_g: tr.loss_fn(l, b, p)[0]))
         c, t = _timed(f, law, one, repeat=args.repeat)

@@ -47,7 +47,8 @@ import numpy as np  # noqa: E402
 from glacier import solver as slv  # noqa: E402
 from glacier.constants import SECONDS_PER_YEAR  # noqa: E402
 from glacier.domains import build_domain  # noqa: E402
-from glacier.simulation import make_law, resolve_physics  # noqa: E402
+from glacier.laws import glen_law  # noqa: E402
+from glacier.schemes import ExplicitMUSCL  # noqa: E402
 
 PEER = Path(__file__).with_name("_oggm_peer.py")
 CASES = {
@@ -81,11 +82,11 @@ def diagnostics(H, domain) -> dict:
                 area_1m=float((H > 1.0).sum() * area))
 
 
-def timed_simulate(H0, bed, domain, law, stepping, times, ice_free):
+def timed_simulate(H0, bed, domain, law, scheme, times, ice_free):
     """One solve, blocked until done: (wall time [s], trajectory)."""
     start = time.perf_counter()
-    traj = slv.simulate(H0, bed, grid=domain.grid, law=law, smb=domain.smb, times=times,
-                        stepping=stepping, ice_free=ice_free)
+    traj = slv.simulate(H0, bed, grid=domain.grid, rheology=law, smb=domain.smb,
+                        save_at=slv.SaveAt(times), scheme=scheme, ice_free=ice_free)
     traj = jax.block_until_ready(traj)
     return time.perf_counter() - start, traj
 
@@ -94,12 +95,12 @@ def run_ours(domain, years: float, *, dtype: str, repeat: int, open_edges: bool)
     fdt = jnp.dtype(dtype)
     H0 = jnp.asarray(domain.thickness, fdt)
     bed = jnp.asarray(domain.bed, fdt)
-    law = make_law(resolve_physics(domain, {}))
+    law = glen_law(domain.physics)
     ice_free = domain.ice_free if open_edges else ring(domain.grid.shape)
-    stepping = slv.Stepping(cfl=CFL, max_dt=domain.solver["max_dt"])
+    scheme = ExplicitMUSCL(cfl=CFL, max_dt=domain.solver["max_dt"])
 
     def once():
-        return timed_simulate(H0, bed, domain, law, stepping, (0.0, years), ice_free)
+        return timed_simulate(H0, bed, domain, law, scheme, (0.0, years), ice_free)
 
     first, traj = once()
     best = min(once()[0] for _ in range(repeat))
@@ -113,20 +114,20 @@ def run_ours(domain, years: float, *, dtype: str, repeat: int, open_edges: bool)
 
 def run_oggm(domain, years: float, *, python: str, repeat: int) -> dict:
     """Run the case in OGGM's interpreter through ``_oggm_peer.py``."""
-    phys = resolve_physics(domain, {})
+    phys = domain.physics
     smb = domain.smb
     linear = domain.name == "synthetic_valley"
     if linear:
         # glacier: b = gradient (S - ELA) [m ice a^-1]; OGGM: grad [mm w.e. a^-1 m^-1], i.e.
         # gradient = grad / rho [m ice a^-1 m^-1] (1 mm w.e. = 1 kg m^-2).
         mb = dict(mb_kind="linear", mb_ela=float(smb.reference),
-                  mb_grad=float(smb.gradient) * phys["rho"])
+                  mb_grad=float(smb.gradient) * phys.rho)
     else:
         mb = dict(mb_kind="zero", mb_ela=0.0, mb_grad=0.0)
     with tempfile.TemporaryDirectory(prefix="oggm_peer_") as tmp:
         case, out = Path(tmp, "case.npz"), Path(tmp, "result.npz")
         np.savez(case, bed=domain.bed, thickness=domain.thickness, dx=domain.grid.dx,
-                 glen_a=phys["A"] / SECONDS_PER_YEAR, rho=phys["rho"], g=phys["g"],
+                 glen_a=phys.A / SECONDS_PER_YEAR, rho=phys.rho, g=phys.g,
                  years=years, max_dt=domain.solver["max_dt"] * SECONDS_PER_YEAR, cfl=CFL,
                  year_seconds=SECONDS_PER_YEAR, repeat=repeat, **mb)
         env = dict(os.environ, HOME=tmp, MPLBACKEND="Agg")
@@ -193,12 +194,12 @@ def profile_grid_sizes(sizes=(10, 25, 50, 100, 200, 400), *, dtype: str, repeat:
         fdt = jnp.dtype(dtype)
         H0 = jnp.full(domain.grid.shape, 50.0, fdt)
         bed = jnp.asarray(domain.bed, fdt)
-        law = make_law(resolve_physics(domain, {}))
-        stepping = slv.Stepping(cfl=CFL, max_dt=domain.solver["max_dt"])
+        law = glen_law(domain.physics)
+        scheme = ExplicitMUSCL(cfl=CFL, max_dt=domain.solver["max_dt"])
 
         runs = []
         for _ in range(max(repeat, 3) + 1):  # the first call compiles
-            wall, traj = timed_simulate(H0, bed, domain, law, stepping, (0.0, 2.0), None)
+            wall, traj = timed_simulate(H0, bed, domain, law, scheme, (0.0, 2.0), None)
             runs.append(wall)
         best, steps = min(runs[1:]), int(np.asarray(traj.steps).sum())
         rows.append(dict(n=n, cells=n * n, steps=steps, time_per_step=best / steps,

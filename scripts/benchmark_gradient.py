@@ -3,13 +3,13 @@
 For simulations of 10^2, 10^3 and 10^4 steps on the 100 x 100 synthetic valley (spun up for
 100 a so that ice flows everywhere), measures
 
-- the wall time of one forward solve (``adjoint="none"``, a while loop) and of one gradient of
-  a thickness misfit with respect to log A and the initial thickness (``adjoint="checkpointed"``),
-  best of ``--repeat`` runs after compilation, and their ratio;
+- the wall time of one forward solve (``adjoint=ForwardOnly()``, a while loop) and of one
+  gradient of a thickness misfit with respect to log A and the initial thickness
+  (``adjoint=Checkpointed()``), best of ``--repeat`` runs after compilation, and their ratio;
 - the memory the compiled gradient needs: XLA's temporary-buffer size of the compiled program
   (``compiled.memory_analysis().temp_size_in_bytes``), for the checkpointed loop and for the
-  naive bounded scan that keeps every step (``adjoint="plain"``, compiled but run only where it
-  fits), and the growth factor per decade of steps;
+  naive bounded scan that keeps every step (``adjoint=StoreAll()``, compiled but run only where
+  it fits), and the growth factor per decade of steps;
 - the process's peak resident memory while running the checkpointed gradient (each case in a
   fresh subprocess).
 
@@ -39,30 +39,32 @@ def _case(n_steps: int, repeat: int, run_plain: bool) -> dict:
     from glacier import solver as slv
     from glacier.domains import build_domain
     from glacier.laws import GlenLaw
+    from glacier.schemes import ExplicitMUSCL
 
     d = build_domain("synthetic_valley")
-    physics = sim.resolve_physics(d, {})
-    spun = sim.run(d, physics=physics, times=(0.0, 100.0), stepping=slv.Stepping(max_dt=0.1))
+    physics = d.physics
+    spun = sim.run(d, save_at=slv.SaveAt((0.0, 100.0)), scheme=ExplicitMUSCL(max_dt=0.1))
     H0 = jnp.asarray(spun.thickness[-1])
     bed = jnp.asarray(d.bed)
     dt = 0.01  # below the stability limit of the spun-up valley (~0.066 a): exactly n steps
     T = n_steps * dt
     target = H0 * 1.01
+    save_at = slv.SaveAt((0.0, T))
 
     def make(adjoint, budget):
-        stepping = slv.Stepping(max_dt=dt, max_steps=budget)
+        scheme = ExplicitMUSCL(max_dt=dt, max_steps=budget)
 
         def loss(log_A, H):
-            law = GlenLaw(A=jnp.exp(log_A), rho=physics["rho"], g=physics["g"])
-            tr = slv.simulate(H, bed, grid=d.grid, law=law, smb=d.smb, times=(0.0, T),
-                              stepping=stepping, adjoint=adjoint)
+            law = GlenLaw(A=jnp.exp(log_A), rho=physics.rho, g=physics.g)
+            tr = slv.simulate(H, bed, grid=d.grid, rheology=law, smb=d.smb, save_at=save_at,
+                              scheme=scheme, adjoint=adjoint)
             return jnp.mean((tr.thickness[-1] - target) ** 2)
         return loss
 
-    log_A = jnp.log(physics["A"])
+    log_A = jnp.log(physics.A)
     budget = n_steps + 2
-    fwd = jax.jit(make("none", budget))
-    grad = jax.jit(jax.grad(make("checkpointed", budget), argnums=(0, 1)))
+    fwd = jax.jit(make(slv.ForwardOnly(), budget))
+    grad = jax.jit(jax.grad(make(slv.Checkpointed(), budget), argnums=(0, 1)))
 
     def best(f):
         jax.block_until_ready(f(log_A, H0))
@@ -74,8 +76,8 @@ def _case(n_steps: int, repeat: int, run_plain: bool) -> dict:
         return min(times)
 
     steps = int(jax.jit(lambda a, h: slv.simulate(
-        h, bed, grid=d.grid, law=GlenLaw(A=jnp.exp(a), rho=physics["rho"], g=physics["g"]),
-        smb=d.smb, times=(0.0, T), stepping=slv.Stepping(max_dt=dt, max_steps=budget)).steps[-1]
+        h, bed, grid=d.grid, rheology=GlenLaw(A=jnp.exp(a), rho=physics.rho, g=physics.g),
+        smb=d.smb, save_at=save_at, scheme=ExplicitMUSCL(max_dt=dt, max_steps=budget)).steps[-1]
     )(log_A, H0))
     t_fwd = best(fwd)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -88,8 +90,8 @@ def _case(n_steps: int, repeat: int, run_plain: bool) -> dict:
         return None if mem is None else int(mem.temp_size_in_bytes)
 
     out = dict(steps=steps, forward_s=t_fwd, gradient_s=t_grad, ratio=t_grad / t_fwd,
-               temp_bytes_checkpointed=temp_bytes("checkpointed"),
-               temp_bytes_plain=temp_bytes("plain") if run_plain else None,
+               temp_bytes_checkpointed=temp_bytes(slv.Checkpointed()),
+               temp_bytes_plain=temp_bytes(slv.StoreAll()) if run_plain else None,
                peak_rss_mb=rss1 / 1024.0, rss_growth_mb=(rss1 - rss0) / 1024.0)
     return out
 

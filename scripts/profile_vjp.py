@@ -1,5 +1,6 @@
 """Cost of the reverse-mode derivative of the SIA step: JAX's automatic VJP of ``face_states``
-against the hand-derived one (``glacier.physics.sia_vjp``, switch ``sia.CUSTOM_VJP``).
+against the hand-derived one (``glacier.physics.faces_adjoint``, switch
+``ExplicitMUSCL(custom_vjp=...)``).
 
 On the 100 x 100 synthetic valley spun up for 100 a (ice flowing everywhere), float64, CPU,
 measures per call, inside one compiled loop of ``--inner`` calls (so that Python dispatch does
@@ -7,12 +8,12 @@ not count), best of ``--repeat``:
 
 - ``face_states``: forward, and forward + VJP with respect to (H, bed);
 - ``sia.fluxes`` with Glen's law: forward, and forward + VJP w.r.t. (H, bed, log A);
-- one solver step (``solver._make_step``, outflow limiter and mass balance included):
+- one solver step (``ExplicitMUSCL.make_step``, outflow limiter and mass balance included):
   forward, and forward + VJP of the new thickness w.r.t. (H, bed, log A);
 
 and the full gradient of a ``--steps``-step solve (the loss of ``scripts/benchmark_gradient.py``:
 mean squared misfit of the final thickness, gradient w.r.t. log A and H0 with
-``adjoint="checkpointed"``) against the forward solve (``adjoint="none"``).
+``adjoint=Checkpointed()``) against the forward solve (``adjoint=ForwardOnly()``).
 
 Each mode runs in a fresh subprocess, the modes alternate for ``--rounds`` rounds and the best
 time of all rounds is kept (the machine is shared: best-of is the least noisy estimate).
@@ -23,6 +24,7 @@ time of all rounds is kept (the machine is shared: best-of is the least noisy es
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -40,26 +42,29 @@ def _child(mode: str, repeat: int, inner: int, n_steps: int) -> dict:
     from jax import lax
 
     jax.config.update("jax_enable_x64", True)
+    from glacier import schemes
     from glacier import simulation as sim
     from glacier import solver as slv
     from glacier.domains import build_domain
     from glacier.laws import GlenLaw
     from glacier.physics import sia
+    from glacier.schemes import ExplicitMUSCL, State
 
-    assert hasattr(sia, "CUSTOM_VJP"), sia.__file__
-    sia.CUSTOM_VJP = mode == "custom"
+    assert "custom_vjp" in {f.name for f in dataclasses.fields(ExplicitMUSCL)}, schemes.__file__
+    custom = mode == "custom"
     d = build_domain("synthetic_valley")
-    physics = sim.resolve_physics(d, {})
-    spun = sim.run(d, physics=physics, times=(0.0, 100.0), stepping=slv.Stepping(max_dt=0.1))
+    physics = d.physics
+    spun = sim.run(d, save_at=slv.SaveAt((0.0, 100.0)),
+                   scheme=ExplicitMUSCL(max_dt=0.1, custom_vjp=custom))
     grid = d.grid
     H0 = jnp.asarray(spun.thickness[-1])
     bed = jnp.asarray(d.bed)
-    log_A = jnp.log(physics["A"])
+    log_A = jnp.log(physics.A)
     ice_free = None if d.ice_free is None else jnp.asarray(d.ice_free, H0.dtype)
     rng = np.random.default_rng(0)
 
     def law(a):
-        return GlenLaw(A=jnp.exp(a), rho=physics["rho"], g=physics["g"])
+        return GlenLaw(A=jnp.exp(a), rho=physics.rho, g=physics.g)
 
     def best(f, *args):
         jax.block_until_ready(f(*args))
@@ -86,7 +91,7 @@ def _child(mode: str, repeat: int, inner: int, n_steps: int) -> dict:
     out = {}
 
     # face_states
-    fs = lambda h, b: sia.face_states(h, b, grid)
+    fs = lambda h, b: sia.face_states(h, b, grid, custom_vjp=custom)
     ct_fs = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape)),
                                    jax.eval_shape(fs, H0, bed))
     def on_cells(out):  # every output feeds the loop (none is dead code), without reductions
@@ -101,7 +106,7 @@ def _child(mode: str, repeat: int, inner: int, n_steps: int) -> dict:
     out["face_states_fwd_vjp"] = per_call(fs_vjp)
 
     # fluxes
-    fl = lambda h, b, a: sia.fluxes(h, b, law(a), grid)
+    fl = lambda h, b, a: sia.fluxes(h, b, law(a), grid, custom_vjp=custom)
     shapes = jax.eval_shape(fl, H0, bed, log_A)
     ct_fl = tuple(jnp.asarray(rng.normal(size=s.shape)) for s in shapes)
     def fl_cells(h):
@@ -116,13 +121,13 @@ def _child(mode: str, repeat: int, inner: int, n_steps: int) -> dict:
     out["fluxes_fwd_vjp"] = per_call(fl_vjp)
 
     # one solver step
-    stepping = slv.Stepping(max_dt=0.1)
+    scheme = ExplicitMUSCL(max_dt=0.1, custom_vjp=custom)
 
     def step_H(h, b, a):
-        step = slv._make_step(b, law(a), d.smb, grid, stepping, ice_free)
+        step = scheme.make_step(b, law(a), d.smb, grid, ice_free)
         z = jnp.zeros((), h.dtype)
-        s0 = slv._State(t=jnp.zeros((), jnp.float64), H=h, steps=jnp.zeros((), jnp.int32),
-                        smb_volume=z, outflow_volume=z, status=jnp.zeros((), jnp.int32))
+        s0 = State(t=jnp.zeros((), jnp.float64), H=h, steps=jnp.zeros((), jnp.int32),
+                   smb_volume=z, outflow_volume=z, status=jnp.zeros((), jnp.int32))
         return step(s0, jnp.asarray(1e3, jnp.float64)).H
     ct_st = jnp.asarray(rng.normal(size=grid.shape))
     out["step_fwd"] = per_call(lambda h: step_H(h, bed, log_A) - h)
@@ -139,16 +144,16 @@ def _child(mode: str, repeat: int, inner: int, n_steps: int) -> dict:
         target = H0 * 1.01
 
         def make(adjoint):
-            stp = slv.Stepping(max_dt=dt, max_steps=n_steps + 2)
+            stp = ExplicitMUSCL(max_dt=dt, max_steps=n_steps + 2, custom_vjp=custom)
 
             def loss(a, h):
-                tr = slv.simulate(h, bed, grid=grid, law=law(a), smb=d.smb, times=(0.0, T),
-                                  stepping=stp, adjoint=adjoint)
+                tr = slv.simulate(h, bed, grid=grid, rheology=law(a), smb=d.smb,
+                                  save_at=slv.SaveAt((0.0, T)), scheme=stp, adjoint=adjoint)
                 return jnp.mean((tr.thickness[-1] - target) ** 2)
             return loss
 
-        fwd = jax.jit(make("none"))
-        grad = jax.jit(jax.grad(make("checkpointed"), argnums=(0, 1)))
+        fwd = jax.jit(make(slv.ForwardOnly()))
+        grad = jax.jit(jax.grad(make(slv.Checkpointed()), argnums=(0, 1)))
         out["solve_fwd"] = best(fwd, log_A, H0)
         out["solve_grad"] = best(grad, log_A, H0)
     return out

@@ -1,18 +1,13 @@
-"""Real glaciers and user NetCDF files.
+"""Real glaciers from the fields of a glacier file: ``domain_from_fields`` and its parts.
 
-- ``hintereisferner``: Hintereisferner, Oetztal Alps (RGI60-11.00897), ``data/hintereisferner.nc``.
-- ``south_glacier``: South Glacier, Yukon (RGI60-01.16195, ITMIX), ``data/south_glacier.nc``.
-- ``netcdf``: any file following the conventions of ``data/README.md`` (``glacier.path=FILE``).
-
-All three share the options ``dx``, ``initial``, ``smb_gradient``, ``basal_stress``, ``t_end``
-and ``save_every`` (see ``domain_from_fields``). Files are read and validated by
-``glacier.io.readers.read_glacier_file``; everything here works on plain NumPy arrays.
+Pure NumPy: the fields come from ``glacier.io.readers.read_glacier_file`` (called by the
+builders of ``domains.files``). The thickness estimate, the mass-balance fit and the
+resampling here are shared with the inversion's baseline.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +15,11 @@ import numpy as np
 from ..constants import GLEN_N, GRAVITY, RHO_WATER, SECONDS_PER_YEAR, water_equivalent_to_ice
 from ..errors import ConfigError, InputDataError
 from ..grid import Grid
-from ..io.readers import data_path, read_glacier_file
 from ..physics import mass_balance
-from . import Domain, register
+from ..physics.params import Physics
+from .base import Domain
 
-REAL_PHYSICS = dict(A=2.4e-24 * SECONDS_PER_YEAR, n=GLEN_N, rho=900.0, g=GRAVITY, fs=0.0)
+REAL_PHYSICS = Physics(A=2.4e-24 * SECONDS_PER_YEAR, n=GLEN_N, rho=900.0, g=GRAVITY, fs=0.0)
 """Defaults for real glaciers: OGGM's A = 2.4e-24 Pa^-3 s^-1 (Cuffey & Paterson 2010 for
 temperate ice) in Pa^-3 a^-1, n = 3, rho = 900 kg m^-3, g = 9.81 m s^-2, no sliding."""
 
@@ -42,60 +37,6 @@ thickness estimate, and then the estimate itself (2 cells at 50 m): the slope th
 is the one over several ice thicknesses, not the DEM's cell-scale roughness."""
 
 INITIAL_CHOICES = ("auto", "observed", "zero", "estimate")
-
-
-@register("hintereisferner")
-def hintereisferner(dx: float | None = None, initial: str = "auto",
-                    smb_gradient: float | None = None, basal_stress: float = 100e3,
-                    t_end: float = 100.0, save_every: float = 10.0) -> Domain:
-    """Hintereisferner (RGI60-11.00897) on its native 50 m grid (97 x 140), 8.04 km^2.
-
-    Surface SRTM 2000, outline RGI 6.0 (2003), thickness Farinotti et al. (2019) consensus (a
-    model product, used as the initial state by ``initial=auto``), smb the mean 1964-2003 WGMS
-    profile mapped on the surface (its elevation feedback is fitted from ``mb_profile``), climate
-    HISTALP. No thickness observations. Options: see ``domain_from_fields``.
-    """
-    return domain_from_fields("hintereisferner", read_glacier_file(data_path("hintereisferner.nc")),
-                              dx=dx, initial=initial, smb_gradient=smb_gradient,
-                              basal_stress=basal_stress, t_end=t_end, save_every=save_every)
-
-
-@register("south_glacier")
-def south_glacier(dx: float | None = None, initial: str = "auto",
-                  smb_gradient: float | None = None, basal_stress: float = 100e3,
-                  t_end: float = 100.0, save_every: float = 10.0) -> Domain:
-    """South Glacier, Yukon (RGI60-01.16195; ITMIX, Farinotti et al. 2017), 50 m, 120 x 99.
-
-    Surface and 9619 radar thickness points (2008-2011) from Wilson et al. (2013), binned into
-    900 cells; distributed smb from Wheler et al. (2014); CRU TS4.01 climate. There is no gridded
-    thickness, so ``initial=auto`` starts from the shallow-ice estimate. Options: see
-    ``domain_from_fields``.
-    """
-    return domain_from_fields("south_glacier", read_glacier_file(data_path("south_glacier.nc")),
-                              dx=dx, initial=initial, smb_gradient=smb_gradient,
-                              basal_stress=basal_stress, t_end=t_end, save_every=save_every)
-
-
-@register("netcdf")
-def netcdf(path: str | None = None, dx: float | None = None, initial: str = "auto",
-           smb_gradient: float | None = None, basal_stress: float = 100e3,
-           t_end: float = 100.0, save_every: float = 10.0) -> Domain:
-    """Any glacier file that follows the conventions of ``data/README.md``.
-
-    Args:
-        path: the NetCDF file (required; relative paths from the current directory).
-        Other options: see ``domain_from_fields``.
-
-    The domain is named after the file's ``glacier_name`` attribute, else the file name.
-    """
-    if path is None or not str(path).strip():
-        raise ConfigError("glacier=netcdf needs glacier.path=FILE: the NetCDF file of the glacier "
-                          "(conventions in data/README.md), e.g. glacier=netcdf "
-                          "glacier.path=/data/my_glacier.nc.")
-    fields = read_glacier_file(path)
-    name = str(fields["attrs"].get("glacier_name") or Path(fields["path"]).stem)
-    return domain_from_fields(name, fields, dx=dx, initial=initial, smb_gradient=smb_gradient,
-                              basal_stress=basal_stress, t_end=t_end, save_every=save_every)
 
 
 def domain_from_fields(name: str, fields: dict[str, Any], *, dx: float | None = None,
@@ -146,7 +87,7 @@ def domain_from_fields(name: str, fields: dict[str, Any], *, dx: float | None = 
     x, y, h = fields["x"], fields["y"], fields["dx"]
     grid = Grid(ny=y.size, nx=x.size, dx=h, x0=x[0], y0=y[0])
     S = fields["surface"]
-    phys = dict(REAL_PHYSICS)
+    phys = REAL_PHYSICS
     mask = _mask(fields)
 
     has_gridded = fields["thickness"] is not None or fields["bed"] is not None
@@ -163,18 +104,18 @@ def domain_from_fields(name: str, fields: dict[str, Any], *, dx: float | None = 
                                  "needs the glacier outline, and the file has no mask, thickness "
                                  "or bed. Fix: add mask(y, x) (1 = glacier) or use "
                                  "glacier.initial=zero.")
-        H = estimate_thickness(S, mask, h, basal_stress=basal_stress, rho=phys["rho"],
-                               g=phys["g"])
+        H = estimate_thickness(S, mask, h, basal_stress=basal_stress, rho=phys.rho,
+                               g=phys.g)
     else:
         H = np.zeros_like(S)
     bed = S - H
 
     smb_we, smb_note = _smb_field(fields, mask)
-    smb_ice = water_equivalent_to_ice(smb_we, rho_ice=phys["rho"])
+    smb_ice = water_equivalent_to_ice(smb_we, rho_ice=phys.rho)
     if smb_gradient is None:
         fitted = fit_smb_gradient(fields["mb_profile"], fields["mb_altitude"],
                                   S[mask == 1] if mask is not None else S.ravel())
-        smb_gradient = 0.0 if fitted is None else water_equivalent_to_ice(fitted, phys["rho"])
+        smb_gradient = 0.0 if fitted is None else water_equivalent_to_ice(fitted, phys.rho)
         gradient_note = ("fitted to the mean mb_profile over the glacier's elevations"
                          if fitted is not None else "0 (no mb_profile in the file)")
     else:

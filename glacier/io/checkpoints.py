@@ -40,6 +40,7 @@ from flax import serialization
 
 from ..errors import ConfigError
 from ..train import History, TrainState
+from .cf import write_text
 
 LATEST = "latest"
 _NAME = re.compile(r"^epoch_(\d{6,})$")
@@ -116,15 +117,6 @@ class Checkpoint:
         return int(self.meta["epoch"])
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
     """(epoch, folder) of the complete checkpoints in ``directory``, oldest first."""
     directory = Path(directory)
@@ -172,7 +164,7 @@ def save(directory: str | os.PathLike, state: TrainState, history: History, *,
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _write_text(directory / LATEST, final.name + "\n")
+    write_text(directory / LATEST, final.name + "\n")
     for _, path in list_checkpoints(directory)[:-max(1, int(keep))]:
         if path != final:
             shutil.rmtree(path, ignore_errors=True)

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .cf import attr_value, common_attrs, write_dataset
 from .netcdf import FIELD_ATTRS
-from .training import A_UNITS, _attr, _common_attrs, write_dataset
+from .training import A_UNITS
 
 TERM_NAMES = {
     "total": "total cost",
@@ -95,10 +96,10 @@ def inversion_dataset(*, x, y, thickness, bed, A, surface, mask, thickness_obs, 
                                      "parameters before the update)")),
     }
     ds = xr.Dataset(data, coords=coords)
-    ds.attrs.update(_common_attrs("glacier-invert: inversion", config_yaml, provenance))
+    ds.attrs.update(common_attrs("glacier-invert: inversion", config_yaml, provenance))
     if crs:
         ds.attrs["crs"] = crs
-    ds.attrs.update({k: _attr(v) for k, v in attrs.items()})
+    ds.attrs.update({k: attr_value(v) for k, v in attrs.items()})
     return ds
 
 

@@ -11,15 +11,17 @@ never sees a half-written ``simulation.nc``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from ..simulation import SimulationResult
+from .cf import attr_value, common_attrs, write_dataset
+
+if TYPE_CHECKING:
+    from ..simulation import SimulationResult
 
 FIELD_ATTRS: dict[str, dict[str, str]] = {
     "thickness": dict(units="m", long_name="ice thickness", standard_name="land_ice_thickness"),
@@ -50,19 +52,8 @@ RESERVED = ("Conventions", "title", "history", "config", "glacier_version", "sou
             "domain", "provenance", "status")
 
 
-def _attr(value: Any) -> Any:
-    """A value netCDF can store as an attribute: numbers and strings as they are, else text."""
-    if isinstance(value, bool | np.bool_):
-        return int(value)
-    if isinstance(value, int | float | str | np.integer | np.floating):
-        return value
-    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "if":
-        return value
-    return str(value)
-
-
-def to_dataset(result: SimulationResult, *, config_yaml: str,
-               provenance: dict[str, Any]) -> xr.Dataset:
+def to_dataset(result: SimulationResult, *, config_yaml: str = "",
+               provenance: dict[str, Any] | None = None) -> xr.Dataset:
     """The ``simulation.nc`` dataset of ``result``.
 
     Args:
@@ -70,6 +61,7 @@ def to_dataset(result: SimulationResult, *, config_yaml: str,
         config_yaml: the resolved config as YAML text (the values actually used).
         provenance: the record of ``glacier.io.provenance.collect``.
     """
+    provenance = {} if provenance is None else provenance
     grid = result.domain.grid
     coords = {
         "time": ("time", np.asarray(result.times, np.float64),
@@ -94,30 +86,31 @@ def to_dataset(result: SimulationResult, *, config_yaml: str,
         values = values.astype(np.int32) if name == "steps" else values.astype(np.float64)
         data_vars[name] = (("time",), values, attrs)
 
+    common = common_attrs(f"glacier-simulate: shallow-ice simulation of {result.domain.name}",
+                          config_yaml, provenance)
     attrs: dict[str, Any] = {
-        "Conventions": "CF-1.8",
-        "title": f"glacier-simulate: shallow-ice simulation of {result.domain.name}",
+        "Conventions": common["Conventions"],
+        "title": common["title"],
         "domain": result.domain.name,
-        "glacier_version": str(provenance.get("glacier_version", "unknown")),
-        "source_commit": str(provenance.get("source_commit", "unknown")),
-        "history": (f"{provenance.get('timestamp_utc', '')}: "
-                    f"{provenance.get('command_line', '')}").strip(": "),
+        "glacier_version": common["glacier_version"],
+        "source_commit": common["source_commit"],
+        "history": common["history"],
         "status": "completed" if result.failure is None else f"failed: {result.failure}",
         "mass_budget_error": float(result.budget_error),
         "wall_time_s": float(result.wall_time),
-        "config": config_yaml,
-        "provenance": json.dumps(provenance, sort_keys=True, default=str),
+        "config": common["config"],
+        "provenance": common["provenance"],
     }
-    for key, value in sorted(result.physics.items()):
+    for key, value in sorted(result.physics.as_dict().items()):
         attrs[f"physics_{key}"] = float(value)
     for key, value in sorted(result.domain.attrs.items()):
         name = f"domain_{key}" if key in RESERVED or key in attrs else str(key)
-        attrs[name] = _attr(value)
+        attrs[name] = attr_value(value)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def write_simulation(path: str | os.PathLike, result: SimulationResult, *, config_yaml: str,
-                     provenance: dict[str, Any]) -> Path:
+def write_simulation(path: str | os.PathLike, result: SimulationResult, *,
+                     config_yaml: str = "", provenance: dict[str, Any] | None = None) -> Path:
     """Write ``result`` to ``path`` (``simulation.nc``) atomically and return the path.
 
     The dataset is written to a hidden temporary file in the same directory and renamed to
@@ -125,15 +118,5 @@ def write_simulation(path: str | os.PathLike, result: SimulationResult, *, confi
     left as it was. Fields keep the run's dtype (float32 or float64), compressed with zlib;
     coordinates and time series are float64.
     """
-    path = Path(path)
     ds = to_dataset(result, config_yaml=config_yaml, provenance=provenance)
-    encoding: dict[str, dict[str, Any]] = {name: {"_FillValue": None} for name in ds.variables}
-    for name in (*FIELD_ATTRS, "bed"):
-        encoding[name].update(zlib=True, complevel=4, shuffle=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_dataset(path, ds, compress=(*FIELD_ATTRS, "bed"))

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cf import write_text
+
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "xarray", "netCDF4", "hydra-core",
              "omegaconf")
 """Distributions whose versions are recorded."""
@@ -69,7 +71,7 @@ def collect(argv: list[str], seed: int) -> dict[str, Any]:
     """
     import jax
 
-    from .. import __version__
+    from ..version import __version__
 
     commit, dirty = source_commit()
     try:
@@ -96,10 +98,4 @@ def collect(argv: list[str], seed: int) -> dict[str, Any]:
 
 def write_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Write ``record`` as indented JSON; the file appears complete or not at all."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")

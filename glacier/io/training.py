@@ -16,67 +16,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from ..train import History
+from .cf import attr_value, common_attrs, write_dataset
+
+if TYPE_CHECKING:
+    from ..train import History
 from .netcdf import FIELD_ATTRS, SERIES_ATTRS
 
 A_UNITS = "Pa-3 a-1"
 
 
-def _common_attrs(title: str, config_yaml: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "Conventions": "CF-1.8",
-        "title": title,
-        "glacier_version": str(provenance.get("glacier_version", "unknown")),
-        "source_commit": str(provenance.get("source_commit", "unknown")),
-        "history": (f"{provenance.get('timestamp_utc', '')}: "
-                    f"{provenance.get('command_line', '')}").strip(": "),
-        "config": config_yaml,
-        "provenance": json.dumps(provenance, sort_keys=True, default=str),
-    }
-
-
-def _attr(value: Any) -> Any:
-    if isinstance(value, bool | np.bool_):
-        return int(value)
-    if isinstance(value, int | float | str | np.integer | np.floating):
-        return value
-    return str(value)
-
-
 def _glacier_coord(names) -> tuple:
     return ("glacier", np.asarray(list(names), dtype=object),
             dict(long_name="glacier name", cf_role="timeseries_id"))
-
-
-def write_dataset(path: str | os.PathLike, ds: xr.Dataset,
-                  compress: tuple[str, ...] = ()) -> Path:
-    """Write ``ds`` to ``path`` atomically (hidden temporary file, then rename).
-
-    No ``_FillValue`` on numeric variables (NaN stays NaN); ``compress`` names the variables to
-    store with zlib.
-    """
-    path = Path(path)
-    encoding: dict[str, dict[str, Any]] = {}
-    for name, var in ds.variables.items():
-        if var.dtype.kind in "fiu":
-            encoding[name] = {"_FillValue": None}
-    for name in compress:
-        encoding.setdefault(name, {}).update(zlib=True, complevel=4, shuffle=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,9 +78,9 @@ def training_dataset(history: History, names, *, config_yaml: str,
             ("glacier",), np.asarray(weights, np.float64).ravel()[:g],
             dict(units="1", long_name="weight of each glacier in the loss: loss = "
                                       "sum(w loss_glacier) / sum(w) + regularisation"))
-    out = _common_attrs("glacier-train: training history", config_yaml, provenance)
+    out = common_attrs("glacier-train: training history", config_yaml, provenance)
     for key, value in (attrs or {}).items():
-        out[key] = _attr(value)
+        out[key] = attr_value(value)
     return xr.Dataset(data_vars, coords=coords, attrs=out)
 
 
@@ -160,9 +118,9 @@ def law_of_temperature_dataset(temperature, A_learned, *, A_true=None, names=(),
         data_vars["A_true"] = (("temperature",), np.asarray(A_true, np.float64),
                                dict(units=A_UNITS, long_name="Glen's rate factor of the true "
                                                              "law (Cuffey & Paterson 2010)"))
-    out = _common_attrs("glacier-train: learned rate factor A(T)", config_yaml, provenance)
+    out = common_attrs("glacier-train: learned rate factor A(T)", config_yaml, provenance)
     for key, value in (attrs or {}).items():
-        out[key] = _attr(value)
+        out[key] = attr_value(value)
     return xr.Dataset(data_vars, coords=coords, attrs=out)
 
 
@@ -186,14 +144,14 @@ def law_of_inputs_dataset(H, slope, A_learned, *, temperature: float, A_true=Non
                                 dict(units="degC", long_name="long-term mean air temperature "
                                                              "of each training glacier")),
     }
-    out = _common_attrs("glacier-train: learned creep factor A(H, slope)", config_yaml,
+    out = common_attrs("glacier-train: learned creep factor A(H, slope)", config_yaml,
                         provenance)
     out["temperature"] = float(temperature)
     out["temperature_units"] = "degC"
     if A_true is not None:
         out["A_true_at_temperature"] = float(A_true)
     for key, value in (attrs or {}).items():
-        out[key] = _attr(value)
+        out[key] = attr_value(value)
     return xr.Dataset(data_vars, coords=coords, attrs=out)
 
 
@@ -270,12 +228,12 @@ def batch_simulation_dataset(*, names, x, y, times, thickness, bed, velocity=Non
     if temperature is not None:
         data_vars["temperature"] = (("glacier",), np.asarray(temperature, np.float64), dict(
             units="degC", long_name="long-term mean air temperature of the glacier"))
-    out = _common_attrs("glacier-train: the trained model on the training glaciers",
+    out = common_attrs("glacier-train: the trained model on the training glaciers",
                         config_yaml, provenance)
     out["comment"] = ("Every glacier is centred on a common grid padded with ice-free cells; "
                       "x and y are the coordinates of that grid.")
     for key, value in (attrs or {}).items():
-        out[key] = _attr(value)
+        out[key] = attr_value(value)
     return xr.Dataset(data_vars, coords=coords, attrs=out)
 
 

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import jax
 import jax.numpy as jnp
 
 from ..grid import Grid
+from .faces import face_states_autodiff
+from .faces_adjoint import face_states_custom
+from .stencils import ghost_surface, pad
 
 
 class Rheology(Protocol):
@@ -75,89 +77,7 @@ def glen_diffusivity_parts(H, slope2, A, *, n: float, rho: float, g: float, fs=0
     return deform, slide
 
 
-def minmod(a, b):
-    """The argument of smaller magnitude when both have the same sign, else 0."""
-    return jnp.where(a * b > 0.0, jnp.where(jnp.abs(a) < jnp.abs(b), a, b), 0.0)
-
-
-def mc_slope(a, b):
-    """Monotonised-central limited difference minmod((a + b)/2, 2a, 2b) (van Leer 1977)."""
-    return minmod(0.5 * (a + b), 2.0 * minmod(a, b))
-
-
-def superbee(r):
-    """Superbee limiter phi(r) = max(0, min(2r, 1), min(r, 2)) (Roe 1986)."""
-    return jnp.maximum(0.0, jnp.maximum(jnp.minimum(2.0 * r, 1.0), jnp.minimum(r, 2.0)))
-
-
-def _pad(field, width: tuple[int, int], periodic: tuple[bool, bool], fill: str):
-    """Pad (y, x) by ``width`` ghosts: wrap where periodic, else ``fill`` ("zero" or "edge")."""
-    for axis in (0, 1):
-        if width[axis] == 0:
-            continue
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (width[axis], width[axis])
-        if periodic[axis]:
-            field = jnp.pad(field, pad, mode="wrap")
-        elif fill == "edge":
-            field = jnp.pad(field, pad, mode="edge")
-        else:
-            field = jnp.pad(field, pad)
-    return field
-
-
-def ghost_surface(H, bed, periodic: tuple[bool, bool]):
-    """Surface with one ghost ring: ice-free ghosts on the edge cell's bed, or wrapped."""
-    return _pad(bed, (1, 1), periodic, "edge") + _pad(H, (1, 1), periodic, "zero")
-
-
-def superbee_slope(a, b):
-    """phi(a / b) b for the superbee limiter, written without a division.
-
-    Equals sign(b) max(min(2|a|, |b|), min(|a|, 2|b|)) where a and b have the same sign, else 0;
-    ``a`` is the backward and ``b`` the forward difference of the reconstructed quantity.
-    """
-    abs_a, abs_b = jnp.abs(a), jnp.abs(b)
-    mag = jnp.maximum(jnp.minimum(2.0 * abs_a, abs_b), jnp.minimum(abs_a, 2.0 * abs_b))
-    return jnp.where(a * b > 0.0, jnp.sign(b) * mag, 0.0)
-
-
-def _shift(a, axis: int, start: int, stop: int | None):
-    """a[start:stop] along ``axis`` (0 or 1)."""
-    return a[start:stop] if axis == 0 else a[:, start:stop]
-
-
-def _muscl_left_right(Hp, axis: int):
-    """Left and right MUSCL-superbee states at the faces along ``axis`` of a padded field.
-
-    ``Hp`` has two ghosts on each side along ``axis`` (N + 4 entries there); returns arrays with
-    N + 1 entries along ``axis``: the faces from the low edge of cell 0 to the high edge of
-    cell N-1. Jarosch et al. (2013), Eqs. 19-22: H-_{i+1/2} = H_i + phi(r_i) (H_{i+1} - H_i) / 2
-    and H+_{i+1/2} = H_{i+1} - phi(r_{i+1}) (H_{i+2} - H_{i+1}) / 2 with
-    r_i = (H_i - H_{i-1}) / (H_{i+1} - H_i).
-    """
-    dH = _shift(Hp, axis, 1, None) - _shift(Hp, axis, None, -1)  # dH[k] = Hp[k+1] - Hp[k]
-    # phi(r) (H_{i+1} - H_i) for cells i = 1 .. N+2 of the padded row, without a division.
-    corr = 0.5 * superbee_slope(_shift(dH, axis, None, -1), _shift(dH, axis, 1, None))
-    # Faces between padded cells k and k+1 for k = 1 .. N+1 (low edge of cell 0 is k = 1).
-    H_left = _shift(Hp, axis, 1, -2) + _shift(corr, axis, 0, -1)
-    H_right = _shift(Hp, axis, 2, -1) - _shift(corr, axis, 1, None)
-    return H_left, H_right
-
-
-#: Differentiate ``face_states`` in reverse mode with the hand-derived adjoint of
-#: ``sia_vjp`` (a ``jax.custom_vjp``) instead of JAX's automatic VJP of its expressions. The two
-#: agree to round-off, kinks included (``tests/gradients/test_sia_vjp.py``); on the 100 x 100
-#: valley (CPU, float64) the custom one makes the VJP of a solver step about 3x and the
-#: checkpointed gradient of a solve about 1.6x cheaper (``scripts/profile_vjp.py``). The flag
-#: is read when a function is traced: compiled functions keep the path they were traced with
-#: (``jax.clear_caches()`` to switch). With the custom VJP, ``face_states`` has no forward-mode
-#: derivative (``jax.jvp``) and no reverse-over-reverse second derivative (``jax.jvp`` of
-#: ``jax.grad`` works): set the flag to False for those.
-CUSTOM_VJP = True
-
-
-def face_states(H, bed, grid: Grid):
+def face_states(H, bed, grid: Grid, *, custom_vjp: bool = True):
     """Upstream MUSCL thickness, squared slope and normal surface gradient at the faces.
 
     Returns ``((H_x, slope2_x, dSdx), (H_y, slope2_y, dSdy))``, x-face arrays of shape
@@ -170,63 +90,28 @@ def face_states(H, bed, grid: Grid):
     bedrock step), so that a cliff across the face does not inflate the diffusivity of the
     faces beside it (which would force needlessly tiny steps).
 
-    Reverse mode uses the hand-derived adjoint when ``CUSTOM_VJP`` is set (the default); the
-    values are those of ``face_states_autodiff`` either way.
+    Args:
+        custom_vjp: differentiate in reverse mode with the hand-derived adjoint of
+            ``physics.faces_adjoint`` (a ``jax.custom_vjp``) instead of JAX's automatic VJP.
+            The two agree to round-off, kinks included (``tests/gradients/test_sia_vjp.py``);
+            on the 100 x 100 valley (CPU, float64) the custom one makes the VJP of a solver
+            step about 3x and the checkpointed gradient of a solve about 1.6x cheaper
+            (``scripts/profile_vjp.py``). With it, ``face_states`` has no forward-mode
+            derivative (``jax.jvp``): pass False for forward-over-reverse (Hessian-vector
+            products). The values are those of ``face_states_autodiff`` either way.
     """
-    if CUSTOM_VJP:
-        return _face_states_custom(H, bed, grid)
+    if custom_vjp:
+        return face_states_custom(H, bed, grid)
     return face_states_autodiff(H, bed, grid)
 
 
-def face_states_autodiff(H, bed, grid: Grid):
-    """``face_states`` as plain JAX expressions, differentiated by JAX's AD (both modes).
-
-    The forward computation of ``face_states`` in every case, and the reference that the
-    hand-derived adjoint is tested against.
-    """
-    dx, periodic = grid.dx, grid.periodic
-    Hp = _pad(H, (2, 2), periodic, "zero")
-    Sp = _pad(bed, (1, 1), periodic, "edge") + Hp[1:-1, 1:-1]
-    # Limited slopes at cells (with the ghost ring along the other axis).
-    cx = mc_slope(Sp[:, 2:] - Sp[:, 1:-1], Sp[:, 1:-1] - Sp[:, :-2]) / dx  # (ny+2, nx)
-    cy = mc_slope(Sp[2:, :] - Sp[1:-1, :], Sp[1:-1, :] - Sp[:-2, :]) / dx  # (ny, nx+2)
-    out = []
-    for axis in (1, 0):
-        interior = Hp[2:-2, :] if axis == 1 else Hp[:, 2:-2]
-        H_low, H_high = _muscl_left_right(interior, axis)
-        inner = Sp[1:-1, :] if axis == 1 else Sp[:, 1:-1]
-        grad = (_shift(inner, axis, 1, None) - _shift(inner, axis, None, -1)) / dx
-        c = cy if axis == 1 else cx
-        cross = 0.5 * (_shift(c, axis, None, -1) + _shift(c, axis, 1, None))
-        slope2 = grad * grad + cross * cross
-        H_up = jnp.where(grad <= 0.0, H_low, H_high)  # flow towards + takes the low-side state
-        out.append((H_up, slope2, grad))
-    return out[0], out[1]
-
-
-def _face_states_fwd(H, bed, grid: Grid):
-    from .sia_vjp import face_states_fwd  # imported here: sia_vjp builds on this module
-
-    return face_states_fwd(H, bed, grid)
-
-
-def _face_states_bwd(grid: Grid, saved, cotangents):
-    from .sia_vjp import face_states_bwd
-
-    return face_states_bwd(grid, saved, cotangents)
-
-
-_face_states_custom = jax.custom_vjp(face_states_autodiff, nondiff_argnums=(2,))
-_face_states_custom.defvjp(_face_states_fwd, _face_states_bwd)
-
-
-def fluxes(H, bed, rheology: Rheology, grid: Grid):
+def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
     """Face fluxes q = -D dS/dn [m^2 a^-1] and the largest face diffusivity.
 
     Returns ``(qx, qy, D_max)``: qx on x-faces (ny, nx+1), positive towards +x; qy on y-faces
-    (ny+1, nx), positive towards +y.
+    (ny+1, nx), positive towards +y. ``custom_vjp``: as ``face_states``.
     """
-    (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid)
+    (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid, custom_vjp=custom_vjp)
     Dx = rheology.diffusivity(Hx, s2x, 1)
     Dy = rheology.diffusivity(Hy, s2y, 0)
     D_max = jnp.maximum(jnp.max(Dx), jnp.max(Dy))
@@ -251,8 +136,8 @@ def limit_outflow(H, qx, qy, dt, grid: Grid):
     # which cannot matter, are limited a little more than needed.
     floor = 1e-30 if H.dtype == jnp.float64 else 1e-6
     scale = jnp.minimum(1.0, H / jnp.maximum(out, floor))
-    sx = _pad(scale, (0, 1), grid.periodic, "zero")  # ice-free ghosts: factor 0
-    sy = _pad(scale, (1, 0), grid.periodic, "zero")
+    sx = pad(scale, (0, 1), grid.periodic, "zero")  # ice-free ghosts: factor 0
+    sy = pad(scale, (1, 0), grid.periodic, "zero")
     qx = qx * jnp.where(qx > 0.0, sx[:, :-1], sx[:, 1:])
     qy = qy * jnp.where(qy > 0.0, sy[:-1, :], sy[1:, :])
     return qx, qy

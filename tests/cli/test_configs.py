@@ -1,85 +1,96 @@
-"""The packaged configs agree with their schemas and with the domains they configure."""
+"""The packaged configs: one source of truth for defaults and help (no copies to keep in step).
+
+The YAML options name their schema and their ``name`` only; the schemas of ``glacier=``,
+``experiment=`` and ``invert`` are derived from the library's own option dataclasses.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import math
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import MISSING
 
-from glacier import config, domains
+from glacier import config, domains, experiments
+from glacier import invert as iv
+from glacier.config import schemas
+from glacier.domains.files import Initial
+from glacier.domains.real import INITIAL_CHOICES
 
 CONFIGS = importlib.resources.files("glacier.configs")
 ROOT = Path(__file__).resolve().parents[2]
+SELECTOR_GROUPS = ("glacier", "law", "experiment")
 
 
-def schema_defaults(schema) -> dict:
+def _defaults(cls) -> dict:
     out = {}
-    for f in dataclasses.fields(schema):
-        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out[f.name] = value.value if hasattr(value, "value") else value
+    for f in dataclasses.fields(cls):
+        out[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     return out
 
 
-def yaml_values(group: str, option: str) -> dict:
+def _group_files():
+    for group in config.schemas.all_groups():
+        for option in config.group_options(group):
+            yield group, option
+
+
+@pytest.mark.parametrize("group, option", sorted(_group_files()))
+def test_yaml_options_hold_no_copies_of_defaults(group, option):
     data = yaml.safe_load((CONFIGS / group / f"{option}.yaml").read_text())
     assert data.pop("defaults") == [f"{option}_schema", "_self_"]
-    return data
-
-
-def same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isinf(a):
-        return a == b
-    return a == b or (a == MISSING and b == "???")
+    assert data == ({"name": option} if group in SELECTOR_GROUPS else {})
 
 
 @pytest.mark.parametrize("option", sorted(config.GLACIER_SCHEMAS))
-def test_glacier_yaml_matches_schema_and_domain(option):
+def test_glacier_schema_is_the_domain_options(option):
     schema = config.GLACIER_SCHEMAS[option]
-    values = yaml_values("glacier", option)
-    assert values["name"] == option
-    defaults = schema_defaults(schema)
-    assert list(values) == ["name", *[k for k in defaults if k != "name"]] or \
-        set(values) == set(defaults)
-    for key, value in values.items():
-        if key != "name":
-            assert same(defaults[key], value), (option, key)
-    # the builder's options: same names and defaults (a required path is None there)
-    builder = domains.options(option)
-    assert set(builder) == set(defaults) - {"name"}
-    for key, value in builder.items():
-        expected = defaults[key]
-        assert value == expected or (expected == MISSING and value is None), (option, key)
+    library = domains.options_class(option)
+    names = [f.name for f in dataclasses.fields(schema)]
+    assert names == ["name", *[f.name for f in dataclasses.fields(library)]]
+    defaults = _defaults(schema)
+    assert defaults.pop("name") == option
+    required = {f.name for f in dataclasses.fields(library) if f.metadata.get("required")}
+    assert all(defaults.pop(k) == MISSING for k in required)  # the command line must set it
+    assert defaults == {k: v for k, v in domains.options(option).items() if k not in required}
+    assert typing.get_type_hints(schema)["dx"] == typing.get_type_hints(library)["dx"]
+    help_of = config.field_help(schema)
+    assert all(help_of[k] for k in names), option
 
 
-@pytest.mark.parametrize("group", ["physics", "solver"])
-def test_other_groups_match_their_schema(group):
-    values = yaml_values(group, "default")
-    defaults = schema_defaults(config.GROUP_SCHEMAS[group]["default"])
-    assert values == defaults
+def test_experiment_and_invert_schemas_are_the_library_options():
+    twin = config.EXPERIMENT_SCHEMAS["twin_A_of_T"]
+    d = _defaults(twin)
+    assert d.pop("name") == "twin_A_of_T"
+    assert d == _defaults(experiments.TwinAofTOptions)
+    assert _defaults(schemas.InvertSchema) == _defaults(iv.InvertOptions)
+    assert config.field_help(schemas.InvertSchema) == config.field_help(iv.InvertOptions)
+    assert all(config.field_help(iv.InvertOptions).values())
 
 
 def test_every_group_option_has_a_schema():
-    for group, schemas in config.GROUP_SCHEMAS.items():
-        assert config.group_options(group) == sorted(schemas)
+    for group, options in schemas.all_groups().items():
+        assert config.group_options(group) == sorted(options)
+
+
+def test_every_domain_has_a_config_option():
+    assert sorted(config.GLACIER_SCHEMAS) == domains.names() == config.group_options("glacier")
 
 
 def test_solver_defaults_of_the_issue():
-    s = config.SolverConfig()
+    s = schemas.SolverConfig()
     assert (s.t_end, s.save_every, s.cfl, s.max_dt, s.max_steps, s.area_threshold) == (
         None, None, 0.124, None, 10_000_000, 1.0)
     assert s.dtype.value == "float64"
 
 
 def test_initial_choices_match_the_loader():
-    from glacier.domains.real import INITIAL_CHOICES
-
-    assert {m.value for m in config.Initial} == set(INITIAL_CHOICES)
+    assert {m.value for m in Initial} == set(INITIAL_CHOICES)
 
 
 def test_every_package_is_listed_in_pyproject():
@@ -96,6 +107,6 @@ def test_every_package_is_listed_in_pyproject():
 def test_help_names_every_option():
     text = (CONFIGS / "simulate.yaml").read_text()
     help_text = yaml.safe_load(text)["hydra"]["help"]["template"]
-    for group, schemas in config.GROUP_SCHEMAS.items():
-        for option in schemas:
+    for group, options in config.GROUP_SCHEMAS.items():
+        for option in options:
             assert option in help_text, (group, option)

@@ -22,8 +22,10 @@ import pytest
 from glacier.domains import build_domain
 from glacier.grid import Grid
 from glacier.laws import GlenLaw
-from glacier.physics import exact, mass_balance, sia, sia_vjp
-from glacier.solver import Stepping, simulate
+from glacier.physics import exact, faces, mass_balance, sia, stencils
+from glacier.physics import faces_adjoint as sia_vjp
+from glacier.schemes import ExplicitMUSCL
+from glacier.solver import Checkpointed, SaveAt, simulate
 
 jax.config.update("jax_enable_x64", True)
 
@@ -99,7 +101,7 @@ def _rel(a, b):
 @pytest.mark.parametrize("name", sorted(STATES))
 def test_forward_is_bitwise_unchanged(name):
     grid, H, bed = _state(name)
-    ref = jax.jit(lambda h, b: sia.face_states_autodiff(h, b, grid))(H, bed)
+    ref = jax.jit(lambda h, b: faces.face_states_autodiff(h, b, grid))(H, bed)
     new = jax.jit(lambda h, b: sia.face_states(h, b, grid))(H, bed)
     # The primal of the VJP comes from the custom rule's forward pass.
     primal = jax.jit(lambda h, b: jax.vjp(lambda h, b: sia.face_states(h, b, grid), h, b)[0])(
@@ -112,13 +114,12 @@ def test_forward_is_bitwise_unchanged(name):
 @pytest.mark.parametrize("name", sorted(STATES))
 def test_vjp_equals_autodiff_of_the_plain_expressions(name):
     grid, H, bed = _state(name)
-    assert sia.CUSTOM_VJP
 
     def vjp(fun):
         return jax.jit(lambda h, b, c: jax.vjp(lambda h, b: fun(h, b, grid), h, b)[1](c))
 
-    ref_vjp, new_vjp = vjp(sia.face_states_autodiff), vjp(sia.face_states)
-    out = jax.eval_shape(lambda h, b: sia.face_states_autodiff(h, b, grid), H, bed)
+    ref_vjp, new_vjp = vjp(faces.face_states_autodiff), vjp(sia.face_states)
+    out = jax.eval_shape(lambda h, b: faces.face_states_autodiff(h, b, grid), H, bed)
     for seed in range(2):
         cts = _random_like(out, seed)
         ref = ref_vjp(H, bed, cts)
@@ -151,7 +152,7 @@ def test_states_sit_on_kinks():
         assert np.any(sb == 0.0)  # a zero difference: no derivative
         sb_codes |= set(np.unique(sb).tolist())
         mc_codes |= set(np.unique(np.concatenate([np.ravel(res[a]["mc"]) for a in (1, 0)])))
-        (_, _, gx), (_, _, gy) = sia.face_states_autodiff(H, bed, grid)
+        (_, _, gx), (_, _, gy) = faces.face_states_autodiff(H, bed, grid)
         assert np.any(np.asarray(gx) == 0.0) or np.any(np.asarray(gy) == 0.0)  # upwind switch
     # Superbee at r = 1/2, 1 and 2 (codes 5, 4.5, 8.5) and all its open ranges; mc_slope
     # centred (5/2) and limited on either side (2, 8).
@@ -176,9 +177,9 @@ def _tie_pairs():
 
 
 @pytest.mark.parametrize("limiter, weights", [
-    (sia.minmod, sia_vjp.minmod_weights),
-    (sia.mc_slope, sia_vjp.mc_slope_weights),
-    (sia.superbee_slope, sia_vjp.superbee_slope_weights),
+    (stencils.minmod, sia_vjp.minmod_weights),
+    (stencils.mc_slope, sia_vjp.mc_slope_weights),
+    (stencils.superbee_slope, sia_vjp.superbee_slope_weights),
 ])
 def test_limiter_weights_are_jax_derivatives(limiter, weights):
     a, b = _tie_pairs()
@@ -206,7 +207,7 @@ def test_weight_codes_round_trip():
 def test_pad_transpose(periodic, width, fill):
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.normal(size=(3, 5)))
-    y, vjp = jax.vjp(lambda f: sia._pad(f, width, periodic, fill), x)
+    y, vjp = jax.vjp(lambda f: stencils.pad(f, width, periodic, fill), x)
     ct = jnp.asarray(rng.normal(size=y.shape))
     np.testing.assert_allclose(np.asarray(sia_vjp.pad_transpose(ct, width, periodic, fill)),
                                np.asarray(vjp(ct)[0]), rtol=1e-15, atol=1e-15)
@@ -218,7 +219,7 @@ def test_dot_product(name):
     """<u, J v> = <J^T u, v>: J v from jax.jvp of the plain expressions, J^T u from the
     custom VJP (both directions: H and bed)."""
     grid, H, bed = _state(name)
-    fun = jax.jit(lambda h, b: sia.face_states_autodiff(h, b, grid))
+    fun = jax.jit(lambda h, b: faces.face_states_autodiff(h, b, grid))
     out = jax.eval_shape(fun, H, bed)
     rng = np.random.default_rng(11)
     for _ in range(3):
@@ -284,7 +285,7 @@ def test_vmap_and_float32():
         def batched(fs, in_axes=in_axes):
             return jax.jit(jax.vmap(jax.grad(lambda h, b: loss(fs, h, b), argnums=(0, 1)),
                                     in_axes=in_axes))
-        ref = batched(sia.face_states_autodiff)(*args)
+        ref = batched(faces.face_states_autodiff)(*args)
         new = batched(sia.face_states)(*args)
         for a, c in zip(new, ref, strict=True):
             assert _rel(a, c) <= 1e-12
@@ -301,23 +302,16 @@ def test_solver_gradient_equals_autodiff_path():
     """The checkpointed gradient of a short solve w.r.t. log A, the initial thickness and the
     bed, with the custom VJP and with JAX's AD of ``face_states``."""
     grid, H0, bed = _state("valley_margins")
-    stepping = Stepping(cfl=0.1, max_dt=0.5, max_steps=40, checkpoint_every=8)
-
-    def loss(log_A, h, b):
-        tr = simulate(h, b, grid=grid, law=GlenLaw(A=jnp.exp(log_A)),
-                      smb=mass_balance.linear(2600.0, 0.005), times=(0.0, 2.0, 4.0),
-                      stepping=stepping, adjoint="checkpointed")
+    def loss(log_A, h, b, custom_vjp):
+        tr = simulate(h, b, grid=grid, rheology=GlenLaw(A=jnp.exp(log_A)),
+                      smb=mass_balance.linear(2600.0, 0.005), save_at=SaveAt((0.0, 2.0, 4.0)),
+                      scheme=ExplicitMUSCL(cfl=0.1, max_dt=0.5, max_steps=40,
+                                           custom_vjp=custom_vjp),
+                      adjoint=Checkpointed(checkpoint_every=8))
         return jnp.sum(tr.thickness[1:] ** 2) / 1e4
 
     log_A = jnp.log(2.4e-24 * 365.25 * 86400)
-    grads = {}
-    try:
-        for flag in (True, False):
-            sia.CUSTOM_VJP = flag
-            jax.clear_caches()  # the flag is read when tracing
-            grads[flag] = jax.grad(loss, argnums=(0, 1, 2))(log_A, H0, bed)
-    finally:
-        sia.CUSTOM_VJP = True
-        jax.clear_caches()
+    grads = {flag: jax.grad(loss, argnums=(0, 1, 2))(log_A, H0, bed, flag)
+             for flag in (True, False)}  # the scheme's field: no global switch
     for a, b in zip(grads[True], grads[False], strict=True):
         assert _rel(a, b) <= 1e-10, _rel(a, b)

@@ -13,13 +13,16 @@ import pytest
 from glacier.grid import Grid
 from glacier.laws import GlenLaw
 from glacier.physics import mass_balance
-from glacier.solver import Stepping, simulate
+from glacier.schemes import ExplicitMUSCL
+from glacier.solver import Checkpointed, ForwardOnly, SaveAt, StoreAll, simulate
 
 jax.config.update("jax_enable_x64", True)
 
 GRID = Grid(ny=12, nx=10, dx=100.0)
-STEPPING = Stepping(cfl=0.1, max_dt=0.5, max_steps=64, checkpoint_every=8)
-TIMES = (0.0, 1.0, 2.0)
+SCHEME = ExplicitMUSCL(cfl=0.1, max_dt=0.5, max_steps=64)
+TIMES = SaveAt((0.0, 1.0, 2.0))
+ADJOINTS = {"none": ForwardOnly(), "checkpointed": Checkpointed(checkpoint_every=8),
+            "plain": StoreAll()}
 
 
 def _case():
@@ -39,8 +42,8 @@ def _loss(log_A, H0, bed, adjoint, A_field=None):
     A = jnp.exp(log_A) if A_field is None else jnp.exp(log_A + A_field)
     law = GlenLaw(A=A)
     smb = mass_balance.linear(2750.0, 0.005)
-    tr = simulate(H0, bed, grid=GRID, law=law, smb=smb, times=TIMES, stepping=STEPPING,
-                  adjoint=adjoint)
+    tr = simulate(H0, bed, grid=GRID, rheology=law, smb=smb, save_at=TIMES, scheme=SCHEME,
+                  adjoint=ADJOINTS[adjoint])
     return jnp.sum(tr.thickness[1:] ** 2) / 1e4
 
 
@@ -53,11 +56,11 @@ def _rel(a, b):
 
 def test_step_count_is_inside_budget():
     H0, bed = _case()
-    tr = simulate(H0, bed, grid=GRID, law=GlenLaw(A=jnp.exp(LOG_A)),
-                  smb=mass_balance.linear(2750.0, 0.005), times=TIMES, stepping=STEPPING)
+    tr = simulate(H0, bed, grid=GRID, rheology=GlenLaw(A=jnp.exp(LOG_A)),
+                  smb=mass_balance.linear(2750.0, 0.005), save_at=TIMES, scheme=SCHEME)
     steps = np.asarray(tr.steps)
     assert np.all(steps[1:] > 5), steps  # several adaptive steps per interval
-    assert np.all(steps < STEPPING.max_steps), steps
+    assert np.all(steps < SCHEME.max_steps), steps
     assert np.all(np.asarray(tr.status) == 0)
 
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from glacier import config, experiments, laws
+from glacier import experiments, laws
 from glacier import invert as iv
 
 jax.config.update("jax_enable_x64", True)
@@ -46,14 +46,14 @@ def test_twin_recovers_thickness_within_ten_percent(twin, A_factor):
     """Start from a wrong A (x3) and the calibrated perfect-plasticity thickness: the adjoint
     inversion of thickness and scalar A recovers the true thickness within 10 % RMSE of the
     mean thickness, far better than the baseline, and A within a factor 1.5."""
-    physics = dict(twin.physics, A=twin.physics["A"] * A_factor)
+    physics = twin.physics.replace(A=twin.physics.A * A_factor)
     data = iv.InversionData.from_domain(twin.domain, physics)
     H_base, _ = iv.baseline(data, data.obs_count)
     result = iv.invert(data, iv.InvertOptions())
     err = rel_rmse(result.thickness, twin)
     assert err <= 0.10, err
     assert err < 0.5 * rel_rmse(H_base, twin)
-    assert 1 / 1.5 < result.A / twin.physics["A"] < 1.5
+    assert 1 / 1.5 < result.A / twin.physics.A < 1.5
     # every term reported, one value per iteration
     n = len(result.history["total"])
     assert n == iv.InvertOptions().iterations + iv.InvertOptions().A_warmup
@@ -165,14 +165,14 @@ def test_surface_speed_observations_enter_the_cost(twin, twin_data):
     from glacier.laws import GlenLaw
 
     ph = twin.physics
-    law = GlenLaw(A=ph["A"], n=ph["n"], rho=ph["rho"], g=ph["g"])
+    law = GlenLaw(A=ph.A, n=ph.n, rho=ph.rho, g=ph.g)
     H = jnp.asarray(twin.thickness_true)
     speed = np.asarray(slv.surface_speed(H, jnp.asarray(twin.domain.bed), law,
                                          twin.domain.grid))
     jj, ii = np.indices(speed.shape)
     seen = (twin.domain.mask > 0) & ((jj + ii) % 2 == 0)
     data = dataclasses.replace(twin_data, velocity_obs=np.where(seen, speed, np.nan),
-                               physics=dict(ph, A=3 * ph["A"]))
+                               physics=ph.replace(A=3 * ph.A))
     res = iv.invert(data, iv.InvertOptions(velocity_error=20.0))
     assert "velocity" in res.history
     assert res.history["velocity"][-1] < res.history["velocity"][0]
@@ -198,16 +198,15 @@ def test_cost_gradient_matches_finite_differences(twin_data):
     has a kink (AD takes the mean of the two sides' derivatives, central differences see
     another combination after a few steps)."""
     opts = iv.InvertOptions(relax_years=2.0)
-    inv = iv.Inverter(twin_data, opts)
     H0, _ = iv.baseline(twin_data, twin_data.obs_count)
     H0 = H0 * (1.0 + 0.01 * np.random.default_rng(1).standard_normal(H0.shape))
-    inv.consts["H_prior"] = jax.numpy.asarray(H0)
-    params = inv.init_params(H0, twin_data.physics["A"])
+    inv = iv.Inverter(twin_data, opts, H_prior=H0)
+    params = inv.init_params(H0)
     w = jax.numpy.asarray(twin_data.obs_count)
     st = dataclasses.replace(inv.static, budget=4096)
 
     def cost(p):
-        return iv._terms(p, w, inv.consts, st)[0]
+        return iv.cost.cost_terms(p, w, inv.consts, st)[0]
 
     g = jax.grad(cost)(params)
     rng = np.random.default_rng(0)
@@ -220,20 +219,28 @@ def test_cost_gradient_matches_finite_differences(twin_data):
     assert fd == pytest.approx(exact, rel=1e-5)
 
 
-def test_options_and_config_defaults_agree():
-    schema = {f.name: f.default for f in dataclasses.fields(config.InvertSettings)}
-    for f in dataclasses.fields(iv.InvertOptions):
-        value = schema[f.name]
-        value = getattr(value, "value", value)
-        assert value == f.default, f.name
-    assert set(schema) - {f.name for f in dataclasses.fields(iv.InvertOptions)} == {
-        "cv_folds", "cv_block"}
+def test_options_validate_in_their_own_terms():
+    """InvertOptions is the invert node's schema (no copy to keep in step); it checks its
+    values itself and names the field (the config layer prefixes ``invert.``)."""
+    assert iv.InvertOptions(A="field").A == iv.InvertA.field == "field"
+    for bad, words in [(dict(A="fields"), "none, scalar, field or law"),
+                       (dict(obs_error=-1.0), "obs_error=-1"),
+                       (dict(cv_folds=1), "cv_folds"), (dict(iterations=0), "iterations")]:
+        with pytest.raises(ValueError, match=words):
+            iv.InvertOptions(**bad)
+    inv = iv.Inverter(iv.InversionData.from_domain(experiments.twin_inversion(
+        nx=9, ny=13, years=20.0).domain), iv.InvertOptions(iterations=1, relax_years=1.0))
+    static, consts = inv.static, dict(inv.consts)
+    _, history, failure = inv.run(inv.init_params(10.0 * inv.data.mask),
+                                  np.asarray(inv.data.obs_count))
+    assert failure is None and len(history["total"]) == 1
+    assert inv.static is static and inv.consts.keys() == consts.keys()  # run mutates nothing
 
 
 def test_a_failing_iteration_keeps_the_last_good_state(twin_data, monkeypatch):
     """A non-finite cost in iteration 4 stops the inversion with the parameters of
     iteration 3 (the last finite cost) and says so; nothing is raised."""
-    real = iv._step
+    real = iv.cost.step
     calls = {"n": 0}
 
     def flaky(params, state, weights, consts, st):
@@ -243,7 +250,7 @@ def test_a_failing_iteration_keeps_the_last_good_state(twin_data, monkeypatch):
 
     opts = iv.InvertOptions(A="none", iterations=6, relax_years=2.0)
     reference = iv.invert(twin_data, dataclasses.replace(opts, iterations=2))
-    monkeypatch.setattr(iv, "_step", flaky)
+    monkeypatch.setattr(iv.cost, "step", flaky)
     res = iv.invert(twin_data, opts)
     assert res.failure and "iteration 4" in res.failure
     assert len(res.history["total"]) == 3

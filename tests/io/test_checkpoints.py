@@ -15,12 +15,14 @@ from glacier import solver as slv
 from glacier.errors import ConfigError
 from glacier.grid import Grid
 from glacier.io import checkpoints as ck
+from glacier.physics.params import Physics
+from glacier.schemes import ExplicitMUSCL
 
 
 def trainer(lbfgs_steps: int = 2) -> train.Trainer:
     """A trainer on a dummy problem (nothing here solves)."""
-    problem = train.Problem(grid=Grid(ny=3, nx=3, dx=100.0), times=(0.0, 1.0),
-                            stepping=slv.Stepping(), physics=(("n", 3.0),), names=("a",))
+    problem = train.Problem(grid=Grid(ny=3, nx=3, dx=100.0), save_at=slv.SaveAt((0.0, 1.0)),
+                            scheme=ExplicitMUSCL(), physics=Physics(A=1e-16), names=("a",))
     return train.Trainer(problem, lr=0.01, schedule="cosine", epochs=5,
                          lbfgs_steps=lbfgs_steps)
 

@@ -13,6 +13,7 @@ from glacier import simulation
 from glacier import solver as slv
 from glacier.domains import build_domain
 from glacier.io import netcdf
+from glacier.schemes import ExplicitMUSCL
 
 CONFIG = "glacier:\n  name: halfar\n  dx: 200000.0\n"
 PROVENANCE = {"glacier_version": "0.1.0", "source_commit": "abc123", "command_line":
@@ -22,9 +23,8 @@ PROVENANCE = {"glacier_version": "0.1.0", "source_commit": "abc123", "command_li
 @pytest.fixture(scope="module")
 def result():
     domain = build_domain("halfar", dx=200e3)
-    physics = simulation.resolve_physics(domain, {})
-    return simulation.run(domain, physics=physics, times=slv.save_times(1000.0, 500.0),
-                          stepping=slv.Stepping(max_dt=100.0))
+    return simulation.run(domain, save_at=slv.SaveAt.every(1000.0, 500.0),
+                          scheme=ExplicitMUSCL(max_dt=100.0))
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,8 @@ def test_global_attributes(written, result):
 
 def test_float32_fields_stay_float32(result, tmp_path):
     domain = build_domain("halfar", dx=400e3)
-    res = simulation.run(domain, physics=simulation.resolve_physics(domain, {}),
-                         times=(0.0, 200.0), stepping=slv.Stepping(max_dt=100.0),
+    res = simulation.run(domain, save_at=slv.SaveAt((0.0, 200.0)),
+                         scheme=ExplicitMUSCL(max_dt=100.0),
                          dtype="float32")
     ds = open_strict(netcdf.write_simulation(tmp_path / "s.nc", res, config_yaml="",
                                              provenance={}))

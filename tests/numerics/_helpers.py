@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from glacier.domains import Domain
-from glacier.simulation import SimulationResult, resolve_physics, run
-from glacier.solver import Stepping
+from glacier.schemes import ExplicitMUSCL
+from glacier.simulation import SimulationResult, run
+from glacier.solver import SaveAt
 
 
 def run_domain(domain: Domain, times, *, dtype: str = "float64", max_dt: float | None = None,
                **stepping) -> SimulationResult:
     """Run ``domain`` with its default physics and ``max_dt`` at the save ``times``."""
     max_dt = domain.solver["max_dt"] if max_dt is None else max_dt
-    result = run(domain, physics=resolve_physics(domain, {}), times=tuple(times),
-                 stepping=Stepping(max_dt=max_dt, **stepping), dtype=dtype)
+    result = run(domain, save_at=SaveAt(tuple(times)),
+                 scheme=ExplicitMUSCL(max_dt=max_dt, **stepping), dtype=dtype)
     assert result.failure is None, result.failure
     return result
 

@@ -15,10 +15,12 @@ import pytest
 from glacier import solver as slv
 from glacier.domains import build_domain
 from glacier.grid import Grid
-from glacier.laws import GlenLaw
+from glacier.laws import GlenLaw, glen_law
 from glacier.physics import sia
 from glacier.physics.mass_balance import MassBalance
-from glacier.simulation import make_law, resolve_physics, run
+from glacier.schemes import ExplicitMUSCL
+from glacier.simulation import run
+from glacier.solver import Checkpointed, SaveAt, StoreAll
 
 LAW = GlenLaw(A=1e-16)
 PERIODIC = Grid(ny=5, nx=6, dx=1000.0, periodic=(True, True))
@@ -27,9 +29,9 @@ PERIODIC = Grid(ny=5, nx=6, dx=1000.0, periodic=(True, True))
 def slab(times, *, rate=1.0, H0=10.0, **stepping):
     """A uniform slab on a flat, doubly periodic bed: no flow, H(t) = H0 + rate t exactly."""
     H = jnp.full(PERIODIC.shape, H0)
-    return slv.simulate(H, jnp.zeros(PERIODIC.shape), grid=PERIODIC, law=LAW,
-                        smb=MassBalance(base=rate), times=times,
-                        stepping=slv.Stepping(**stepping))
+    return slv.simulate(H, jnp.zeros(PERIODIC.shape), grid=PERIODIC, rheology=LAW,
+                        smb=MassBalance(base=rate), save_at=SaveAt(times),
+                        scheme=ExplicitMUSCL(**stepping))
 
 
 def test_save_times_schedule():
@@ -71,8 +73,7 @@ def test_dt_never_exceeds_max_dt_when_flowing():
     """A flowing case: never fewer steps than the cap allows."""
     domain = build_domain("halfar", dx=200e3)
     max_dt = 7.0
-    res = run(domain, physics=resolve_physics(domain, {}), times=(0.0, 100.0, 250.0),
-              stepping=slv.Stepping(max_dt=max_dt))
+    res = run(domain, save_at=SaveAt((0.0, 100.0, 250.0)), scheme=ExplicitMUSCL(max_dt=max_dt))
     for k in (1, 2):
         interval = res.times[k] - res.times[k - 1]
         assert res.steps[k] >= math.ceil(interval / max_dt - 1e-12)
@@ -94,8 +95,8 @@ def test_area_under_strict_promotion(strict_promotion):
 
 def test_step_budget_reported_by_run():
     domain = build_domain("halfar", dx=200e3)
-    res = run(domain, physics=resolve_physics(domain, {}), times=(0.0, 1000.0, 2000.0),
-              stepping=slv.Stepping(max_dt=1.0, max_steps=10))
+    res = run(domain, save_at=SaveAt((0.0, 1000.0, 2000.0)),
+              scheme=ExplicitMUSCL(max_dt=1.0, max_steps=10))
     assert res.failure is not None and "step budget" in res.failure
     assert len(res.times) == 1  # only the initial state is good
 
@@ -103,9 +104,9 @@ def test_step_budget_reported_by_run():
 def test_nan_sets_status_nonfinite(strict_promotion):
     H0 = np.full(PERIODIC.shape, 10.0)
     H0[2, 3] = np.nan
-    traj = slv.simulate(jnp.asarray(H0), jnp.zeros(PERIODIC.shape), grid=PERIODIC, law=LAW,
-                        smb=MassBalance(base=1.0), times=(0.0, 1.0, 2.0),
-                        stepping=slv.Stepping(max_dt=0.25))
+    traj = slv.simulate(jnp.asarray(H0), jnp.zeros(PERIODIC.shape), grid=PERIODIC,
+                        rheology=LAW, smb=MassBalance(base=1.0), save_at=SaveAt((0.0, 1.0, 2.0)),
+                        scheme=ExplicitMUSCL(max_dt=0.25))
     status = np.asarray(traj.status)
     assert status[1] == slv.STATUS_NONFINITE and status[2] != slv.STATUS_OK
     assert traj.first_failure() == 1
@@ -127,8 +128,9 @@ def test_limiter_one_huge_step(strict_promotion):
     column (4 faces x 0.25 x the 1500 m surface drop) and leave -500 m. The limiter empties
     the column exactly and conserves volume."""
     grid, bed, H0 = _pillar()
-    traj = slv.simulate(H0, bed, grid=grid, law=LAW, smb=MassBalance(), times=(0.0, 1e9),
-                        stepping=slv.Stepping(cfl=0.25, max_dt=1e9, max_steps=1))
+    traj = slv.simulate(H0, bed, grid=grid, rheology=LAW, smb=MassBalance(),
+                        save_at=SaveAt((0.0, 1e9)),
+                        scheme=ExplicitMUSCL(cfl=0.25, max_dt=1e9, max_steps=1))
     H1 = np.asarray(traj.thickness[1])
     assert int(traj.steps[1]) == 1
     assert H1.min() >= 0.0
@@ -141,9 +143,9 @@ def test_limiter_long_run(strict_promotion):
     """Same column run for 1000 a with the largest steps: H >= 0 at every save and the budget
     (with outflow through the edges) closes."""
     grid, bed, H0 = _pillar()
-    traj = slv.simulate(H0, bed, grid=grid, law=LAW, smb=MassBalance(),
-                        times=(0.0, 1.0, 10.0, 100.0, 1000.0),
-                        stepping=slv.Stepping(cfl=0.25, max_dt=1e3))
+    traj = slv.simulate(H0, bed, grid=grid, rheology=LAW, smb=MassBalance(),
+                        save_at=SaveAt((0.0, 1.0, 10.0, 100.0, 1000.0)),
+                        scheme=ExplicitMUSCL(cfl=0.25, max_dt=1e3))
     assert traj.first_failure() is None
     H = np.asarray(traj.thickness)
     assert H.min() >= 0.0
@@ -172,17 +174,17 @@ def test_limit_outflow_is_conservative_and_positive(strict_promotion):
     assert np.all(qx[:, 1:][empty] <= 0.0) and np.all(qx[:, :-1][empty] >= 0.0)
 
 
-@pytest.mark.parametrize("adjoint", ["checkpointed", "plain"])
+@pytest.mark.parametrize("adjoint", [Checkpointed(), StoreAll()])
 def test_bounded_loops_match_while_loop(adjoint, strict_promotion):
     """The bounded loops for reverse mode (checkpointed or plain) give the forward run of the
     while loop."""
     domain = build_domain("synthetic_valley", nx=12, ny=16, dx=200.0)
-    law = make_law(resolve_physics(domain, {}))
-    kw = dict(grid=domain.grid, law=law, smb=domain.smb, times=(0.0, 1.0, 2.0))
+    law = glen_law(domain.physics)
+    kw = dict(grid=domain.grid, rheology=law, smb=domain.smb, save_at=SaveAt((0.0, 1.0, 2.0)))
     H0 = jnp.full(domain.grid.shape, 30.0)
     bed = jnp.asarray(domain.bed)
-    a = slv.simulate(H0, bed, stepping=slv.Stepping(max_dt=31 / 365.25), **kw)
-    b = slv.simulate(H0, bed, stepping=slv.Stepping(max_dt=31 / 365.25, max_steps=400),
+    a = slv.simulate(H0, bed, scheme=ExplicitMUSCL(max_dt=31 / 365.25), **kw)
+    b = slv.simulate(H0, bed, scheme=ExplicitMUSCL(max_dt=31 / 365.25, max_steps=400),
                      adjoint=adjoint, **kw)
     assert a.first_failure() is None and b.first_failure() is None
     assert np.array_equal(np.asarray(a.steps), np.asarray(b.steps))
@@ -197,7 +199,7 @@ def test_float32_run_with_float64_array_leaves(leaf):
     base = np.full(PERIODIC.shape, 1.0) if leaf == "smb" else 1.0
     traj = slv.simulate(jnp.full(PERIODIC.shape, 10.0, jnp.float32),
                         jnp.zeros(PERIODIC.shape, jnp.float32), grid=PERIODIC,
-                        law=GlenLaw(A=A), smb=MassBalance(base=base), times=(0.0, 1.0),
-                        stepping=slv.Stepping(max_dt=0.25))
+                        rheology=GlenLaw(A=A), smb=MassBalance(base=base),
+                        save_at=SaveAt((0.0, 1.0)), scheme=ExplicitMUSCL(max_dt=0.25))
     assert traj.thickness.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(traj.thickness[-1]), 11.0, rtol=1e-6)

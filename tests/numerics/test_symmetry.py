@@ -16,8 +16,10 @@ import pytest
 from glacier import solver as slv
 from glacier.domains import build_domain
 from glacier.grid import Grid
+from glacier.laws import glen_law
 from glacier.physics.mass_balance import MassBalance
-from glacier.simulation import make_law, resolve_physics
+from glacier.schemes import ExplicitMUSCL
+from glacier.solver import SaveAt
 
 from ._helpers import run_domain
 
@@ -39,8 +41,8 @@ def _valley_case():
 
 def _run(grid, bed, base, H0, law):
     smb = MassBalance(base=jnp.asarray(base), gradient=3e-3 * 1000 / 900, reference=2600.0)
-    traj = slv.simulate(jnp.asarray(H0), jnp.asarray(bed), grid=grid, law=law, smb=smb,
-                        times=TIMES, stepping=slv.Stepping(max_dt=31.0 / 365.25))
+    traj = slv.simulate(jnp.asarray(H0), jnp.asarray(bed), grid=grid, rheology=law, smb=smb,
+                        save_at=SaveAt(TIMES), scheme=ExplicitMUSCL(max_dt=31.0 / 365.25))
     assert traj.first_failure() is None
     return np.asarray(traj.thickness)
 
@@ -62,7 +64,7 @@ TRANSFORMS = {
 @pytest.fixture(scope="module")
 def reference():
     domain, bed, base, H0 = _valley_case()
-    law = make_law(resolve_physics(domain, {}))
+    law = glen_law(domain.physics)
     return domain.grid, bed, base, H0, law, _run(domain.grid, bed, base, H0, law)
 
 
@@ -82,16 +84,16 @@ def test_transformed_domain_gives_transformed_result(name, reference, strict_pro
 def test_transpose_periodic_strip(strict_promotion):
     """The bedrock-step strip (periodic in y) transposed into a strip periodic in x."""
     domain = build_domain("bedrock_step", dx=1000.0)
-    law = make_law(resolve_physics(domain, {}))
+    law = glen_law(domain.physics)
     smb = domain.smb
     times = (0.0, 500.0, 1000.0)
-    stepping = slv.Stepping(max_dt=10.0)
+    stepping = ExplicitMUSCL(max_dt=10.0)
     a = slv.simulate(jnp.asarray(domain.thickness), jnp.asarray(domain.bed), grid=domain.grid,
-                     law=law, smb=smb, times=times, stepping=stepping)
+                     rheology=law, smb=smb, save_at=SaveAt(times), scheme=stepping)
     b = slv.simulate(jnp.asarray(domain.thickness.T), jnp.asarray(domain.bed.T),
-                     grid=domain.grid.transpose(), law=law,
-                     smb=MassBalance(base=jnp.asarray(smb.base).T), times=times,
-                     stepping=stepping)
+                     grid=domain.grid.transpose(), rheology=law,
+                     smb=MassBalance(base=jnp.asarray(smb.base).T), save_at=SaveAt(times),
+                     scheme=stepping)
     Ha, Hb = np.asarray(a.thickness), np.asarray(b.thickness)
     assert Ha[-1].max() > 100.0
     assert np.abs(Hb - np.swapaxes(Ha, 1, 2)).max() <= RTOL * Ha.max()

@@ -51,7 +51,7 @@ def test_bundled_glaciers_build_with_sane_fields(name):
     assert b.shape == shape and np.all(np.isfinite(b)) and -8.0 < b.min() < b.max() < 3.0
     assert np.all(b[d.mask == 0] <= 0.0)  # no ice grows outside the outline
     assert -20.0 < d.temperature < 5.0
-    assert d.physics["n"] == 3.0 and d.physics["rho"] == 900.0
+    assert d.physics.n == 3.0 and d.physics.rho == 900.0
     assert d.solver == dict(t_end=100.0, save_every=10.0, max_dt=0.1)
     assert d.attrs["rgi60_id"].startswith("RGI60-") and d.attrs["crs"].startswith("EPSG:")
     assert "license" in d.attrs and d.attrs["input_file"].endswith(f"{name}.nc")

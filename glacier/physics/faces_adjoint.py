@@ -1,7 +1,8 @@
-"""Hand-derived reverse-mode adjoint (vector-Jacobian product) of ``sia.face_states``.
+"""Hand-derived reverse-mode adjoint (vector-Jacobian product) of the MUSCL face states.
 
-``sia.face_states`` is differentiated through ``jax.custom_vjp`` with the rules at the end of
-this module (switch: ``sia.CUSTOM_VJP``). Two things make it cheaper than JAX's automatic VJP:
+``face_states_custom`` is ``faces.face_states_autodiff`` with the ``jax.custom_vjp`` rules at
+the end of this module; ``sia.face_states(..., custom_vjp=True)`` (the default) uses it. Two
+things make it cheaper than JAX's automatic VJP:
 
 1. The adjoint is written by hand as a few elementwise expressions over shifted arrays, with
    the limiters' piecewise-constant derivatives precomputed once per cell (one coded number
@@ -42,7 +43,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..grid import Grid
-from .sia import _pad, _shift, face_states_autodiff, minmod
+from .faces import face_states_autodiff
+from .stencils import minmod, pad, shift
 
 
 def computed_once(fn, *args):
@@ -81,7 +83,7 @@ def _pad_axis(x, axis: int, lo: int, hi: int):
 
 
 def pad_transpose(ct, width: tuple[int, int], periodic: tuple[bool, bool], fill: str):
-    """Adjoint of ``sia._pad(field, width, periodic, fill)``: the cotangent of ``field``.
+    """Adjoint of ``stencils.pad(field, width, periodic, fill)``: the cotangent of ``field``.
 
     Per axis with w ghosts on each side of n entries (the padding is separable, so the axes are
     transposed one after the other, in the reverse order of the forward):
@@ -97,8 +99,8 @@ def pad_transpose(ct, width: tuple[int, int], periodic: tuple[bool, bool], fill:
         if w == 0:
             continue
         n = ct.shape[axis] - 2 * w
-        core = _shift(ct, axis, w, w + n)
-        lo, hi = _shift(ct, axis, None, w), _shift(ct, axis, w + n, None)
+        core = shift(ct, axis, w, w + n)
+        lo, hi = shift(ct, axis, None, w), shift(ct, axis, w + n, None)
         if periodic[axis]:
             if w > n:
                 raise ValueError(f"wrap padding by {w} of {n} entries is not supported")
@@ -112,7 +114,7 @@ def pad_transpose(ct, width: tuple[int, int], periodic: tuple[bool, bool], fill:
 
 
 def minmod_weights(a, b):
-    """Partial derivatives (d/da, d/db) of ``sia.minmod(a, b)`` as JAX's AD takes them.
+    """Partial derivatives (d/da, d/db) of ``stencils.minmod(a, b)`` as JAX's AD takes them.
 
     minmod = where(a b > 0, where(|a| < |b|, a, b), 0): (1, 0) where a b > 0 and |a| < |b|,
     (0, 1) where a b > 0 and |a| >= |b| (b wins the tie), else (0, 0).
@@ -124,8 +126,8 @@ def minmod_weights(a, b):
 
 
 def mc_slope_weights(a, b):
-    """Partial derivatives (d/da, d/db) of ``sia.mc_slope(a, b) = minmod(p, q)``, p = (a + b)/2,
-    q = 2 minmod(a, b), as JAX's AD takes them (chain rule through the two minmods):
+    """Partial derivatives (d/da, d/db) of ``stencils.mc_slope(a, b) = minmod(p, q)``,
+    p = (a + b)/2, q = 2 minmod(a, b), as JAX's AD takes them (chain rule through the two minmods):
 
         (1/2, 1/2)        where p q > 0 and |p| < |q|      (the centred difference),
         2 minmod_weights  where p q > 0 and |p| >= |q|     (twice the smaller difference),
@@ -145,7 +147,7 @@ def mc_slope_weights(a, b):
 
 
 def superbee_slope_weights(a, b):
-    """Partial derivatives (d/da, d/db) of ``sia.superbee_slope(a, b)`` as JAX's AD takes them.
+    """Partial derivatives (d/da, d/db) of ``stencils.superbee_slope(a, b)`` as JAX's AD takes them.
 
     Where a b > 0 the forward is s = sign(b) max(min(2A, B), min(A, 2B)) with A = |a|, B = |b|
     (sign is piecewise constant, and sign(a) = sign(b), so d/da = dmag/dA and d/db = dmag/dB);
@@ -206,15 +208,15 @@ def decode_mc(code):
 
 
 def _surface(H, bed, grid: Grid):
-    """S = pad(bed, 1, edge/wrap) + pad(H, 1, zero/wrap), as in ``sia.face_states_autodiff``."""
-    Hp = _pad(H, (2, 2), grid.periodic, "zero")
-    return Hp, _pad(bed, (1, 1), grid.periodic, "edge") + Hp[1:-1, 1:-1]
+    """S = pad(bed, 1, edge/wrap) + pad(H, 1, zero/wrap), as in ``faces.face_states_autodiff``."""
+    Hp = pad(H, (2, 2), grid.periodic, "zero")
+    return Hp, pad(bed, (1, 1), grid.periodic, "edge") + Hp[1:-1, 1:-1]
 
 
 def _differences(Sp, axis: int):
     """e[k] = S[k+1] - S[k] along ``axis`` and its forward and backward parts at the cells."""
-    e = _shift(Sp, axis, 1, None) - _shift(Sp, axis, None, -1)
-    return _shift(e, axis, 1, None), _shift(e, axis, None, -1)
+    e = shift(Sp, axis, 1, None) - shift(Sp, axis, None, -1)
+    return shift(e, axis, 1, None), shift(e, axis, None, -1)
 
 
 def face_states_residuals(H, bed, grid: Grid):
@@ -230,7 +232,7 @@ def face_states_residuals(H, bed, grid: Grid):
       encoded ``superbee_slope_weights`` of the MUSCL correction with respect to the backward
       and forward thickness differences.
 
-    Same operations on the same values as ``sia.face_states_autodiff``, so every kink is
+    Same operations on the same values as ``faces.face_states_autodiff``, so every kink is
     decided as there.
     """
     Hp, Sp = _surface(H, bed, grid)
@@ -238,9 +240,9 @@ def face_states_residuals(H, bed, grid: Grid):
     for axis in (1, 0):
         fwd, bwd = _differences(Sp, axis)
         w_fwd, w_bwd = mc_slope_weights(fwd, bwd)
-        rows = _shift(Hp, 1 - axis, 2, -2)  # Hp[2:-2, :] for x-faces: (ny, nx+4)
-        d = _shift(rows, axis, 1, None) - _shift(rows, axis, None, -1)
-        sb = superbee_slope_weights(_shift(d, axis, None, -1), _shift(d, axis, 1, None))
+        rows = shift(Hp, 1 - axis, 2, -2)  # Hp[2:-2, :] for x-faces: (ny, nx+4)
+        d = shift(rows, axis, 1, None) - shift(rows, axis, None, -1)
+        sb = superbee_slope_weights(shift(d, axis, None, -1), shift(d, axis, 1, None))
         res[axis] = dict(slope=(w_fwd * fwd + w_bwd * bwd) / grid.dx,
                          mc=encode_mc(w_fwd, w_bwd), sb=encode_superbee(*sb))
     return res
@@ -248,7 +250,7 @@ def face_states_residuals(H, bed, grid: Grid):
 
 def muscl_left_right_vjp(sb_code, axis: int, ct_left, ct_right):
     """Cotangent of the padded row ``P`` (N + 4 entries along ``axis``) of
-    ``sia._muscl_left_right(P, axis)``, given the cotangents of its outputs (N + 1 entries) and
+    ``faces.muscl_left_right(P, axis)``, given the cotangents of its outputs (N + 1 entries) and
     the encoded superbee weights at padded cells 1..N+2.
 
     Forward: d_k = P_{k+1} - P_k; c_k = superbee_slope(d_{k-1}, d_k) / 2 at padded cell k;
@@ -276,7 +278,7 @@ def face_states_adjoint(grads, res, grid: Grid, cotangents):
     (``face_states_residuals``) and the cotangents of its outputs,
     ``((ct_Hx, ct_s2x, ct_gx), (ct_Hy, ct_s2y, ct_gy))``.
 
-    Forward (``sia.face_states_autodiff``), with Hp = pad(H, 2, zero/wrap) and
+    Forward (``faces.face_states_autodiff``), with Hp = pad(H, 2, zero/wrap) and
     S = pad(bed, 1, edge/wrap) + Hp[1:-1, 1:-1]:
 
         e_x = diff_x S,  c_x = mc_slope(e_x[:, 1:], e_x[:, :-1]) / dx   (cell x-slopes)
@@ -302,7 +304,7 @@ def face_states_adjoint(grads, res, grid: Grid, cotangents):
     for axis, grad, (ct_Hf, ct_s2, ct_g) in zip((1, 0), grads, cotangents, strict=True):
         other = 1 - axis
         c = res[other]["slope"]
-        cross = 0.5 * (_shift(c, axis, None, -1) + _shift(c, axis, 1, None))
+        cross = 0.5 * (shift(c, axis, None, -1) + shift(c, axis, 1, None))
         ct_grad = ct_g + 2.0 * (grad * ct_s2)
         ct_cross = 2.0 * (cross * ct_s2)
         ct_c[other] = (0.5 / dx) * (_pad_axis(ct_cross, axis, 0, 1)
@@ -330,7 +332,7 @@ def face_states_vjp(H, bed, grid: Grid, cotangents):
     return face_states_adjoint((gx, gy), face_states_residuals(H, bed, grid), grid, cotangents)
 
 
-# The rules of ``jax.custom_vjp`` for ``sia.face_states`` (wired there; grid is static).
+# The rules of ``jax.custom_vjp`` for the face states (grid is static).
 
 
 def face_states_fwd(H, bed, grid: Grid):
@@ -349,3 +351,8 @@ def face_states_bwd(grid: Grid, saved, cotangents):
         return face_states_adjoint(*saved, grid, cotangents)
 
     return computed_once(backward, saved, cotangents)
+
+
+face_states_custom = jax.custom_vjp(face_states_autodiff, nondiff_argnums=(2,))
+"""``faces.face_states_autodiff`` with the hand-derived reverse-mode rule of this module."""
+face_states_custom.defvjp(face_states_fwd, face_states_bwd)

@@ -1,0 +1,39 @@
+"""What the applications share: JAX set-up for a run, one-paragraph messages, progress bars."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+
+
+def configure_jax(x64: bool) -> None:
+    """Turn on JAX's 64-bit mode (``glacier-simulate`` and ``glacier-invert`` always, so that
+    time is float64 even for float32 fields; ``glacier-train`` for float64 runs: the library
+    itself never changes JAX's global configuration) and quieten the loggers that would print
+    on every run."""
+    import jax
+
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    for name in ("jax", "matplotlib"):  # not "no TPU" or "new font cache" on every run
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def paragraph(text: str) -> str:
+    """``text`` as one wrapped paragraph (100 columns)."""
+    return textwrap.fill(" ".join(str(text).split()), width=100, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def warn(text: str) -> None:
+    """Print ``text`` as one paragraph on stderr."""
+    print(paragraph(text), file=sys.stderr)
+
+
+def bar(total: float, desc: str, fmt: str, initial: float = 0, unit: str = "it"):
+    """A tqdm progress bar that disappears when done (and is off when not on a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=None, leave=False,
+                bar_format=fmt)

@@ -1,0 +1,414 @@
+"""``glacier-train``'s work: UDE training of a learned law on the twin experiment.
+
+twin experiment (glaciers, observations, true law) -> law -> step budget -> ``train.Trainer``
+(Adam + schedule, then L-BFGS) with a progress bar, checkpoints every ``checkpoint_every``
+epochs and on SIGINT / SIGTERM (or ``stop_after``), bit-for-bit resume -> ``training.nc``,
+``law.nc``, ``simulation.nc``, ``loss.png``, ``law.png``, ``provenance.json`` -> one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import experiments, laws, losses, plots
+from .. import solver as slv
+from .. import train as tr
+from ..errors import ConfigError, NumericalError
+from ..io import checkpoints as ckio
+from ..io import provenance
+from ..io import training as trio
+from ..schemes import ExplicitMUSCL
+from .common import bar, paragraph
+
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+"""Exit status of a run stopped by a signal (128 + the signal's number)."""
+
+
+
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    """Adam with a schedule, then L-BFGS (``train.Trainer``'s arguments)."""
+
+    lr: float = 0.003
+    schedule: str = "cosine"
+    decay: float = 0.1
+    lbfgs_steps: int = 50
+    clip_norm: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainLoop:
+    """Epochs, checkpoints, resuming and devices of a training run."""
+
+    epochs: int = 20
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 3
+    resume: bool = False
+    devices: int = 1
+    stop_after: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+    """Everything a training run needs.
+
+    Attributes:
+        experiment: the twin experiment's options; law: the initial law (its parameters are
+            what is trained); law_name: its ``law=`` name.
+        optimizer, loop: see ``OptimizerSettings``, ``TrainLoop``.
+        reg: weights of the terms added to the misfit; normalise: "sensitivity" (weights that
+            balance how strongly each glacier constrains A, around ``A_prior``) or "thickness".
+        cfl, max_dt, dtype: stepping and precision; area_threshold: of ``simulation.nc``.
+        seed, config_yaml, argv: recorded; fingerprint: what a resumed run must share with
+            the checkpoint's run (the config without ``train``).
+    """
+
+    experiment: experiments.TwinAofTOptions
+    law: Any
+    law_name: str
+    optimizer: OptimizerSettings = OptimizerSettings()
+    loop: TrainLoop = TrainLoop()
+    reg: tr.LossWeights = tr.LossWeights()
+    normalise: str = "sensitivity"
+    A_prior: float = 1.1e-17
+    cfl: float = 0.124
+    max_dt: float = 1.0
+    dtype: str = "float64"
+    area_threshold: float = 1.0
+    seed: int = 0
+    config_yaml: str = ""
+    fingerprint: dict = dataclasses.field(default_factory=dict)
+    argv: tuple[str, ...] = ()
+
+
+class _StopFlag:
+    """Set by SIGINT / SIGTERM (or ``train.stop_after``); checked between epochs.
+
+    A second signal while the first is being handled interrupts at once (KeyboardInterrupt).
+    """
+
+    def __init__(self):
+        self.reason: str | None = None
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.reason is not None
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            self.restore()
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.reason = signal.Signals(signum).name
+
+    def install(self) -> None:
+        for sig in EXIT_SIGNAL:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def _flat(tree, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def _check_resumable(meta: dict[str, Any], fingerprint: dict, path: Path) -> None:
+    """ConfigError unless the checkpoint's run had the same training config."""
+    old = _flat(meta.get("fingerprint", {}))
+    new = _flat(fingerprint)
+    differ = sorted(k for k in set(old) | set(new) if old.get(k, "?") != new.get(k, "?"))
+    if differ:
+        shown = ", ".join(f"{k} ({old.get(k, 'unset')} there, {new.get(k, 'unset')} now)"
+                          for k in differ[:4])
+        raise ConfigError(f"train.resume=true: the checkpoint {path} was made with another "
+                          f"config: {shown}{' ...' if len(differ) > 4 else ''}. Resume with "
+                          "the overrides of that run (its .hydra/overrides.yaml), or start a "
+                          "new run in another hydra.run.dir.")
+
+
+def _make_trainer(problem, job: TrainJob) -> tr.Trainer:
+    """The ``train.Trainer`` of ``job`` (optimizer, epochs, regularisation)."""
+    o = job.optimizer
+    return tr.Trainer(problem, lr=o.lr, schedule=o.schedule, epochs=int(job.loop.epochs),
+                      lbfgs_steps=o.lbfgs_steps, reg=job.reg, clip_norm=o.clip_norm,
+                      decay=o.decay)
+
+
+def _scheme_of(meta: dict[str, Any]) -> ExplicitMUSCL:
+    """The scheme a checkpoint was made with (also of checkpoints that stored a "stepping")."""
+    s = dict(meta.get("scheme") or meta["stepping"])
+    s.pop("checkpoint_every", None)
+    return ExplicitMUSCL(**s)
+
+
+def _law_outputs(law, truth, glacier_T, H_max: float) -> dict[str, Any]:
+    """What law.nc and law.png show: the learned (and true) A on a grid of the law's inputs,
+    and the relative errors over the training glaciers' range."""
+    T_g = np.asarray(glacier_T, np.float64)
+    finite = T_g[np.isfinite(T_g)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-30.0, 5.0)
+    if isinstance(law, laws.NeuralDiffusivity):
+        H = np.linspace(0.0, max(500.0, float(np.ceil(H_max / 50.0) * 50.0)), 101)
+        slope = np.linspace(0.0, 0.6, 61)
+        HH, SS = np.meshgrid(H, slope, indexing="ij")
+        T_mean = float(finite.mean()) if finite.size else -12.5
+        A = np.asarray(law.rate_factor_on(HH, SS, T_mean))
+        A_true = float(truth.rate_factor(T_mean)) if truth is not None else None
+        errors = None
+        if truth is not None and finite.size:
+            rel = [np.abs(np.asarray(law.rate_factor_on(HH, SS, t))
+                          - float(truth.rate_factor(t))) / float(truth.rate_factor(t))
+                   for t in np.unique(finite)]
+            errors = dict(max_rel_error=float(np.max(rel)), mean_rel_error=float(np.mean(rel)))
+        return dict(kind="inputs", H=H, slope=slope, A_learned=A, temperature=T_mean,
+                    A_true=A_true, errors=errors, glacier_temperature=T_g)
+    T = np.linspace(-30.0, 5.0, 141)
+    A = np.asarray(law.rate_factor(T))
+    A_true = np.asarray(truth.rate_factor(T)) if truth is not None else None
+    errors = None
+    if truth is not None and finite.size:
+        errors = experiments.law_errors(law, truth, np.linspace(lo, hi, 201))
+        at = experiments.law_errors(law, truth, finite)
+        errors.update(max_rel_error_at_glaciers=at["max_rel_error"],
+                      mean_rel_error_at_glaciers=at["mean_rel_error"])
+    return dict(kind="temperature", temperature=T, A_learned=A, A_true=A_true, errors=errors,
+                glacier_temperature=T_g, sampled_range=(lo, hi))
+
+
+def _forward(law, batch, problem, n: int):
+    """The trained model on the training glaciers: thickness and surface speed (first n)."""
+
+    free = problem.with_budget(tr.UNBOUNDED)
+    traj = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(law, batch, free)
+    physics = problem.physics
+
+    @jax.jit
+    def speeds(law, H, bed, T):
+        def one(h, b, t):
+            return slv.surface_speed(h, b, law.rheology(t, physics), problem.grid)
+        return jax.vmap(one)(H, bed, T)
+
+    H = traj.thickness
+    v = speeds(law, H, batch.bed, batch.temperature)
+    return (np.asarray(H)[:n], np.asarray(v)[:n], np.asarray(traj.status)[:n])
+
+
+def run(job: TrainJob, out_dir: Path) -> int:
+    """The work of ``glacier-train`` in ``out_dir``; returns the exit status (0; 3 on a
+    numerical failure, with the outputs of the last good epoch; 130 / 143 when stopped by
+    SIGINT / SIGTERM, with a checkpoint to resume from)."""
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    loop = job.loop
+    available = jax.devices()
+    n_dev = int(loop.devices) or len(available)
+    if n_dev > len(available):
+        raise ConfigError(f"train.devices={n_dev}, but only {len(available)} "
+                          f"{available[0].platform} device(s) are available. Use "
+                          "train.devices=0 for all of them, or train.devices=1.")
+    ckpt_dir = out_dir / "checkpoints"
+    found = ckio.latest(ckpt_dir)
+    resume = bool(loop.resume)
+    if resume and found is None:
+        raise ConfigError(f"train.resume=true, but {ckpt_dir} holds no checkpoint. Point "
+                          "hydra.run.dir at the run to continue (hydra.run.dir=DIR), with that "
+                          "run's overrides.")
+    if not resume and found is not None:
+        raise ConfigError(f"{ckpt_dir} already holds checkpoints of an earlier run. Add "
+                          "train.resume=true to continue it, or choose a new hydra.run.dir.")
+    meta0: dict[str, Any] = {}
+    if resume:
+        meta0 = json.loads((found / "meta.json").read_text())
+        _check_resumable(meta0, job.fingerprint, found)
+
+    record = provenance.collect(list(job.argv), int(job.seed))
+    config_yaml = job.config_yaml
+    ex_name, law_name = "twin_A_of_T", job.law_name
+    setup = experiments.twin_A_of_T(job.experiment, seed=int(job.seed), dtype=job.dtype,
+                                    cfl=job.cfl, max_dt=job.max_dt, devices=n_dev)
+    names = setup.problem.names
+    n = len(names)
+    law0 = job.law
+    if resume:
+        problem = dataclasses.replace(setup.problem, scheme=_scheme_of(meta0))
+    else:
+        problem = tr.size_step_budget(law0, setup.batch, setup.problem)
+    trainer = _make_trainer(problem, job)
+    state = trainer.init(law0)
+    history = None
+    if resume:
+        checkpoint = ckio.load(found, state)
+        state, history = checkpoint.state, checkpoint.history
+    batch = setup.batch
+    if job.normalise == "sensitivity":
+        batch = dataclasses.replace(batch, weight=tr.sensitivity_weights(
+            batch, setup.problem, job.A_prior))
+    if n_dev > 1:
+        mesh = tr.device_mesh(n_dev)
+        batch = tr.shard(batch, mesh)
+        state = tr.replicate(state, mesh)
+    first_epoch = int(state.epoch)
+    total = trainer.total_epochs
+    every = int(loop.checkpoint_every)
+    stop_after = loop.stop_after
+    keep = int(loop.keep_checkpoints)
+    current = {"problem": problem}
+    saved = {"epoch": first_epoch if resume else -1}
+
+    def save(state, history):
+        scheme = dataclasses.asdict(current["problem"].scheme)
+        ckio.save(ckpt_dir, state, history, keep=keep, meta=dict(
+            scheme=scheme, total_epochs=total, devices=n_dev, glaciers=list(names),
+            fingerprint=job.fingerprint, config=config_yaml,
+            source_commit=record.get("source_commit")))
+        saved["epoch"] = int(state.epoch)
+
+    stop = _StopFlag()
+    progress = bar(total, "glacier-train", "{desc}: epoch {n}/{total} |{bar}| {postfix} "
+                   "[{elapsed}<{remaining}]", initial=first_epoch, unit="epoch")
+
+    def on_epoch(state, history, problem):
+        epoch = int(state.epoch)
+        current["problem"] = problem
+        progress.update(1)
+        progress.set_postfix_str(f"loss {history.loss[-1]:.4g} ({history.phase[-1]})")
+        if epoch % every == 0 or epoch == total:
+            save(state, history)
+        if stop_after is not None and epoch >= stop_after and epoch < total:
+            stop.reason = f"train.stop_after={stop_after}"
+
+    failure = None
+    stop.install()
+    try:
+        if stop_after is not None and first_epoch >= stop_after and first_epoch < total:
+            stop.reason = f"train.stop_after={stop_after}"
+        result = trainer.run(state, batch, history=history, on_epoch=on_epoch,
+                             should_stop=stop)
+    except NumericalError as e:
+        result, failure = e.run, str(e)
+    finally:
+        stop.restore()
+        progress.close()
+    state, history = result.state, result.history
+    current["problem"] = result.problem
+    epoch = int(state.epoch)
+    if saved["epoch"] != epoch and epoch > 0:
+        save(state, history)
+
+    # Outputs of the parameters reached.
+    law = state.law
+    truth = setup.truth
+    T_g = np.asarray(batch.temperature)[:n]
+    H, speed, status = _forward(law, batch, result.problem, n)
+    curves = _law_outputs(law, truth, T_g, float(np.nanmax(setup.H_true)))
+    errors = curves["errors"] or {}
+    obs = np.asarray(batch.obs)[:n]
+    obs_full = np.concatenate([np.full_like(obs[:, :1], np.nan), obs], axis=1)
+    model_loss = np.asarray(jax.vmap(losses.weighted_mse)(
+        jnp.asarray(H[:, 1:]), jnp.asarray(obs), None, jnp.asarray(batch.scale)[:n]))
+    if stop.signal is not None:
+        status_text = f"stopped by {stop.reason} at epoch {epoch} of {total}"
+    elif stop.reason is not None:
+        status_text = f"stopped after epoch {epoch} of {total} ({stop.reason})"
+    elif failure is not None:
+        status_text = f"failed: {failure}"
+    else:
+        status_text = "completed"
+    final_loss = history.loss[-1] if history.loss else float("nan")
+    wall = time.perf_counter() - start
+    train_wall = history.wall_time[-1] if history.wall_time else 0.0
+    summary = dict(status=status_text, experiment=ex_name, law=law_name,
+                   epochs_completed=epoch, epochs_total=total, final_loss=final_loss,
+                   final_model_loss=float(np.mean(model_loss)), devices=n_dev,
+                   step_budget=int(result.problem.scheme.max_steps),
+                   training_wall_time_s=train_wall, **errors)
+    if curves["kind"] == "temperature":
+        summary.update(sampled_T_min=curves["sampled_range"][0],
+                       sampled_T_max=curves["sampled_range"][1])
+    record.update(summary, wall_time_s=wall, resumed_from_epoch=first_epoch if resume else None,
+                  outputs=["training.nc", "law.nc", "simulation.nc", "checkpoints/",
+                           "loss.png", "law.png"])
+
+    common = dict(config_yaml=config_yaml, provenance=record)
+    trio.write_training(out_dir / "training.nc", history, names, attrs=summary,
+                        weights=np.asarray(batch.weight), **common)
+    if curves["kind"] == "temperature":
+        ds = trio.law_of_temperature_dataset(
+            curves["temperature"], curves["A_learned"], A_true=curves["A_true"], names=names,
+            glacier_temperature=T_g, attrs=dict(summary, law=law_name), **common)
+        plots.law_of_temperature_figure(out_dir / "law.png", curves["temperature"],
+                                        curves["A_learned"], A_true=curves["A_true"],
+                                        glacier_temperature=T_g, names=names,
+                                        errors=curves["errors"])
+    else:
+        ds = trio.law_of_inputs_dataset(
+            curves["H"], curves["slope"], curves["A_learned"], temperature=curves["temperature"],
+            A_true=curves["A_true"], names=names, glacier_temperature=T_g,
+            attrs=dict(summary, law=law_name), **common)
+        plots.law_of_inputs_figure(out_dir / "law.png", curves["H"], curves["slope"],
+                                   curves["A_learned"], temperature=curves["temperature"],
+                                   A_true=curves["A_true"])
+    trio.write_law(out_dir / "law.nc", ds)
+    grid = result.problem.grid
+    sim = trio.batch_simulation_dataset(
+        names=names, x=grid.x, y=grid.y, times=result.problem.times, thickness=H,
+        bed=np.asarray(batch.bed)[:n], velocity=speed, thickness_obs=obs_full,
+        thickness_true=np.asarray(setup.H_true)[:n], ice_free=np.asarray(batch.ice_free)[:n],
+        temperature=T_g, cell_area=grid.cell_area,
+        area_threshold=float(job.area_threshold),
+        attrs=dict(status="completed" if np.all(status == slv.STATUS_OK) else
+                   "failed: the forward run of the trained law did not complete",
+                   training_status=status_text, law=law_name, experiment=ex_name,
+                   **{f"loss_{g}": float(v) for g, v in zip(names, model_loss, strict=True)}),
+        **common)
+    trio.write_batch_simulation(out_dir / "simulation.nc", sim)
+    glacier_loss = np.asarray([np.asarray(r, np.float64)[:n] for r in history.loss_glacier])
+    plots.loss_figure(out_dir / "loss.png", history.loss,
+                      glacier_loss if glacier_loss.size else None, names, history.phase)
+    provenance.write_json(out_dir / "provenance.json", record)
+
+    done = epoch - first_epoch
+    steps = np.diff(history.wall_time[first_epoch:]) if done > 1 else np.array([])
+    per_epoch = f", {np.median(steps):.3g} s/epoch" if steps.size else ""
+    err_text = (f", A error max {errors['max_rel_error']:.2%} mean "
+                f"{errors['mean_rel_error']:.2%}" if errors else "")
+    print(f"glacier-train: {ex_name}, law={law_name}: {epoch}/{total} epochs"
+          f"{f' ({done} this session)' if resume else ''}, loss {final_loss:.4g}{err_text}, "
+          f"wall {wall:.3g} s{per_epoch} -> {out_dir}", flush=True)
+    if failure is not None:
+        print(paragraph(
+            f"glacier-train: error: {failure} Outputs of the last good epoch are in "
+            f"{out_dir}. Lower optimizer.lr, set optimizer.clip_norm, or lower solver.cfl."),
+            file=sys.stderr)
+        return 3
+    if stop.reason is not None:
+        print(paragraph(
+            f"glacier-train: {status_text}; checkpoint in {ckpt_dir}. Continue with "
+            f"glacier-train <the same overrides> train.resume=true hydra.run.dir={out_dir}"),
+            file=sys.stderr)
+        return EXIT_SIGNAL.get(stop.signal, 0)
+    return 0
+
+

@@ -1,0 +1,155 @@
+"""The cost of the inversion (the terms of the ``glacier.invert`` docstring) and one compiled
+optimiser iteration.
+
+The parameters are a dict: ``h`` (thickness control), ``a`` (A control, A="scalar"/"field") or
+``law`` (A="law"); ``consts`` the arrays of the glacier (``Inverter.consts``); ``st`` the
+hashable ``CostStatic``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .. import losses
+from .. import solver as slv
+from ..grid import Grid
+from ..laws import glen_law
+from ..physics.params import Physics
+from ..schemes import ExplicitMUSCL
+from .options import InvertOptions
+
+
+def softplus_inv(H, s):
+    """The control p of thickness H: the inverse of H = s softplus(p / s) (H floored at 1 mm)."""
+    H = np.maximum(H, 1e-3)
+    return s * np.log(np.expm1(H / s))
+
+
+@dataclasses.dataclass(frozen=True)
+class CostStatic:
+    """Static part of the cost (hashable): compiled code is shared by every inversion of the
+    same glacier and settings, e.g. the K cross-validation folds."""
+
+    grid: Grid
+    options: InvertOptions
+    budget: int
+    physics: Physics
+
+
+def thickness(params, consts, st: CostStatic):
+    """H = s softplus(h / s) on the mask, 0 elsewhere."""
+    s = st.options.thickness_scale
+    return consts["mask"] * s * jax.nn.softplus(params["h"] / s)
+
+
+def _smooth(field, mask, sigma_cells: float):
+    """Gaussian average of ``field`` over the mask (normalised convolution), sigma in cells."""
+    r = max(1, int(math.ceil(3 * sigma_cells)))
+    k = jnp.exp(-0.5 * (jnp.arange(-r, r + 1) / sigma_cells) ** 2)
+    k = (k / k.sum()).astype(field.dtype)
+
+    def conv(f):
+        f = jax.vmap(lambda row: jnp.convolve(row, k, mode="same"))(f)
+        return jax.vmap(lambda col: jnp.convolve(col, k, mode="same"), in_axes=1,
+                        out_axes=1)(f)
+
+    return conv(field * mask) / jnp.maximum(conv(mask), 1e-12) * mask
+
+
+def log_rate_factor(params, consts, st: CostStatic):
+    """ln A: the prior's plus ``A_step`` times the control ``a`` (a = 0 at the prior). The
+    step scales the control against the thickness controls, so that the first quasi-Newton
+    steps do not throw A across orders of magnitude."""
+    return jnp.log(consts["A_fixed"]) + st.options.A_step * params["a"]
+
+
+def rate_factor(params, consts, st: CostStatic):
+    """A: from the control ``a`` when A is inverted, else the fixed A."""
+    return jnp.exp(log_rate_factor(params, consts, st)) if "a" in params else consts["A_fixed"]
+
+
+def rheology(params, consts, st: CostStatic):
+    """What the solver runs: the learned law's rheology (A="law") or Glen's law."""
+    if "law" in params:
+        return params["law"].rheology(consts["temperature"], st.physics)
+    return glen_law(st.physics, rate_factor(params, consts, st))
+
+
+def _run_times(o: InvertOptions) -> tuple[float, ...]:
+    """Save times of the relaxation run: 0, the observation time, the end (unique, sorted)."""
+    return tuple(sorted({0.0, float(o.obs_time), float(o.relax_years)}))
+
+
+def cost_terms(params, weights, consts, st: CostStatic):
+    """The total cost and ``(terms, status)``: every term by name and the worst solver status
+    of the relaxation run (``slv.STATUS_OK`` without one)."""
+    o, grid = st.options, st.grid
+    mask, S_obs, obs = consts["mask"], consts["S_obs"], consts["obs"]
+    H = thickness(params, consts, st)
+    w = weights * jnp.isfinite(obs)
+    status = jnp.zeros((), jnp.int32)
+    H_seen = H
+    terms = {}
+    times = _run_times(o)
+    if len(times) > 1:
+        scheme = ExplicitMUSCL(cfl=o.cfl, max_dt=o.max_dt, max_steps=st.budget)
+        traj = slv.simulate(H, S_obs - H, grid=grid, rheology=rheology(params, consts, st),
+                            smb=consts["smb"], save_at=slv.SaveAt(times), scheme=scheme,
+                            adjoint=slv.Checkpointed())
+        H_seen = traj.thickness[times.index(float(o.obs_time))]
+        status = jnp.max(traj.status)
+    terms["obs"] = losses.weighted_mse(H_seen, obs, w, o.obs_error)
+    if o.velocity_error > 0:
+        speed = slv.surface_speed(H, S_obs - H, rheology(params, consts, st), grid)
+        u_obs = consts["velocity_obs"]
+        terms["velocity"] = losses.weighted_mse(speed, u_obs, jnp.isfinite(u_obs),
+                                                o.velocity_error)
+    if o.relax_years > 0:
+        S_T = S_obs - H + traj.thickness[times.index(float(o.relax_years))]
+        d = (S_T - (S_obs + o.relax_years * o.dhdt)) / o.surface_error
+        if o.surface_smoothing > 0:
+            d = _smooth(d, mask, o.surface_smoothing / grid.dx)
+        terms["surface"] = jnp.sum(mask * d * d) / jnp.sum(mask)
+    if o.prior_error > 0:
+        dev = (H - consts["H_prior"]) / o.prior_error
+        terms["prior_thickness"] = jnp.sum(mask * dev * dev) / jnp.sum(mask)
+    if o.smooth_thickness:
+        R = H - consts["H_prior"] if o.smooth_residual else H
+        terms["smooth_thickness"] = o.smooth_thickness * grid.dx ** 2 * losses.tikhonov(
+            R, grid.dx, mask) / o.obs_error ** 2
+    if "a" in params and o.A_prior_error > 0:
+        dev = o.A_step * params["a"] / o.A_prior_error
+        terms["prior_A"] = jnp.mean(dev * dev)
+    if "law" in params and o.law_l2 > 0:
+        terms["l2_law"] = o.law_l2 * losses.l2(jax.tree_util.tree_leaves(params["law"]))
+    if o.A == "field" and o.smooth_A:
+        terms["smooth_A"] = o.smooth_A * grid.dx ** 2 * losses.tikhonov(
+            log_rate_factor(params, consts, st), grid.dx, mask)
+    return sum(terms.values()), (terms, status)
+
+
+def make_optimizer(o: InvertOptions):
+    """The optax optimiser of ``o``: L-BFGS (zoom line search) or Adam with ``o.lr``."""
+    return optax.lbfgs() if o.optimizer == "lbfgs" else optax.adam(o.lr)
+
+
+@jax.jit(static_argnames=("st",))
+def step(params, state, weights, consts, st: CostStatic):
+    """One optimiser iteration: cost terms at ``params``, then the update (L-BFGS with its
+    zoom line search, or Adam), all in one compiled program."""
+    (value, (terms, status)), grads = jax.value_and_grad(cost_terms, has_aux=True)(
+        params, weights, consts, st)
+    opt = make_optimizer(st.options)
+    if st.options.optimizer == "lbfgs":
+        updates, state = opt.update(
+            grads, state, params, value=value, grad=grads,
+            value_fn=lambda p: cost_terms(p, weights, consts, st)[0])
+    else:
+        updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state, value, terms, status

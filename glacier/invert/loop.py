@@ -1,0 +1,205 @@
+"""``Inverter`` (the cost of one glacier under one set of options and its minimisation),
+``InversionResult`` and ``invert`` (the warm-up with A fixed, then the full inversion)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import solver as slv
+from ..errors import ConfigError, InputDataError, NumericalError
+from ..laws import NeuralDiffusivity
+from ..physics import sia
+from . import cost
+from .baseline import baseline
+from .data import InversionData
+from .options import InvertA, InvertOptions
+
+
+@dataclasses.dataclass
+class InversionResult:
+    """Result of one inversion: thickness, bed, A and the cost history (each term);
+    ``failure`` says why the minimisation stopped early (None: it ran all iterations)."""
+
+    thickness: np.ndarray
+    bed: np.ndarray
+    A: np.ndarray | float
+    history: dict[str, list[float]]
+    iterations: int
+    wall_time: float
+    law: object = None
+    failure: str | None = None
+
+
+class Inverter:
+    """The cost of ``data`` under ``options`` (``glacier.invert`` docstring) and its
+    minimisation.
+
+    Args:
+        data: the glacier.
+        options: what to invert and how.
+        H_prior: the thickness [m] of the prior and smoothness terms (``prior_error``,
+            ``smooth_residual``), usually the calibrated baseline; default 0.
+        A0: the fixed A [Pa^-3 a^-1] when A="none", and the start of the A control when
+            A="scalar" or "field"; default the physics' A (which is always the prior).
+
+    Nothing here changes after construction: ``run`` keeps its state (the grown step
+    budget, the failure) to itself and returns it.
+    """
+
+    def __init__(self, data: InversionData, options: InvertOptions, *,
+                 H_prior: np.ndarray | None = None, A0: float | None = None):
+        self.data, self.options = data, options
+        self.A0 = float(data.physics.A) if A0 is None else float(A0)
+        smb = data.smb
+        if options.apparent_smb:
+            b = np.asarray(smb(jnp.asarray(data.surface)))
+            shift = -float(np.sum(b * data.mask) / np.sum(data.mask))
+            smb = dataclasses.replace(smb, base=jnp.asarray(smb.base) + shift)
+        A_fixed = self.A0 if options.A == InvertA.none else float(data.physics.A)
+        self.consts = dict(mask=jnp.asarray(data.mask), S_obs=jnp.asarray(data.surface),
+                           obs=jnp.asarray(data.thickness_obs), smb=smb,
+                           A_fixed=jnp.asarray(A_fixed),
+                           H_prior=(jnp.zeros(data.grid.shape) if H_prior is None
+                                    else jnp.asarray(H_prior)),
+                           temperature=jnp.asarray(-5.0 if data.temperature is None
+                                                   else float(data.temperature)),
+                           velocity_obs=jnp.asarray(np.full(data.grid.shape, np.nan)
+                                                    if data.velocity_obs is None
+                                                    else data.velocity_obs))
+        if options.velocity_error > 0 and data.velocity_obs is None:
+            raise InputDataError(f"invert.velocity_error={options.velocity_error} asks for a "
+                                 f"speed misfit, but glacier {data.name!r} has no velocity_obs "
+                                 "(observed surface speed in m a-1). Add velocity_obs(y, x) to "
+                                 "the file, or set invert.velocity_error=0.")
+        self.static = cost.CostStatic(grid=data.grid, options=options, budget=64,
+                                      physics=data.physics)
+
+    def init_params(self, H0: np.ndarray, *, law=None) -> dict:
+        """The controls at thickness ``H0`` and A = ``A0`` (A="scalar"/"field"), or the
+        parameters of ``law`` (A="law")."""
+        s = self.options.thickness_scale
+        p = {"h": jnp.asarray(cost.softplus_inv(np.asarray(H0), s))}
+        if self.options.A == InvertA.law:
+            if law is None:
+                raise ConfigError("invert.A=law needs a law to invert: choose one with law=NAME "
+                                  "(nn_A_of_T, constant_A or nn_diffusivity).")
+            p["law"] = law
+            return p
+        if self.options.A == InvertA.none:
+            return p
+        a0 = (math.log(self.A0) - math.log(float(self.consts["A_fixed"]))) / self.options.A_step
+        if self.options.A == InvertA.scalar:
+            p["a"] = jnp.asarray(a0)
+        else:  # field
+            p["a"] = jnp.full(self.data.grid.shape, a0)
+        return p
+
+    def thickness(self, params):
+        return cost.thickness(params, self.consts, self.static)
+
+    def rate_factor(self, params):
+        """A [Pa^-3 a^-1]: a scalar, or a field (A="field", or a law of local inputs)."""
+        if "law" not in params:
+            return cost.rate_factor(params, self.consts, self.static)
+        law, T = params["law"], self.consts["temperature"]
+        if isinstance(law, NeuralDiffusivity):  # a creep factor from local (H, |grad S|, T)
+            H = self.thickness(params)
+            slope2 = sia.centred_slope2(H, self.consts["S_obs"] - H, self.data.grid)
+            return law.rate_factor_on(H, jnp.sqrt(slope2), T)
+        return law.rate_factor(T)
+
+    def run(self, params, weights, *, callback: Callable[[int, dict], None] | None = None
+            ) -> tuple[dict, dict[str, list[float]], str | None]:
+        """Minimise the cost from ``params``; returns the last good parameters, the history
+        of every cost term (evaluated at the parameters before each update) and the failure
+        (None when all iterations ran).
+
+        A non-finite cost or a failed relaxation run stops the minimisation: at the first
+        iteration with a ``NumericalError``; later with the parameters of the last finite cost,
+        and the failure says what happened."""
+        o = self.options
+        static = self.static
+        failure = None
+        weights = jnp.asarray(weights, jnp.float64 if jax.config.jax_enable_x64
+                              else jnp.float32)
+        state = cost.make_optimizer(o).init(params)
+        history: dict[str, list[float]] = {}
+        it = 0
+        last_good = params
+        while it < o.iterations:
+            new, new_state, value, terms, status = cost.step(params, state, weights,
+                                                             self.consts, static)
+            status = int(status)
+            if status == slv.STATUS_MAX_STEPS and static.budget < 1_000_000:
+                # The relaxation needs more steps than the bounded loop holds: grow it
+                # (recompiles; results do not depend on the budget otherwise).
+                static = dataclasses.replace(static, budget=2 * static.budget)
+                continue
+            value = float(value)
+            if not math.isfinite(value) or status != slv.STATUS_OK:
+                message = (f"inversion of {self.data.name!r} failed at iteration {it + 1}: "
+                           f"cost {value}, relaxation run "
+                           f"{slv.STATUS_NAMES.get(status, status)}. Try a smaller "
+                           "invert.max_dt or a larger invert.smooth_thickness.")
+                if it == 0:
+                    raise NumericalError(message[0].upper() + message[1:])
+                failure = message
+                params = last_good  # the parameters of the last finite cost
+                break
+            for k, v in terms.items():
+                history.setdefault(k, []).append(float(v))
+            history.setdefault("total", []).append(value)
+            if callback is not None:
+                callback(it, {k: v[-1] for k, v in history.items()})
+            if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(new)):
+                failure = (f"inversion of {self.data.name!r}: the update of iteration "
+                           f"{it + 1} is not finite; stopped with the last good state.")
+                break  # params: cost finite, kept
+            last_good = params
+            params, state = new, new_state
+            it += 1
+        return params, history, failure
+
+    def result(self, params, history, wall, failure: str | None = None) -> InversionResult:
+        """The ``InversionResult`` of ``params`` (the output of ``run``)."""
+        H = np.asarray(self.thickness(params))
+        A = np.asarray(self.rate_factor(params))
+        return InversionResult(thickness=H, bed=self.data.surface - H,
+                               A=float(A) if A.ndim == 0 else A, history=history,
+                               iterations=len(history.get("total", [])), wall_time=wall,
+                               law=params.get("law"), failure=failure)
+
+
+def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=None,
+           A_init: float | None = None, law=None, callback=None) -> InversionResult:
+    """One inversion with the given observation weights (default: points per cell); ``law``
+    is the starting law of a functional inversion (A="law")."""
+    weights = data.obs_count if weights is None else weights
+    if H_init is None:
+        H_init, _ = baseline(data, weights)
+    A0 = data.physics.A if A_init is None else A_init
+    start = time.perf_counter()
+    history: dict[str, list[float]] = {}
+    H_start = np.asarray(H_init)
+    if options.warmup:
+        warm = Inverter(data, dataclasses.replace(options, A="none",
+                                                  iterations=options.warmup),
+                        H_prior=H_init, A0=A0)
+        p, history, failure = warm.run(warm.init_params(H_init), weights, callback=callback)
+        if failure:
+            return warm.result(p, history, time.perf_counter() - start, failure)
+        H_start = np.asarray(warm.thickness(p))
+    inv = Inverter(data, options, H_prior=H_init, A0=A0)
+    params, more, failure = inv.run(inv.init_params(H_start, law=law), weights, callback=callback)
+    for k in set(history) | set(more):  # one history; terms absent in a stage are NaN
+        n_warm = len(history.get("total", []))
+        history[k] = (history.get(k, [math.nan] * n_warm)
+                      + more.get(k, [math.nan] * len(more.get("total", []))))
+    return inv.result(params, history, time.perf_counter() - start, failure)

@@ -1,0 +1,149 @@
+"""``InvertOptions``: what to invert and how; the single source of the ``invert`` config node
+(defaults and help text), with the enums of its two choice fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from ..options import option
+
+
+class InvertA(enum.StrEnum):
+    """How Glen's A enters the inversion (``InvertOptions.A``)."""
+
+    none = "none"
+    scalar = "scalar"
+    field = "field"
+    law = "law"
+
+
+class Optimizer(enum.StrEnum):
+    """Optimiser of the inversion (``InvertOptions.optimizer``)."""
+
+    lbfgs = "lbfgs"
+    adam = "adam"
+
+
+def _choice(name: str, value, cls: type[enum.Enum]) -> enum.Enum:
+    """``value`` (a member, another enum's member or a plain string) as a member of ``cls``."""
+    if isinstance(value, cls):
+        return value
+    raw = value.value if isinstance(value, enum.Enum) else value
+    try:
+        return cls(raw)
+    except ValueError:
+        names = [m.value for m in cls]
+        choices = ", ".join(names[:-1]) + " or " + names[-1]
+        raise ValueError(f"{name}={raw!r}: choose {choices}.") from None
+
+
+_POSITIVE = ("obs_error", "surface_error", "thickness_scale", "max_dt", "A_step", "cv_block")
+_NON_NEGATIVE = ("relax_years", "obs_time", "smooth_thickness", "smooth_A", "A_prior_error",
+                 "prior_error", "surface_smoothing", "law_l2", "velocity_error")
+
+
+@dataclasses.dataclass(frozen=True)
+class InvertOptions:
+    """What to invert and how (the cost is written out in the docstring of
+    ``glacier.invert``).
+
+    Args:
+        A: "none" (keep A fixed), "scalar", "field", or "law": the parameters of a learned
+            law (``glacier.laws``; a functional inversion) give the creep factor.
+        relax_years: length T of the relaxation run [a]; 0 switches J_surf off.
+        obs_time: time [a] after the surface DEM at which the thickness was observed: the
+            thickness control is then the initial state of a transient run, and J_obs
+            compares the run's thickness at ``obs_time`` with the observations (0: the
+            observations are of the initial state).
+        dhdt: surface-elevation change the relaxed surface should show [m a^-1].
+        apparent_smb: shift the mass balance to zero glacier-wide balance.
+        obs_error: sigma_H [m]; surface_error: sigma_S [m].
+        surface_smoothing: Gaussian scale [m] of an average of the surface misfit over the
+            mask before it is squared (0: cell by cell).
+        smooth_thickness, smooth_A: lambda_H, lambda_A.
+        smooth_residual: apply the thickness smoothness to H - H_b (true) or H (false).
+        prior_error: sigma [m] of J_prior = mean over the mask ((H - H_b) / sigma)^2, a pull
+            toward the calibrated baseline H_b; 0 switches it off.
+        A_prior_error: standard deviation of ln A about the prior (the physics' A) in the
+            term J_A = mean((ln A - ln A_prior) / A_prior_error)^2; 0 switches it off.
+        A_warmup: iterations with A held at the prior before A is a control too (from a
+            rough thickness, shrinking A towards 0 lowers the surface misfit fastest and
+            the optimiser stalls there with no flow; the warm-up avoids that basin).
+        A_step: ln A = ln A_prior + A_step a with the control a (preconditioning: the
+            smaller, the more cautious the first changes of A).
+        law_l2: weight of the squared L2 norm of the law's parameters (A="law").
+        velocity_error: sigma_u [m a^-1] of the misfit of the SIA surface speed of the
+            initial state to ``velocity_obs`` (0 switches it off).
+        optimizer: "lbfgs" or "adam"; iterations; lr (Adam).
+        cfl, max_dt: solver stepping of the relaxation run.
+        thickness_scale: s of the softplus parameterisation [m].
+        cv_folds, cv_block: spatial cross-validation (``cross_validate``): number of folds
+            (0: none) and side [m] of the blocks dealt to them.
+    """
+
+    A: InvertA = option(InvertA.scalar,
+                        "Glen's A: none (fixed at physics.A), scalar (one value, "
+                        "log-parameterised), field (smooth log A on the grid) or "
+                        "law (the parameters of law=NAME: functional inversion)")
+    relax_years: float = option(5.0, "length of the relaxation run whose surface is compared "
+                                     "with the observed one [a]; 0 switches the surface term "
+                                     "off")
+    obs_time: float = option(0.0, "years after the surface DEM when the thickness was observed "
+                                  "(> 0: the thickness control is the start of a transient "
+                                  "run)")
+    dhdt: float = option(0.0, "surface-elevation change the relaxed surface should show "
+                              "[m a-1]; 0 = steady state")
+    apparent_smb: bool = option(True, "shift the mass balance to zero glacier-wide balance "
+                                      "(apparent mass balance)")
+    obs_error: float = option(10.0, "observational error of the thickness [m]")
+    surface_error: float = option(5.0, "tolerated misfit of the relaxed surface [m]")
+    surface_smoothing: float = option(0.0, "Gaussian scale [m] over which the surface misfit "
+                                           "is averaged before it is squared; 0 = cell by "
+                                           "cell")
+    smooth_thickness: float = option(1.0, "weight of the Tikhonov smoothness of the thickness")
+    smooth_residual: bool = option(True, "smooth the departure from the calibrated baseline "
+                                         "(true) or the thickness itself (false)")
+    prior_error: float = option(0.0, "standard deviation [m] of a pull toward the baseline "
+                                     "thickness; 0 = off")
+    smooth_A: float = option(10.0, "weight of the Tikhonov smoothness of log A (A=field)")
+    A_prior_error: float = option(0.0, "standard deviation of ln A about physics.A; 0 = no "
+                                       "prior")
+    A_warmup: int = option(20, "iterations with A held at physics.A before A is inverted too")
+    A_step: float = option(0.1, "scale of the A control: ln A = ln physics.A + A_step a")
+    law_l2: float = option(0.0, "weight of the L2 norm of the law's parameters (invert.A=law)")
+    velocity_error: float = option(0.0, "error [m a-1] of the surface-speed misfit against "
+                                        "the file's velocity_obs; 0 = no speed misfit")
+    optimizer: Optimizer = option(Optimizer.lbfgs, "lbfgs or adam")
+    iterations: int = option(40, "optimiser iterations of each inversion")
+    lr: float = option(0.05, "learning rate (adam)")
+    cfl: float = option(0.124, "stability factor of the relaxation run, in (0, 0.25]")
+    max_dt: float = option(0.25, "largest time step of the relaxation run [a]")
+    thickness_scale: float = option(10.0, "scale [m] of the softplus that keeps H >= 0")
+    cv_folds: int = option(5, "spatial cross-validation folds (0: no cross-validation)")
+    cv_block: float = option(500.0, "side of the square blocks dealt to the folds [m]")
+
+    def __post_init__(self):
+        object.__setattr__(self, "A", _choice("A", self.A, InvertA))
+        object.__setattr__(self, "optimizer", _choice("optimizer", self.optimizer, Optimizer))
+        for key in _POSITIVE:
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key}={getattr(self, key)} must be positive.")
+        for key in _NON_NEGATIVE:
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 0.")
+        if not 0 < self.cfl <= 0.25:
+            raise ValueError(f"cfl={self.cfl} must be in (0, 0.25], e.g. 0.124.")
+        if self.A_warmup < 0:
+            raise ValueError(f"A_warmup={self.A_warmup} must be >= 0.")
+        if self.iterations < 1:
+            raise ValueError(f"iterations={self.iterations} must be >= 1.")
+        if self.cv_folds < 0 or self.cv_folds == 1:
+            raise ValueError(f"cv_folds={self.cv_folds}: use 0 (no cross-validation) or at "
+                             "least 2 folds.")
+
+    @property
+    def warmup(self) -> int:
+        """Iterations run with A fixed before A is a control (0 when A is not inverted or
+        there is no relaxation run to inform it)."""
+        return self.A_warmup if self.A != "none" and self.relax_years > 0 else 0
