@@ -131,6 +131,7 @@ def test_inversion_is_deterministic(twin_data):
     assert a.A == b.A and a.history == b.history
 
 
+@pytest.mark.slow  # ~70-110 s on a 2-core AVX2 machine: run with -m slow
 def test_thickness_observed_later_than_the_dem(twin, twin_data):
     """invert.obs_time > 0: the thickness control is the start of a transient run and the
     observations are compared with the run at obs_time (the twin is steady, so the same
@@ -156,6 +157,7 @@ def test_functional_inversion_through_a_learned_law(twin_data, name):
                               else A.ndim == 0)
 
 
+@pytest.mark.slow  # ~70-110 s on a 2-core AVX2 machine: run with -m slow
 def test_surface_speed_observations_enter_the_cost(twin, twin_data):
     """Observed surface speeds (the true SIA speed on every other cell of the ice) add a
     misfit term; the inversion still recovers the thickness, and A from a start 3x off."""
