@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -80,8 +81,6 @@ def run(job: SimulateJob, out_dir: Path) -> int:
         hint = ("Raise solver.max_steps (the step budget of one save interval) or save more "
                 "often with a smaller solver.save_every." if "step budget" in result.failure
                 else "Lower solver.cfl or solver.max_dt, or check the physics values.")
-        import sys
-
         print(paragraph(f"glacier-simulate: error: the solution failed: {result.failure} "
                         f"(written to {path}). {hint}"), file=sys.stderr)
         return 3

@@ -197,15 +197,6 @@ def build_law(cfg: DictConfig, *, dtype: str = "float64"):
                       "nn_diffusivity.")
 
 
-def twin_options(cfg: DictConfig) -> dict[str, Any]:
-    """Keyword arguments of ``experiments.twin_A_of_T`` from ``cfg`` (besides devices)."""
-    ex = plain(cfg.experiment)
-    ex.pop("name")
-    ex["real"] = tuple(ex["real"])
-    return dict(**ex, seed=int(cfg.seed), dtype=plain(cfg.solver)["dtype"],
-                **train_stepping(cfg.solver))
-
-
 def resolved_train_config(cfg: DictConfig) -> str:
     """The training config as YAML with the defaults used in place of the nulls."""
     out = OmegaConf.create(plain(cfg))

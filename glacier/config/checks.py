@@ -135,13 +135,6 @@ def check_invert(cfg: DictConfig) -> str | None:
         return ("invert.A=law with law=cuffey_paterson: that law has no parameters to invert. "
                 "Choose law=nn_A_of_T, law=constant_A or law=nn_diffusivity, or "
                 "invert.A=scalar.")
-    if inv["cv_folds"] < 0 or inv["cv_folds"] == 1:
-        return (f"invert.cv_folds={inv['cv_folds']}: use 0 (no cross-validation) or at least "
-                "2 folds, e.g. invert.cv_folds=5.")
-    if not inv["cv_block"] > 0:
-        return f"invert.cv_block={inv['cv_block']} must be a positive length [m], e.g. 500."
-    if not 0 < inv["cfl"] <= 0.25:
-        return f"invert.cfl={inv['cfl']} must be in (0, 0.25], e.g. invert.cfl=0.124."
     return None
 
 
