@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from .grid import Grid
+from . import implicit
 from .physics import sia
 
 STATUS_OK = 0
 STATUS_NONFINITE = 1
 STATUS_MAX_STEPS = 2
+STATUS_NEWTON = 3
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_NONFINITE: "non-finite thickness",
-                STATUS_MAX_STEPS: "step budget exhausted"}
+                STATUS_MAX_STEPS: "step budget exhausted",
+                STATUS_NEWTON: "the implicit step did not converge"}
 
 
 @jax.tree_util.register_dataclass
@@ -40,6 +45,8 @@ class State:
         smb_volume: cumulative applied mass balance [m^3].
         outflow_volume: cumulative volume lost through the edges and ice-free cells [m^3].
         status: ``STATUS_OK`` or the first failure.
+        iterations: nonlinear (Newton) iterations in the current save interval (0: explicit).
+        residual: largest final nonlinear residual of the interval's steps [m] (0: explicit).
     """
 
     t: jax.Array
@@ -48,6 +55,8 @@ class State:
     smb_volume: jax.Array
     outflow_volume: jax.Array
     status: jax.Array
+    iterations: jax.Array
+    residual: jax.Array
 
 
 Step = Callable[[State, jax.Array], State]
@@ -139,6 +148,106 @@ class ExplicitMUSCL(Scheme):
                 smb_volume=state.smb_volume + applied,
                 outflow_volume=state.outflow_volume + outflow,
                 status=jnp.where(finite, state.status, STATUS_NONFINITE),
+                iterations=state.iterations,
+                residual=state.residual,
+            )
+
+        return step
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitEuler(Scheme):
+    """Backward Euler of the flux-form SIA with H >= 0 as a complementarity condition.
+
+    Each step solves r(H) = H - H_old + dt (div q(H) - b(B + H, t + dt)) = 0 where ice remains
+    and H = 0 where the ablation exceeds the ice (``glacier.implicit``) by semismooth Newton
+    with multigrid-preconditioned GMRES, and is differentiated by the implicit function
+    theorem (one transposed linear solve per step; reverse mode never goes through Newton).
+    The face thickness is the explicit scheme's MUSCL-superbee one.
+
+    Time steps: ``dt``, shortened to land exactly on the save times; a step whose Newton
+    iteration does not converge is retried with half the step, up to ``max_halvings`` times,
+    and then the run stops with ``STATUS_NEWTON``, the time and the residual.
+
+    Args:
+        dt: the step [a] (the largest, when halved).
+        max_steps: step budget per save interval.
+        tol: Newton tolerance: max |Phi| <= tol (max H_old + 1 m) [-] (at least 100 machine
+            epsilons).
+        max_newton: Newton iterations per attempt.
+        krylov_rtol: relative tolerance of each Newton system (inexact Newton).
+        restart, max_krylov: GMRES Krylov dimension and products per Newton system.
+        adjoint_rtol: relative tolerance of the transposed solve of the gradient.
+        max_halvings: step halvings before a step fails.
+        preconditioner: "multigrid" (default), "jacobi" or "none" (for measurements).
+    """
+
+    dt: float = 1.0
+    max_steps: int = 100_000
+    tol: float = 1e-8
+    max_newton: int = 30
+    krylov_rtol: float = 1e-3
+    restart: int = 30
+    max_krylov: int = 200
+    adjoint_rtol: float = 1e-9
+    max_halvings: int = 4
+    preconditioner: str = "multigrid"
+
+    def __post_init__(self):
+        if not (self.dt > 0 and math.isfinite(self.dt)):
+            raise ValueError(f"dt must be a positive number of years, got {self.dt}.")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {self.max_steps}.")
+        if not 0 < self.tol < 1:
+            raise ValueError(f"tol must be in (0, 1), got {self.tol}.")
+        if not 0 < self.krylov_rtol < 1 or not 0 < self.adjoint_rtol < 1:
+            raise ValueError("krylov_rtol and adjoint_rtol must be in (0, 1).")
+        if min(self.max_newton, self.restart, self.max_krylov) < 1 or self.max_halvings < 0:
+            raise ValueError("max_newton, restart and max_krylov must be >= 1 and "
+                             "max_halvings >= 0.")
+        if self.preconditioner not in ("multigrid", "jacobi", "none"):
+            raise ValueError("preconditioner must be multigrid, jacobi or none, got "
+                             f"{self.preconditioner!r}.")
+
+    @property
+    def newton_options(self) -> implicit.NewtonOptions:
+        return implicit.NewtonOptions(
+            tol=self.tol, max_newton=self.max_newton, krylov_rtol=self.krylov_rtol,
+            restart=self.restart, max_krylov=self.max_krylov, adjoint_rtol=self.adjoint_rtol,
+            max_halvings=self.max_halvings, preconditioner=self.preconditioner)
+
+    def steps_for(self, interval: float) -> int:
+        """Steps of one save interval of ``interval`` years without halvings."""
+        return max(1, math.ceil(interval / self.dt - 1e-9))
+
+    def make_step(self, bed, rheology, smb, grid: Grid, ice_free) -> Step:
+        opts = self.newton_options
+        p = implicit.Params(bed=bed, rheology=rheology, smb=smb)
+        dt_max = self.dt
+
+        def step(state: State, t_target) -> State:
+            H_old, t = state.H, state.t
+            fixed = jnp.zeros_like(H_old) if ice_free is None else ice_free
+            remaining = t_target - t
+            # Land on the save time; a last step shorter than 1e-6 dt is merged into this one.
+            dt = jnp.where(remaining <= dt_max * (1 + 1e-6), remaining, dt_max)
+            res = implicit.solve(H_old, t, dt, p, fixed, grid, opts)
+            hdt = H_old.dtype
+            t_new, dt_h = (t + res.dt).astype(hdt), res.dt.astype(hdt)
+            H_new = implicit.attach(grid, opts, res.H, H_old, t_new, dt_h, p, fixed)
+            applied, outflow = implicit.budget(lax.stop_gradient(H_new), H_old, t_new, dt_h, p,
+                                               fixed, grid)
+            ok = res.converged
+            last = res.dt >= remaining
+            return State(
+                t=jnp.where(ok, jnp.where(last, t_target, t + res.dt), t),
+                H=jnp.where(ok, H_new, H_old),
+                steps=state.steps + 1,
+                smb_volume=state.smb_volume + jnp.where(ok, applied, 0.0),
+                outflow_volume=state.outflow_volume + jnp.where(ok, outflow, 0.0),
+                status=jnp.where(ok, state.status, STATUS_NEWTON),
+                iterations=state.iterations + res.iterations,
+                residual=jnp.maximum(state.residual, res.residual.astype(state.residual.dtype)),
             )
 
         return step

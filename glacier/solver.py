@@ -45,6 +45,7 @@ from .physics import sia
 from .schemes import (
     STATUS_MAX_STEPS,
     STATUS_NAMES,
+    STATUS_NEWTON,
     STATUS_NONFINITE,
     STATUS_OK,
     ExplicitMUSCL,
@@ -52,7 +53,7 @@ from .schemes import (
     State,
 )
 
-__all__ = ["STATUS_MAX_STEPS", "STATUS_NAMES", "STATUS_NONFINITE", "STATUS_OK", "Adjoint",
+__all__ = ["STATUS_MAX_STEPS", "STATUS_NAMES", "STATUS_NEWTON", "STATUS_NONFINITE", "STATUS_OK", "Adjoint",
            "Checkpointed", "ForwardOnly", "SaveAt", "StoreAll", "Trajectory", "area",
            "save_times", "simulate", "surface_speed", "volume"]
 
@@ -195,6 +196,9 @@ class Trajectory:
         smb_volume: cumulative applied mass balance [m^3] since t = 0.
         outflow_volume: cumulative volume lost through the domain edges and ice-free cells [m^3].
         status: 0 where the interval completed, else a ``STATUS_*`` code.
+        reached: the time [a] each interval ended at (its save time unless it failed).
+        iterations: Newton iterations of the interval (0 for the explicit scheme).
+        residual: largest final Newton residual of the interval's steps [m].
     """
 
     times: jax.Array
@@ -203,6 +207,9 @@ class Trajectory:
     smb_volume: jax.Array
     outflow_volume: jax.Array
     status: jax.Array
+    reached: jax.Array
+    iterations: jax.Array
+    residual: jax.Array
 
     def first_failure(self) -> int | None:
         """Index of the first save whose interval failed, or None when all succeeded."""
@@ -281,19 +288,23 @@ def _simulate(H0, bed, rheology, smb, ice_free, *, grid, times, scheme, adjoint)
     step = scheme.make_step(bed, rheology, smb, grid, ice_free)
     zero = jnp.zeros((), H0.dtype)
     state0 = State(t=jnp.zeros((), tdt), H=H0, steps=jnp.zeros((), jnp.int32),
-                   smb_volume=zero, outflow_volume=zero, status=jnp.zeros((), jnp.int32))
+                   smb_volume=zero, outflow_volume=zero, status=jnp.zeros((), jnp.int32),
+                   iterations=jnp.zeros((), jnp.int32), residual=zero)
 
     def interval(state, t_target):
-        state = dataclasses.replace(state, steps=jnp.zeros((), jnp.int32))
+        state = dataclasses.replace(state, steps=jnp.zeros((), jnp.int32),
+                                    iterations=jnp.zeros((), jnp.int32), residual=zero)
         state = adjoint.advance(step, state, t_target, scheme.max_steps)
         short = (state.status == STATUS_OK) & (state.t < t_target)
         state = dataclasses.replace(
             state, status=jnp.where(short, STATUS_MAX_STEPS, state.status))
-        out = (state.H, state.steps, state.smb_volume, state.outflow_volume, state.status)
+        out = (state.H, state.steps, state.smb_volume, state.outflow_volume, state.status,
+               state.t, state.iterations, state.residual)
         return state, out
 
     targets = jnp.asarray(times[1:], tdt)
-    _, (Hs, steps, smb_v, out_v, status) = lax.scan(interval, state0, targets)
+    _, (Hs, steps, smb_v, out_v, status, reached, its, res) = lax.scan(interval, state0,
+                                                                        targets)
 
     def with_initial(first, rest):
         return jnp.concatenate([first[None], rest], axis=0)
@@ -305,6 +316,9 @@ def _simulate(H0, bed, rheology, smb, ice_free, *, grid, times, scheme, adjoint)
         smb_volume=with_initial(zero, smb_v),
         outflow_volume=with_initial(zero, out_v),
         status=with_initial(jnp.zeros((), jnp.int32), status),
+        reached=with_initial(jnp.zeros((), tdt), reached),
+        iterations=with_initial(jnp.zeros((), jnp.int32), its),
+        residual=with_initial(zero, res),
     )
 
 
