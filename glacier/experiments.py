@@ -22,7 +22,7 @@ from .domains import Domain, build_domain
 from .errors import ConfigError
 from .options import option
 from .physics.params import Physics
-from .schemes import ExplicitMUSCL
+from .schemes import ExplicitMUSCL, Scheme
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +84,8 @@ class TwinAofTOptions:
 
 def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
                 physics: Physics | None = None, cfl: float = 0.124, max_dt: float = 1.0,
-                dtype: str = "float64", devices: int = 1, **overrides) -> TwinSetup:
+                dtype: str = "float64", devices: int = 1, scheme: Scheme | None = None,
+                **overrides) -> TwinSetup:
     """Build the twin experiment (see module docstring).
 
     Args (``options`` fields, or their keyword ``overrides``):
@@ -102,7 +103,10 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
             (for ``loss.velocity``), with Gaussian noise of ``velocity_noise`` [m a^-1].
         seed: seeds the valley shapes, the noise and the gaps.
         devices: the batch is padded to a multiple of this number of glaciers.
+        cfl, max_dt: the explicit scheme that makes the observations (spin-up and truth).
+        scheme: the scheme of the returned training problem (default: that explicit one).
     """
+    train_scheme = scheme
     o = dataclasses.replace(options or TwinAofTOptions(), **overrides)
     dx, years, obs_every, n_valleys = o.dx, o.years, o.obs_every, o.n_valleys
     real, T_min, T_max = tuple(o.real), o.T_min, o.T_max
@@ -143,6 +147,8 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
     problem = tr.Problem(grid=grid, save_at=slv.SaveAt.every(years, obs_every), scheme=scheme,
                          physics=physics, names=names)
     truth = laws.CuffeyPaterson()
+    train_problem = problem if train_scheme is None else dataclasses.replace(
+        problem, scheme=train_scheme)
     true_traj, true_speed = jax.jit(tr.simulate_batch,
                                     static_argnames=("problem", "adjoint", "speed"))(
         truth, batch, problem, speed=True)
@@ -165,7 +171,7 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
             vel = np.maximum(vel + velocity_noise * rng.standard_normal(vel.shape), 0.0)
         vel = np.where(keep, vel, np.nan)
     batch = tr.with_observations(batch, obs, vel)
-    return TwinSetup(domains=tuple(domains), batch=batch, problem=problem, truth=truth,
+    return TwinSetup(domains=tuple(domains), batch=batch, problem=train_problem, truth=truth,
                      H_true=H_true)
 
 

@@ -251,3 +251,40 @@ class ImplicitEuler(Scheme):
             )
 
         return step
+
+
+SCHEMES: dict[str, type[Scheme]] = {"explicit": ExplicitMUSCL, "implicit": ImplicitEuler}
+"""``solver.scheme`` name -> scheme class."""
+
+
+def scheme_name(scheme: Scheme) -> str:
+    """The ``solver.scheme`` name of a scheme object."""
+    for name, cls in SCHEMES.items():
+        if type(scheme) is cls:
+            return name
+    raise TypeError(f"not a known scheme: {scheme!r}")
+
+
+def make_scheme(name: str, *, cfl: float = 0.124, max_dt: float = 1.0, dt: float = 1.0,
+                max_steps: int | None = None) -> Scheme:
+    """The scheme of ``solver.scheme=name``: explicit (``cfl``, ``max_dt``) or implicit
+    (``dt``); ValueError (with what to set) on a bad name or value."""
+    if name not in SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {name!r}.")
+    budget = {} if max_steps is None else {"max_steps": int(max_steps)}
+    if name == "explicit":
+        return ExplicitMUSCL(cfl=float(cfl), max_dt=float(max_dt), **budget)
+    return ImplicitEuler(dt=float(dt), **budget)
+
+
+def scheme_to_dict(scheme: Scheme) -> dict:
+    """JSON-able description (checkpoint metadata): ``{"kind": name, **fields}``."""
+    return {"kind": scheme_name(scheme), **dataclasses.asdict(scheme)}
+
+
+def scheme_from_dict(d: dict) -> Scheme:
+    """Inverse of ``scheme_to_dict``; a dict without ``kind`` is an explicit scheme (older
+    checkpoints)."""
+    d = dict(d)
+    d.pop("checkpoint_every", None)
+    return SCHEMES[d.pop("kind", "explicit")](**d)

@@ -3,7 +3,7 @@
 ``run`` turns a domain plus a scheme and save times into a trajectory and the diagnostics that
 ``simulation.nc`` holds. ``run_in_intervals`` gives the same result one save interval at a
 time, calling ``on_interval(t, volume)`` in between (the console script drives a progress bar
-with it). No files, no config objects: plain values in, arrays out.
+with it, with the Newton iterations of the implicit scheme). No files, no config objects: plain values in, arrays out.
 
 ``run_in_intervals``: every interval is one call of ``run`` with the same static save times
 ``(0, save_every)``, so the solver compiles once (plus once for a shorter last interval); the
@@ -29,7 +29,7 @@ from . import solver as slv
 from .domains import Domain
 from .laws import glen_law
 from .physics.params import Physics
-from .schemes import Scheme
+from .schemes import Scheme, scheme_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,8 @@ class SimulationResult:
     """A finished (or stopped) forward run, as NumPy arrays.
 
     ``thickness``, ``surface``, ``velocity``, ``smb`` are (nt, ny, nx); ``volume``, ``area``,
-    ``smb_volume``, ``outflow_volume``, ``steps`` are (nt,). When the run failed, only the
+    ``smb_volume``, ``outflow_volume``, ``steps`` and ``iterations`` (Newton iterations per
+    interval, 0 for the explicit scheme) are (nt,). When the run failed, only the
     states up to the last good save are kept and ``failure`` describes what went wrong.
     """
 
@@ -55,6 +56,8 @@ class SimulationResult:
     physics: Physics
     wall_time: float
     failure: str | None = None
+    iterations: np.ndarray | None = None
+    scheme: str = "explicit"
 
     @property
     def budget_error(self) -> float:
@@ -67,7 +70,7 @@ class SimulationResult:
 
 def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCHEME,
         physics: Physics | None = None, dtype: str = "float64", area_threshold: float = 1.0,
-        rheology=None) -> SimulationResult:
+        rheology=None, time_offset: float = 0.0) -> SimulationResult:
     """Simulate ``domain`` and compute the diagnostics at the save times.
 
     Args:
@@ -79,6 +82,8 @@ def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCH
             the caller turns on: the library never changes JAX's global configuration).
         area_threshold: thickness [m] above which a cell counts as glacier in ``area``.
         rheology: a flow law; default Glen's law with ``physics``.
+        time_offset: added to the times named in ``failure`` (a run continued from a later
+            start, as ``run_in_intervals`` does).
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}.")
@@ -102,8 +107,14 @@ def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCH
     failure = None
     if bad is not None:
         code = int(np.asarray(traj.status)[bad])
-        failure = (f"{slv.STATUS_NAMES[code]} in the interval from t = {times[bad - 1]:g} a to "
-                   f"t = {times[bad]:g} a; states up to t = {times[bad - 1]:g} a are kept")
+        detail = ""
+        if code == slv.STATUS_NEWTON:
+            detail = (f" at t = {time_offset + float(traj.reached[bad]):g} a (Newton residual "
+                      f"{float(traj.residual[bad]):.3g} m after every step halving; use a smaller "
+                      "solver.dt)")
+        failure = (f"{slv.STATUS_NAMES[code]}{detail} in the interval from t = "
+                   f"{times[bad - 1]:g} a to t = {times[bad]:g} a; states up to "
+                   f"t = {times[bad - 1]:g} a are kept")
     H = traj.thickness[:keep]
     surface = bed + H
     speed = slv.surface_speed(H, bed, law, grid)
@@ -116,7 +127,8 @@ def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCH
         smb_volume=np.asarray(traj.smb_volume[:keep], np.float64),
         outflow_volume=np.asarray(traj.outflow_volume[:keep], np.float64),
         steps=np.asarray(traj.steps[:keep]), physics=physics, wall_time=wall,
-        failure=failure,
+        failure=failure, iterations=np.asarray(traj.iterations[:keep]),
+        scheme=scheme_name(scheme),
     )
 
 
@@ -143,13 +155,14 @@ def _intervals(times: tuple[float, ...]) -> list[float]:
 def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
                      scheme: Scheme = slv.DEFAULT_SCHEME, physics: Physics | None = None,
                      dtype: str = "float64", area_threshold: float = 1.0,
-                     on_interval: Callable[[float, float], None] | None = None,
+                     on_interval: Callable[[float, float, int], None] | None = None,
                      ) -> SimulationResult:
     """``run`` one save interval at a time (same arguments, same result layout).
 
     Args:
         domain, save_at, scheme, physics, dtype, area_threshold: as ``run``.
-        on_interval: called as ``on_interval(t, volume)`` [a, m^3] after each interval.
+        on_interval: called as ``on_interval(t, volume, newton)`` [a, m^3, -] after each
+            interval; ``newton``: Newton iterations so far (0 for the explicit scheme).
 
     On a numerical failure the states up to the last good save are kept and ``failure`` names
     the interval, in the run's absolute times.
@@ -160,13 +173,14 @@ def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
     H = np.asarray(domain.thickness)
     parts: list[SimulationResult] = []
     smb_offset = out_offset = 0.0
+    newton = 0
     wall = 0.0
     failure = None
     for i, dt in enumerate(lengths):
         t0 = float(times[i])
         piece = dataclasses.replace(domain, thickness=H, smb=_Shifted(domain.smb, t0))
         res = run(piece, save_at=slv.SaveAt((0.0, dt)), scheme=scheme, physics=physics,
-                  dtype=dtype, area_threshold=area_threshold)
+                  dtype=dtype, area_threshold=area_threshold, time_offset=t0)
         wall += res.wall_time
         res = dataclasses.replace(res, smb_volume=res.smb_volume + smb_offset,
                                   outflow_volume=res.outflow_volume + out_offset)
@@ -178,8 +192,9 @@ def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
             break
         H = res.thickness[-1]
         smb_offset, out_offset = float(res.smb_volume[-1]), float(res.outflow_volume[-1])
+        newton += int(res.iterations.sum())
         if on_interval is not None:
-            on_interval(float(times[i + 1]), float(res.volume[-1]))
+            on_interval(float(times[i + 1]), float(res.volume[-1]), newton)
 
     def joined(name):
         first = getattr(parts[0], name)[:1]
@@ -193,4 +208,5 @@ def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
         smb=joined("smb"), volume=joined("volume"), area=joined("area"),
         smb_volume=joined("smb_volume"), outflow_volume=joined("outflow_volume"),
         steps=joined("steps"), physics=physics, wall_time=wall, failure=failure,
+        iterations=joined("iterations"), scheme=scheme_name(scheme),
     )

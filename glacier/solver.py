@@ -49,12 +49,14 @@ from .schemes import (
     STATUS_NONFINITE,
     STATUS_OK,
     ExplicitMUSCL,
+    ImplicitEuler,
     Scheme,
     State,
 )
 
 __all__ = ["STATUS_MAX_STEPS", "STATUS_NAMES", "STATUS_NEWTON", "STATUS_NONFINITE", "STATUS_OK", "Adjoint",
            "Checkpointed", "ForwardOnly", "SaveAt", "StoreAll", "Trajectory", "area",
+           "reverse_adjoint",
            "save_times", "simulate", "surface_speed", "volume"]
 
 
@@ -178,6 +180,14 @@ class StoreAll(Adjoint):
 
     def advance(self, step, state, t_target, max_steps):
         return lax.scan(_masked(step, t_target, max_steps), state, None, length=max_steps)[0]
+
+
+def reverse_adjoint(scheme: Scheme) -> Adjoint:
+    """The adjoint for gradients through ``scheme``: ``Checkpointed()`` for the explicit
+    scheme (many cheap steps); ``StoreAll()`` for the implicit one, whose few steps each store
+    two states and are differentiated by one transposed linear solve (recomputing a step would
+    repeat its Newton iterations)."""
+    return StoreAll() if isinstance(scheme, ImplicitEuler) else Checkpointed()
 
 
 # --------------------------------------------------------------------------------------------

@@ -209,17 +209,21 @@ class LossWeights:
 
 
 CHECKPOINTED = slv.Checkpointed()
-"""The adjoint of training: chunks of about sqrt(budget) steps."""
+"""The adjoint of training with the explicit scheme: chunks of about sqrt(budget) steps."""
 
 
 def loss_fn(law, batch: GlacierBatch, problem: Problem, reg: LossWeights = LossWeights(),
-            adjoint: slv.Adjoint = CHECKPOINTED):
+            adjoint: slv.Adjoint | None = None):
     """Total loss and aux (per-glacier losses, status, steps).
+
+    ``adjoint``: default ``solver.reverse_adjoint(problem.scheme)`` (checkpointed for the
+    explicit scheme, one stored state per step for the implicit one).
 
     loss_g = mean over observed cells and times of ((H - H_obs) / scale_g)^2
              [+ velocity * mean over observed cells of ((u - u_obs) / vel_scale_g)^2];
     total = sum_g w_g loss_g / sum_g w_g + l2 |params|^2.
     """
+    adjoint = slv.reverse_adjoint(problem.scheme) if adjoint is None else adjoint
     with_speed = bool(reg.velocity) and batch.vel_obs is not None
     if with_speed:
         traj, u = simulate_batch(law, batch, problem, adjoint, speed=True)

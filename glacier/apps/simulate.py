@@ -11,7 +11,7 @@ from .. import solver as slv
 from ..domains import Domain
 from ..io import netcdf, provenance
 from ..physics.params import Physics
-from ..schemes import Scheme
+from ..schemes import Scheme, scheme_name
 from ..simulation import run_in_intervals
 from .common import bar, paragraph
 
@@ -54,9 +54,10 @@ def run(job: SimulateJob, out_dir: Path) -> int:
     progress = bar(job.save_at.t_end, domain.name, "{desc}: {percentage:3.0f}%|{bar}| "
                    "t = {n:g}/{total:g} a{postfix} [{elapsed}<{remaining}]", unit="a")
 
-    def on_interval(t: float, volume: float) -> None:
+    def on_interval(t: float, volume: float, newton: int) -> None:
         progress.n = t
-        progress.set_postfix_str(f"V = {volume / 1e9:.4g} km3")
+        its = f", {newton} Newton iterations" if newton else ""
+        progress.set_postfix_str(f"V = {volume / 1e9:.4g} km3{its}")
 
     try:
         result = run_in_intervals(domain, save_at=job.save_at, scheme=job.scheme,
@@ -69,17 +70,24 @@ def run(job: SimulateJob, out_dir: Path) -> int:
     netcdf.write_simulation(path, result, config_yaml=job.config_yaml, provenance=record)
     wall = time.perf_counter() - start
     steps = int(result.steps.sum())
-    record.update(outputs=["simulation.nc"], steps=steps, solve_wall_time_s=result.wall_time,
+    record.update(outputs=["simulation.nc"], steps=steps, scheme=scheme_name(job.scheme),
+                  newton_iterations=int(result.iterations.sum()),
+                  solve_wall_time_s=result.wall_time,
                   wall_time_s=wall, simulated_years=float(result.times[-1]),
                   mass_budget_error=result.budget_error,
                   status="completed" if result.failure is None else f"failed: {result.failure}")
     provenance.write_json(out_dir / "provenance.json", record)
-    print(f"glacier-simulate: {domain.name}: {steps} steps, V = {result.volume[-1] / 1e9:.6g} "
+    newton = int(result.iterations.sum())
+    its = f" ({newton} Newton iterations)" if newton else ""
+    print(f"glacier-simulate: {domain.name}: {steps} steps{its}, "
+          f"V = {result.volume[-1] / 1e9:.6g} "
           f"km3, mass-budget error {result.budget_error:.1e}, wall {wall:.3g} s -> {path}",
           flush=True)
     if result.failure is not None:
         hint = ("Raise solver.max_steps (the step budget of one save interval) or save more "
                 "often with a smaller solver.save_every." if "step budget" in result.failure
+                else "Use a smaller solver.dt, or check the physics values."
+                if "implicit step" in result.failure
                 else "Lower solver.cfl or solver.max_dt, or check the physics values.")
         print(paragraph(f"glacier-simulate: error: the solution failed: {result.failure} "
                         f"(written to {path}). {hint}"), file=sys.stderr)

@@ -27,7 +27,7 @@ from ..errors import ConfigError, NumericalError
 from ..io import checkpoints as ckio
 from ..io import provenance
 from ..io import training as trio
-from ..schemes import ExplicitMUSCL
+from ..schemes import ExplicitMUSCL, Scheme, scheme_from_dict, scheme_to_dict
 from .common import bar, paragraph
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -70,7 +70,9 @@ class TrainJob:
         optimizer, loop: see ``OptimizerSettings``, ``TrainLoop``.
         reg: weights of the terms added to the misfit; normalise: "sensitivity" (weights that
             balance how strongly each glacier constrains A, around ``A_prior``) or "thickness".
-        cfl, max_dt, dtype: stepping and precision; area_threshold: of ``simulation.nc``.
+        scheme: the scheme training runs with (``solver.scheme``; the observations of the
+            twin always come from the explicit reference); dtype: precision;
+            area_threshold: of ``simulation.nc``.
         seed, config_yaml, argv: recorded; fingerprint: what a resumed run must share with
             the checkpoint's run (the config without ``train``).
     """
@@ -83,8 +85,7 @@ class TrainJob:
     reg: tr.LossWeights = tr.LossWeights()
     normalise: str = "sensitivity"
     A_prior: float = 1.1e-17
-    cfl: float = 0.124
-    max_dt: float = 1.0
+    scheme: Scheme = ExplicitMUSCL()
     dtype: str = "float64"
     area_threshold: float = 1.0
     seed: int = 0
@@ -155,11 +156,9 @@ def _make_trainer(problem, job: TrainJob) -> tr.Trainer:
                       decay=o.decay)
 
 
-def _scheme_of(meta: dict[str, Any]) -> ExplicitMUSCL:
+def _scheme_of(meta: dict[str, Any]) -> Scheme:
     """The scheme a checkpoint was made with (also of checkpoints that stored a "stepping")."""
-    s = dict(meta.get("scheme") or meta["stepping"])
-    s.pop("checkpoint_every", None)
-    return ExplicitMUSCL(**s)
+    return scheme_from_dict(meta.get("scheme") or meta["stepping"])
 
 
 def _law_outputs(law, truth, glacier_T, H_max: float) -> dict[str, Any]:
@@ -247,7 +246,7 @@ def run(job: TrainJob, out_dir: Path) -> int:
     config_yaml = job.config_yaml
     ex_name, law_name = "twin_A_of_T", job.law_name
     setup = experiments.twin_A_of_T(job.experiment, seed=int(job.seed), dtype=job.dtype,
-                                    cfl=job.cfl, max_dt=job.max_dt, devices=n_dev)
+                                    scheme=job.scheme, devices=n_dev)
     names = setup.problem.names
     n = len(names)
     law0 = job.law
@@ -278,7 +277,7 @@ def run(job: TrainJob, out_dir: Path) -> int:
     saved = {"epoch": first_epoch if resume else -1}
 
     def save(state, history):
-        scheme = dataclasses.asdict(current["problem"].scheme)
+        scheme = scheme_to_dict(current["problem"].scheme)
         ckio.save(ckpt_dir, state, history, keep=keep, meta=dict(
             scheme=scheme, total_epochs=total, devices=n_dev, glaciers=list(names),
             fingerprint=job.fingerprint, config=config_yaml,

@@ -24,7 +24,7 @@ from .. import domains
 from .. import solver as slv
 from ..errors import ConfigError
 from ..physics.params import Physics
-from ..schemes import ExplicitMUSCL
+from ..schemes import Scheme, make_scheme
 from .schemas import PRIMARY_SCHEMAS, SELECTORS
 
 
@@ -90,7 +90,7 @@ class SolverSettings:
     t_end: float
     save_every: float | None
     save_at: slv.SaveAt
-    scheme: ExplicitMUSCL
+    scheme: Scheme
     dtype: str
     area_threshold: float
 
@@ -114,19 +114,24 @@ def build_solver(cfg_solver, domain: domains.Domain) -> SolverSettings:
         raise ConfigError(f"solver.save_every={save_every:g} must be a positive number of "
                           "years; a value >= solver.t_end saves only the first and last "
                           "states, null takes the glacier's default.")
+    max_dt = float(max_dt if max_dt is not None else 1.0)
     try:
-        scheme = ExplicitMUSCL(cfl=float(s["cfl"]),
-                               max_dt=float(max_dt if max_dt is not None else 1.0),
-                               max_steps=int(s["max_steps"]))
+        scheme = make_scheme(s["scheme"], cfl=float(s["cfl"]), max_dt=max_dt,
+                             dt=implicit_dt(s.get("dt"), max_dt), max_steps=int(s["max_steps"]))
     except ValueError as e:
         raise ConfigError(f"invalid solver settings: {e} Set solver.cfl in (0, 0.25], "
-                          "solver.max_dt > 0 and solver.max_steps >= 1.") from e
+                          "solver.max_dt > 0, solver.dt > 0 and solver.max_steps >= 1.") from e
     save_at = slv.SaveAt.every(float(t_end), None if save_every is None else float(save_every))
     if s["area_threshold"] < 0:
         raise ConfigError(f"solver.area_threshold={s['area_threshold']:g} must be >= 0 [m].")
     return SolverSettings(t_end=float(t_end), save_every=save_every, save_at=save_at,
                           scheme=scheme, dtype=s["dtype"],
                           area_threshold=float(s["area_threshold"]))
+
+
+def implicit_dt(dt, max_dt: float) -> float:
+    """``solver.dt``, null -> max(1 a, the explicit max_dt)."""
+    return float(dt) if dt is not None else max(1.0, float(max_dt))
 
 
 def resolved_config(cfg: DictConfig, physics: Physics, run: SolverSettings) -> str:
@@ -138,7 +143,9 @@ def resolved_config(cfg: DictConfig, physics: Physics, run: SolverSettings) -> s
             out.physics[key] = float(values[key])
     out.solver.t_end = run.t_end
     out.solver.save_every = None if run.save_every is None else float(run.save_every)
-    out.solver.max_dt = run.scheme.max_dt
+    out.solver.max_dt = float(out.solver.max_dt if out.solver.max_dt is not None
+                              else getattr(run.scheme, "max_dt", 1.0))
+    out.solver.dt = implicit_dt(out.solver.dt, out.solver.max_dt)
     return OmegaConf.to_yaml(out)
 
 
@@ -150,10 +157,22 @@ TRAIN_SOLVER_DEFAULTS = {"cfl": 0.124, "max_dt": 1.0}
 
 
 def train_stepping(cfg_solver) -> dict[str, float]:
-    """cfl and max_dt of a training run (null -> ``TRAIN_SOLVER_DEFAULTS``)."""
+    """cfl, max_dt and dt of a training run (null -> ``TRAIN_SOLVER_DEFAULTS``; dt null ->
+    max(1 a, max_dt))."""
     s = plain(cfg_solver)
-    return {k: float(s[k]) if s.get(k) is not None else v
-            for k, v in TRAIN_SOLVER_DEFAULTS.items()}
+    out = {k: float(s[k]) if s.get(k) is not None else v
+           for k, v in TRAIN_SOLVER_DEFAULTS.items()}
+    out["dt"] = implicit_dt(s.get("dt"), out["max_dt"])
+    return out
+
+
+def train_scheme(cfg_solver) -> Scheme:
+    """The scheme ``glacier-train`` trains with (``solver.scheme``; ConfigError if invalid)."""
+    st = train_stepping(cfg_solver)
+    try:
+        return make_scheme(plain(cfg_solver)["scheme"], **st)
+    except ValueError as e:
+        raise ConfigError(f"invalid solver settings: {e}") from e
 
 
 def law_bounds(cfg_law) -> tuple[float, float]:
@@ -200,7 +219,7 @@ def build_law(cfg: DictConfig, *, dtype: str = "float64"):
 def resolved_train_config(cfg: DictConfig) -> str:
     """The training config as YAML with the defaults used in place of the nulls."""
     out = OmegaConf.create(plain(cfg))
-    out.solver.cfl, out.solver.max_dt = train_stepping(cfg.solver).values()
+    out.solver.cfl, out.solver.max_dt, out.solver.dt = train_stepping(cfg.solver).values()
     if "A_min" in out.law:
         out.law.A_min, out.law.A_max = law_bounds(out.law)
     return OmegaConf.to_yaml(out)
@@ -219,7 +238,7 @@ def invert_options(cfg: DictConfig):
     from ..invert import InvertOptions
 
     try:
-        return InvertOptions(**plain(cfg.invert))
+        return InvertOptions(**plain(cfg.invert), **plain(cfg.solver))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid invert settings: invert.{e}") from e
 
@@ -267,7 +286,6 @@ def train_job(cfg: DictConfig, argv: tuple[str, ...] = ()):
 
     ex = plain(cfg.experiment)
     ex.pop("name")
-    stepping = train_stepping(cfg.solver)
     lo, hi = law_bounds(cfg.law)
     solver = plain(cfg.solver)
     return TrainJob(
@@ -276,7 +294,7 @@ def train_job(cfg: DictConfig, argv: tuple[str, ...] = ()):
         loop=TrainLoop(**plain(cfg.train)),
         reg=LossWeights(l2=float(cfg.loss.l2), velocity=float(cfg.loss.velocity)),
         normalise=str(cfg.loss.normalise), A_prior=math.sqrt(lo * hi),
-        cfl=stepping["cfl"], max_dt=stepping["max_dt"], dtype=solver["dtype"],
+        scheme=train_scheme(cfg.solver), dtype=solver["dtype"],
         area_threshold=float(solver["area_threshold"]), seed=int(cfg.seed),
         config_yaml=resolved_train_config(cfg), fingerprint=training_fingerprint(cfg),
         argv=tuple(argv))

@@ -35,10 +35,12 @@ __all__ = ["EXPERIMENT_SCHEMAS", "GLACIER_SCHEMAS", "GROUP_SCHEMAS", "LAW_SCHEMA
            "PRIMARY_SCHEMAS", "SELECTORS", "TRAIN_GROUP_SCHEMAS", "field_help", "register"]
 
 
-def schema_of(cls: type, name: tuple[str, str] | None = None) -> type:
+def schema_of(cls: type, name: tuple[str, str] | None = None,
+              exclude: tuple[str, ...] = ()) -> type:
     """A (mutable: OmegaConf makes frozen dataclasses read-only) schema with the fields, types,
     defaults and help of the library's option dataclass ``cls``; with ``name=(option, what)``
-    a ``name`` key in front, the group option it stands for."""
+    a ``name`` key in front, the group option it stands for. Fields in ``exclude`` are set
+    from another node of the config (``solver.scheme`` of ``glacier-invert``)."""
     hints = typing.get_type_hints(cls)
     fields: list[tuple[str, Any, Any]] = []
     if name is not None:
@@ -46,6 +48,8 @@ def schema_of(cls: type, name: tuple[str, str] | None = None) -> type:
         fields.append(("name", str, dataclasses.field(
             default=option, metadata={"help": f"{what} name (the {what}= option)"})))
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         kwargs: dict[str, Any] = {"metadata": f.metadata}
         if f.metadata.get("required"):
             kwargs["default"] = MISSING
@@ -82,14 +86,28 @@ class Dtype(enum.Enum):
     float32 = "float32"
 
 
+class SchemeChoice(enum.Enum):
+    """``solver.scheme``: the time-stepping scheme (``glacier.schemes.SCHEMES``)."""
+
+    explicit = "explicit"
+    implicit = "implicit"
+
+
+SCHEME_HELP = ("time stepping: explicit (adaptive forward Euler, cfl and max_dt) or implicit "
+               "(backward Euler with Newton-Krylov, step solver.dt)")
+DT_HELP = "step of the implicit scheme [a] (halved where Newton fails); null = max(1, max_dt)"
+
+
 @dataclass
 class SolverConfig:
-    """``solver``: time span, saving and explicit stepping; null means the domain's default."""
+    """``solver``: time span, saving and stepping; null means the domain's default."""
 
     t_end: float | None = _opt(None, "simulated years from the start")
     save_every: float | None = _opt(None, "years between saved states (the last one is saved)")
+    scheme: SchemeChoice = _opt(SchemeChoice.explicit, SCHEME_HELP)
+    dt: float | None = _opt(None, DT_HELP)
     cfl: float = _opt(0.124, "stability factor: dt = cfl dx^2 / max(D), in (0, 0.25]")
-    max_dt: float | None = _opt(None, "largest time step [a]")
+    max_dt: float | None = _opt(None, "largest time step of the explicit scheme [a]")
     max_steps: int = _opt(10_000_000, "step budget per save interval")
     dtype: Dtype = _opt(Dtype.float64, "precision of the fields: float64 or float32")
     area_threshold: float = _opt(1.0, "thickness [m] above which a cell counts in area")
@@ -261,8 +279,17 @@ TRAIN_GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 """Config group of ``glacier-train`` (besides the shared ``solver``) -> option -> schema."""
 
 
-InvertSchema = schema_of(InvertOptions)
-"""The ``invert`` node: ``invert.InvertOptions``."""
+InvertSchema = schema_of(InvertOptions, exclude=("scheme", "dt"))
+"""The ``invert`` node: ``invert.InvertOptions`` (its scheme and dt: the ``solver`` node)."""
+
+
+@dataclass
+class InvertSolverConfig:
+    """``solver`` of ``glacier-invert``: the scheme of the relaxation run (the explicit one
+    steps with invert.cfl and invert.max_dt)."""
+
+    scheme: SchemeChoice = _opt(SchemeChoice.explicit, SCHEME_HELP)
+    dt: float = _opt(1.0, "step of the implicit scheme [a] (halved where Newton fails)")
 
 
 @dataclass
@@ -275,6 +302,7 @@ class InvertConfig:
     law: Any = _opt(MISSING, "the learned law of invert.A=law: law=NAME")
     network: NetworkConfig = _opt(NetworkConfig(), "network of the neural laws")
     invert: InvertSchema = _opt(InvertSchema(), "controls, cost, optimiser, folds")  # type: ignore[valid-type]
+    solver: InvertSolverConfig = _opt(InvertSolverConfig(), "scheme of the relaxation run")
     seed: int = _opt(0, "the one seed every random choice derives from (the folds)")
 
 

@@ -21,7 +21,7 @@ from .. import solver as slv
 from ..grid import Grid
 from ..laws import glen_law
 from ..physics.params import Physics
-from ..schemes import ExplicitMUSCL
+from ..schemes import make_scheme
 from .options import InvertOptions
 
 
@@ -98,10 +98,11 @@ def cost_terms(params, weights, consts, st: CostStatic):
     terms = {}
     times = _run_times(o)
     if len(times) > 1:
-        scheme = ExplicitMUSCL(cfl=o.cfl, max_dt=o.max_dt, max_steps=st.budget)
+        scheme = make_scheme(o.scheme, cfl=o.cfl, max_dt=o.max_dt, dt=o.dt,
+                             max_steps=st.budget)
         traj = slv.simulate(H, S_obs - H, grid=grid, rheology=rheology(params, consts, st),
                             smb=consts["smb"], save_at=slv.SaveAt(times), scheme=scheme,
-                            adjoint=slv.Checkpointed())
+                            adjoint=slv.reverse_adjoint(scheme))
         H_seen = traj.thickness[times.index(float(o.obs_time))]
         status = jnp.max(traj.status)
     terms["obs"] = losses.weighted_mse(H_seen, obs, w, o.obs_error)

@@ -38,7 +38,8 @@ def _choice(name: str, value, cls: type[enum.Enum]) -> enum.Enum:
         raise ValueError(f"{name}={raw!r}: choose {choices}.") from None
 
 
-_POSITIVE = ("obs_error", "surface_error", "thickness_scale", "max_dt", "A_step", "cv_block")
+_POSITIVE = ("obs_error", "surface_error", "thickness_scale", "max_dt", "dt", "A_step",
+             "cv_block")
 _NON_NEGATIVE = ("relax_years", "obs_time", "smooth_thickness", "smooth_A", "A_prior_error",
                  "prior_error", "surface_smoothing", "law_l2", "velocity_error")
 
@@ -76,7 +77,9 @@ class InvertOptions:
         velocity_error: sigma_u [m a^-1] of the misfit of the SIA surface speed of the
             initial state to ``velocity_obs`` (0 switches it off).
         optimizer: "lbfgs" or "adam"; iterations; lr (Adam).
-        cfl, max_dt: solver stepping of the relaxation run.
+        cfl, max_dt: explicit stepping of the relaxation run.
+        scheme, dt: "explicit" (cfl, max_dt) or "implicit" (backward Euler, step dt [a]);
+            ``solver.scheme`` and ``solver.dt`` of ``glacier-invert``.
         thickness_scale: s of the softplus parameterisation [m].
         cv_folds, cv_block: spatial cross-validation (``cross_validate``): number of folds
             (0: none) and side [m] of the blocks dealt to them.
@@ -119,6 +122,8 @@ class InvertOptions:
     lr: float = option(0.05, "learning rate (adam)")
     cfl: float = option(0.124, "stability factor of the relaxation run, in (0, 0.25]")
     max_dt: float = option(0.25, "largest time step of the relaxation run [a]")
+    scheme: str = option("explicit", "scheme of the relaxation run: explicit or implicit")
+    dt: float = option(1.0, "step of the implicit relaxation run [a]")
     thickness_scale: float = option(10.0, "scale [m] of the softplus that keeps H >= 0")
     cv_folds: int = option(5, "spatial cross-validation folds (0: no cross-validation)")
     cv_block: float = option(500.0, "side of the square blocks dealt to the folds [m]")
@@ -134,6 +139,8 @@ class InvertOptions:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 0.")
         if not 0 < self.cfl <= 0.25:
             raise ValueError(f"cfl={self.cfl} must be in (0, 0.25], e.g. 0.124.")
+        if self.scheme not in ("explicit", "implicit"):
+            raise ValueError(f"scheme={self.scheme!r} must be explicit or implicit.")
         if self.A_warmup < 0:
             raise ValueError(f"A_warmup={self.A_warmup} must be >= 0.")
         if self.iterations < 1:

@@ -43,13 +43,15 @@ SERIES_ATTRS: dict[str, dict[str, str]] = {
                                              "the start (ablation limited to the ice present)"),
     "outflow_volume": dict(units="m3", long_name="cumulative ice volume lost through the domain "
                                                  "edges and ice-free cells since the start"),
-    "steps": dict(units="1", long_name="explicit time steps taken in the interval ending at "
-                                       "this save"),
+    "steps": dict(units="1", long_name="time steps taken in the interval ending at this save"),
+    "newton_iterations": dict(units="1", long_name="Newton iterations of the implicit scheme in "
+                                                   "the interval ending at this save (0: "
+                                                   "explicit)"),
 }
 """(time,) diagnostics. volume(t) - volume(0) = smb_volume(t) - outflow_volume(t) to round-off."""
 
 RESERVED = ("Conventions", "title", "history", "config", "glacier_version", "source_commit",
-            "domain", "provenance", "status")
+            "domain", "provenance", "status", "scheme")
 
 
 def to_dataset(result: SimulationResult, *, config_yaml: str = "",
@@ -82,8 +84,12 @@ def to_dataset(result: SimulationResult, *, config_yaml: str = "",
                         dict(units="m", long_name="bed elevation",
                              standard_name="bedrock_altitude"))
     for name, attrs in SERIES_ATTRS.items():
-        values = np.asarray(getattr(result, name))
-        values = values.astype(np.int32) if name == "steps" else values.astype(np.float64)
+        if name == "newton_iterations":
+            values = np.zeros(len(result.times), np.int32) if result.iterations is None \
+                else np.asarray(result.iterations, np.int32)
+        else:
+            values = np.asarray(getattr(result, name))
+            values = values.astype(np.int32) if name == "steps" else values.astype(np.float64)
         data_vars[name] = (("time",), values, attrs)
 
     common = common_attrs(f"glacier-simulate: shallow-ice simulation of {result.domain.name}",
@@ -96,6 +102,7 @@ def to_dataset(result: SimulationResult, *, config_yaml: str = "",
         "source_commit": common["source_commit"],
         "history": common["history"],
         "status": "completed" if result.failure is None else f"failed: {result.failure}",
+        "scheme": result.scheme,
         "mass_budget_error": float(result.budget_error),
         "wall_time_s": float(result.wall_time),
         "config": common["config"],

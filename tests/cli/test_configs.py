@@ -68,9 +68,15 @@ def test_experiment_and_invert_schemas_are_the_library_options():
     d = _defaults(twin)
     assert d.pop("name") == "twin_A_of_T"
     assert d == _defaults(experiments.TwinAofTOptions)
-    assert _defaults(schemas.InvertSchema) == _defaults(iv.InvertOptions)
-    assert config.field_help(schemas.InvertSchema) == config.field_help(iv.InvertOptions)
-    assert all(config.field_help(iv.InvertOptions).values())
+    # The relaxation run's scheme and dt are the solver node's (solver.scheme, solver.dt).
+    library = _defaults(iv.InvertOptions)
+    assert {k: library.pop(k) for k in ("scheme", "dt")} == _defaults(
+        schemas.InvertSolverConfig) | {"scheme": "explicit"}
+    assert _defaults(schemas.InvertSchema) == library
+    helps = config.field_help(iv.InvertOptions)
+    assert config.field_help(schemas.InvertSchema) == {k: v for k, v in helps.items()
+                                                       if k not in ("scheme", "dt")}
+    assert all(helps.values())
 
 
 def test_every_group_option_has_a_schema():
