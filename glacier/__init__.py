@@ -5,7 +5,8 @@ The public API, for notebooks and scripts (the console scripts are built on the 
 - domains: ``build_domain(name, **options)`` -> ``Domain`` (grid, bed, thickness, mass balance,
   observations, defaults); ``Grid``; ``Physics`` (A, n, rho, g, fs);
 - the solver: ``simulate(H0, bed, grid=, rheology=, smb=, save_at=SaveAt(times),
-  scheme=ExplicitMUSCL(), adjoint=ForwardOnly() | Checkpointed() | StoreAll())`` -> a
+  scheme=ExplicitMUSCL() | ImplicitEuler(dt),
+  adjoint=ForwardOnly() | Checkpointed() | StoreAll())`` -> a
   ``Trajectory``;
 - a domain's forward run with diagnostics: ``run`` / ``run_in_intervals`` ->
   ``SimulationResult``;
@@ -27,14 +28,15 @@ from .io.netcdf import write_simulation
 from .io.readers import read_glacier_file
 from .laws import ConstantA, CuffeyPaterson, GlenLaw, NeuralAofT, NeuralDiffusivity, glen_law
 from .physics.params import Physics
-from .schemes import ExplicitMUSCL, Scheme
+from .schemes import ExplicitMUSCL, ImplicitEuler, Scheme
 from .simulation import SimulationResult, run, run_in_intervals
 from .solver import Adjoint, Checkpointed, ForwardOnly, SaveAt, StoreAll, Trajectory, simulate
 from .version import __version__
 
 __all__ = [
     "Adjoint", "Checkpointed", "ConstantA", "CuffeyPaterson", "Domain", "ExplicitMUSCL",
-    "ForwardOnly", "GlenLaw", "Grid", "NeuralAofT", "NeuralDiffusivity", "Physics", "SaveAt",
+    "ForwardOnly", "GlenLaw", "Grid", "ImplicitEuler",
+    "NeuralAofT", "NeuralDiffusivity", "Physics", "SaveAt",
     "Scheme", "SimulationResult", "StoreAll", "Trajectory", "__version__", "build_domain",
     "glen_law", "read_glacier_file", "run", "run_in_intervals", "simulate", "write_simulation",
 ]

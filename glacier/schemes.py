@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .grid import Grid
 from . import implicit
+from .grid import Grid
 from .physics import sia
 
 STATUS_OK = 0

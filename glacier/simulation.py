@@ -2,8 +2,9 @@
 
 ``run`` turns a domain plus a scheme and save times into a trajectory and the diagnostics that
 ``simulation.nc`` holds. ``run_in_intervals`` gives the same result one save interval at a
-time, calling ``on_interval(t, volume)`` in between (the console script drives a progress bar
-with it, with the Newton iterations of the implicit scheme). No files, no config objects: plain values in, arrays out.
+time, calling ``on_interval(t, volume, newton)`` in between (the console script drives a
+progress bar with it, with the Newton iterations of the implicit scheme). No files, no config
+objects: plain values in, arrays out.
 
 ``run_in_intervals``: every interval is one call of ``run`` with the same static save times
 ``(0, save_every)``, so the solver compiles once (plus once for a shorter last interval); the

@@ -54,7 +54,8 @@ from .schemes import (
     State,
 )
 
-__all__ = ["STATUS_MAX_STEPS", "STATUS_NAMES", "STATUS_NEWTON", "STATUS_NONFINITE", "STATUS_OK", "Adjoint",
+__all__ = ["STATUS_MAX_STEPS", "STATUS_NAMES", "STATUS_NEWTON", "STATUS_NONFINITE",
+           "STATUS_OK", "Adjoint",
            "Checkpointed", "ForwardOnly", "SaveAt", "StoreAll", "Trajectory", "area",
            "reverse_adjoint",
            "save_times", "simulate", "surface_speed", "volume"]
