@@ -438,7 +438,9 @@ class Trainer:
                        "the update made the law's parameters non-finite" if not finite else
                        f"the solve of glacier(s) {names} failed "
                        f"({slv.STATUS_NAMES[int(status.max())]})")
-                    + ". The parameters of the last good epoch are kept.")
+                    + ". The parameters of the last good epoch are kept."
+                    + (" Use a smaller solver.dt." if np.any(status == slv.STATUS_NEWTON)
+                       else ""))
                 err.run = TrainRun(state, history, problem)
                 raise err
             # The loss of `state` (before the update) is what this epoch measured.

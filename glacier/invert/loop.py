@@ -147,7 +147,8 @@ class Inverter:
                 message = (f"inversion of {self.data.name!r} failed at iteration {it + 1}: "
                            f"cost {value}, relaxation run "
                            f"{slv.STATUS_NAMES.get(status, status)}. Try a smaller "
-                           "invert.max_dt or a larger invert.smooth_thickness.")
+                           + ("solver.dt" if status == slv.STATUS_NEWTON else "invert.max_dt")
+                           + " or a larger invert.smooth_thickness.")
                 if it == 0:
                     raise NumericalError(message[0].upper() + message[1:])
                 failure = message
