@@ -211,10 +211,9 @@ class ImplicitEuler(Scheme):
 
     @property
     def newton_options(self) -> implicit.NewtonOptions:
-        return implicit.NewtonOptions(
-            tol=self.tol, max_newton=self.max_newton, krylov_rtol=self.krylov_rtol,
-            restart=self.restart, max_krylov=self.max_krylov, adjoint_rtol=self.adjoint_rtol,
-            max_halvings=self.max_halvings, preconditioner=self.preconditioner)
+        """The solver options of ``glacier.implicit`` (the fields of the same names)."""
+        return implicit.NewtonOptions(**{f.name: getattr(self, f.name)
+                                         for f in dataclasses.fields(implicit.NewtonOptions)})
 
     def steps_for(self, interval: float) -> int:
         """Steps of one save interval of ``interval`` years without halvings."""
