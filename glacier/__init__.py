@@ -5,7 +5,7 @@ The public API, for notebooks and scripts (the console scripts are built on the 
 - domains: ``build_domain(name, **options)`` -> ``Domain`` (grid, bed, thickness, mass balance,
   observations, defaults); ``Grid``; ``Physics`` (A, n, rho, g, fs);
 - the solver: ``simulate(H0, bed, grid=, rheology=, smb=, save_at=SaveAt(times),
-  scheme=ExplicitMUSCL() | ImplicitEuler(dt),
+  scheme=ExplicitMUSCL() | ExplicitRKL2(max_dt) | ImplicitEuler(dt),
   adjoint=ForwardOnly() | Checkpointed() | StoreAll())`` -> a
   ``Trajectory``;
 - a domain's forward run with diagnostics: ``run`` / ``run_in_intervals`` ->
@@ -28,14 +28,14 @@ from .io.netcdf import write_simulation
 from .io.readers import read_glacier_file
 from .laws import ConstantA, CuffeyPaterson, GlenLaw, NeuralAofT, NeuralDiffusivity, glen_law
 from .physics.params import Physics
-from .schemes import ExplicitMUSCL, ImplicitEuler, Scheme
+from .schemes import ExplicitMUSCL, ExplicitRKL2, ImplicitEuler, Scheme
 from .simulation import SimulationResult, run, run_in_intervals
 from .solver import Adjoint, Checkpointed, ForwardOnly, SaveAt, StoreAll, Trajectory, simulate
 from .version import __version__
 
 __all__ = [
     "Adjoint", "Checkpointed", "ConstantA", "CuffeyPaterson", "Domain", "ExplicitMUSCL",
-    "ForwardOnly", "GlenLaw", "Grid", "ImplicitEuler",
+    "ExplicitRKL2", "ForwardOnly", "GlenLaw", "Grid", "ImplicitEuler",
     "NeuralAofT", "NeuralDiffusivity", "Physics", "SaveAt",
     "Scheme", "SimulationResult", "StoreAll", "Trajectory", "__version__", "build_domain",
     "glen_law", "read_glacier_file", "run", "run_in_intervals", "simulate", "write_simulation",

@@ -91,10 +91,12 @@ class SchemeChoice(enum.Enum):
 
     explicit = "explicit"
     implicit = "implicit"
+    rkl2 = "rkl2"
 
 
-SCHEME_HELP = ("time stepping: explicit (adaptive forward Euler, cfl and max_dt) or implicit "
-               "(backward Euler with Newton-Krylov, step solver.dt)")
+SCHEME_HELP = ("time stepping: explicit (adaptive forward Euler, cfl and max_dt), rkl2 "
+               "(Runge-Kutta-Legendre super-steps of at most max_dt) or implicit (backward "
+               "Euler with Newton-Krylov, step solver.dt)")
 DT_HELP = "step of the implicit scheme [a] (halved where Newton fails); null = max(1, max_dt)"
 
 
@@ -107,7 +109,8 @@ class SolverConfig:
     scheme: SchemeChoice = _opt(SchemeChoice.explicit, SCHEME_HELP)
     dt: float | None = _opt(None, DT_HELP)
     cfl: float = _opt(0.124, "stability factor: dt = cfl dx^2 / max(D), in (0, 0.25]")
-    max_dt: float | None = _opt(None, "largest time step of the explicit scheme [a]")
+    max_dt: float | None = _opt(None, "largest time step of the explicit scheme [a] (of rkl2: "
+                                      "its super-step, the accuracy control)")
     max_steps: int = _opt(10_000_000, "step budget per save interval")
     dtype: Dtype = _opt(Dtype.float64, "precision of the fields: float64 or float32")
     area_threshold: float = _opt(1.0, "thickness [m] above which a cell counts in area")

@@ -78,7 +78,8 @@ class InvertOptions:
             initial state to ``velocity_obs`` (0 switches it off).
         optimizer: "lbfgs" or "adam"; iterations; lr (Adam).
         cfl, max_dt: explicit stepping of the relaxation run.
-        scheme, dt: "explicit" (cfl, max_dt) or "implicit" (backward Euler, step dt [a]);
+        scheme, dt: "explicit" or "rkl2" (cfl, max_dt) or "implicit" (backward Euler, step
+            dt [a]);
             ``solver.scheme`` and ``solver.dt`` of ``glacier-invert``.
         thickness_scale: s of the softplus parameterisation [m].
         cv_folds, cv_block: spatial cross-validation (``cross_validate``): number of folds
@@ -139,8 +140,8 @@ class InvertOptions:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 0.")
         if not 0 < self.cfl <= 0.25:
             raise ValueError(f"cfl={self.cfl} must be in (0, 0.25], e.g. 0.124.")
-        if self.scheme not in ("explicit", "implicit"):
-            raise ValueError(f"scheme={self.scheme!r} must be explicit or implicit.")
+        if self.scheme not in ("explicit", "rkl2", "implicit"):
+            raise ValueError(f"scheme={self.scheme!r} must be explicit, rkl2 or implicit.")
         if self.A_warmup < 0:
             raise ValueError(f"A_warmup={self.A_warmup} must be >= 0.")
         if self.iterations < 1:
