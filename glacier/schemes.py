@@ -371,6 +371,12 @@ class ExplicitRKL2(Scheme):
                 def go(c):
                     _, D_est, wanted, _, _, _, _ = c
                     dt_fe = sia.stable_dt(D_est, dx, cfl, jnp.inf).astype(t.dtype)
+                    final = k == self.max_retries
+                    # The last attempt is the explicit scheme's step (forward-Euler-sized at
+                    # the D of the start), taken as it is: never a rejected state.
+                    dt_explicit = sia.stable_dt(D_start, dx, cfl, jnp.inf).astype(t.dtype)
+                    wanted = jnp.where(final, jnp.minimum(wanted, dt_explicit), wanted)
+                    dt_fe = jnp.where(final, dt_explicit, dt_fe)
                     s = rkl2_stages(wanted / dt_fe, max_stages)
                     tau = jnp.minimum(wanted, rkl2_reach(s) * dt_fe)
                     tau_h, s_h = tau.astype(hdt), s.astype(hdt)
@@ -380,9 +386,12 @@ class ExplicitRKL2(Scheme):
                     # the stage count assumed and left (almost) nothing below zero; else
                     # retry with half the step and the largest D seen.
                     negative = jnp.sum(jnp.maximum(-Ys, 0.0))
-                    ok = (D_seen <= D_est * (0.25 / cfl)) & (
-                        negative <= 1e-6 * jnp.sum(jnp.maximum(Ys, 0.0)) + 1e-12)
-                    return (ok, jnp.maximum(D_seen, D_est), 0.5 * tau, tau, Y0, Ys, applied)
+                    ok = final | ((D_seen <= D_est * (0.25 / cfl)) & (
+                        negative <= 1e-6 * jnp.sum(jnp.maximum(Ys, 0.0)) + 1e-12))
+                    # The D of a rejected attempt may be that of an instability: let the
+                    # estimate grow by at most the stability margin squared per retry.
+                    D_next = jnp.clip(D_seen, D_est, D_est * (0.25 / cfl) ** 2)
+                    return (ok, D_next, 0.5 * tau, tau, Y0, Ys, applied)
 
                 return lax.cond(c[0], lambda c: c, go, c)
 

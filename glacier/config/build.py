@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from .. import domains
 from .. import solver as slv
 from ..errors import ConfigError
-from ..physics.params import Physics
+from ..physics.params import Physics, implausible
 from ..schemes import Scheme, make_scheme
 from .schemas import PRIMARY_SCHEMAS, SELECTORS
 
@@ -77,10 +77,16 @@ def build_glacier(cfg_glacier) -> domains.Domain:
 
 def build_physics(cfg_physics, domain: domains.Domain) -> Physics:
     """The domain's physical defaults with the config's non-null values (validated)."""
+    overrides = plain(cfg_physics)
     try:
-        return domain.physics.replace(**plain(cfg_physics))
+        physics = domain.physics.replace(**overrides)
     except ValueError as e:
         raise ConfigError(f"physics.{e}") from e
+    problems = implausible(physics, [k for k, v in overrides.items() if v is not None])
+    if problems:
+        raise ConfigError("physics: " + "; ".join(problems) + ". Set a plausible value or "
+                          "leave the key null for the glacier's default.")
+    return physics
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputDataError
+from . import units as un
 
 GRID_VARIABLES = ("surface", "bed", "thickness", "mask", "mask_fraction", "smb", "thickness_obs",
                   "thickness_obs_count", "bed_obs", "velocity_obs")
@@ -44,6 +45,20 @@ SERIES_VARIABLES = {
     "clim_prec_annual": ("clim_year",),
 }
 """Optional non-grid variables and the dims they must have."""
+
+UNIT_KINDS = {
+    "x": "length", "y": "length", "surface": "length", "bed": "length", "thickness": "length",
+    "thickness_obs": "length", "bed_obs": "length", "ela": "length", "mb_altitude": "length",
+    "mask": "dimensionless", "mask_fraction": "dimensionless",
+    "thickness_obs_count": "dimensionless", "smb": "mass_balance",
+    "mb_profile": "mass_balance", "velocity_obs": "speed", "clim_temp_annual": "temperature",
+    "clim_temp_jja": "temperature", "clim_prec_annual": "precipitation",
+}
+"""Variable -> quantity kind of ``glacier.io.units``: its ``units`` are converted to the
+model's (m, m w.e. a^-1, m a^-1, degC, mm a^-1) or refused."""
+
+DX_RANGE = (1.0, 10_000.0)
+"""Plausible grid spacing [m]."""
 
 ELEVATION_RANGE = (-500.0, 9000.0)
 """Plausible elevations [m a.s.l.] of surface, bed and ELA."""
@@ -168,8 +183,11 @@ def _read(ds: xr.Dataset, path: str) -> dict[str, Any]:
         if name in ds.variables:
             out["variable_attrs"][name] = _plain_attrs(ds[name].attrs)
     for coord in ("mb_year", "mb_altitude", "clim_year"):
-        out[coord] = (np.asarray(ds[coord].values, dtype=np.float64)
-                      if coord in ds.variables else None)
+        out[coord] = None
+        if coord in ds.variables:
+            a = np.asarray(ds[coord].values, dtype=np.float64)
+            _no_inf(a, coord, ctx)
+            out[coord] = _in_model_units(ds, coord, a, ctx)
     if out["mb_profile"] is not None and out["mb_altitude"] is None:
         ctx.fail("mb_profile", "it needs the coordinate mb_altitude (band elevations in m), "
                  "which is missing.", "add mb_altitude(mb_altitude) in metres.")
@@ -191,15 +209,11 @@ def _coordinate(ds: xr.Dataset, name: str, ctx: _Ctx) -> tuple[np.ndarray, float
                  f"surface has dims {ds['surface'].dims}.",
                  "store the grid as dims (y, x) with coordinate variables x and y in metres "
                  "(projected coordinates, not longitude/latitude).")
-    units = str(ds[name].attrs.get("units", "m")).strip().lower()
-    if units not in ("m", "metre", "metres", "meter", "meters"):
-        ctx.fail(name, f"units are {units!r}, expected metres.",
-                 "project the data onto a metric grid (e.g. UTM) with x, y in metres.")
     raw = np.asarray(ds[name].values)
     if raw.dtype.kind not in "iuf" or raw.size < 3:
         ctx.fail(name, f"must be a numeric coordinate with at least 3 values, got {raw.size} of "
                  f"type {raw.dtype}.", "use a grid of at least 3 x 3 cells.")
-    c = raw.astype(np.float64)
+    c = _in_model_units(ds, name, raw.astype(np.float64), ctx)
     if not np.all(np.isfinite(c)):
         ctx.fail(name, "holds NaN or infinite values.", "give every cell centre a coordinate.")
     d = np.diff(c)
@@ -215,7 +229,51 @@ def _coordinate(ds: xr.Dataset, name: str, ctx: _Ctx) -> tuple[np.ndarray, float
         ctx.fail(name, f"coordinates are not uniformly spaced: spacings found range from "
                  f"{d.min():g} to {d.max():g} m (mean {spacing:g} m).",
                  "resample the data onto a regular grid before loading it.")
+    if not DX_RANGE[0] <= spacing <= DX_RANGE[1]:
+        ctx.fail(name, f"the grid spacing is {spacing:g} m, outside the plausible "
+                 f"{DX_RANGE[0]:g} m to {DX_RANGE[1]:g} km for a glacier model.",
+                 f"check the units of {name} (they say {_units_of(ds, name)!r}): coordinates "
+                 "in km labelled 'm' give cells a thousand times too small.")
     return c, float(spacing)
+
+
+def _units_of(ds: xr.Dataset, name: str) -> str | None:
+    u = ds[name].attrs.get("units")
+    return None if u is None else str(u)
+
+
+def _in_model_units(ds: xr.Dataset, name: str, a: np.ndarray, ctx: _Ctx) -> np.ndarray:
+    """``a`` converted from the variable's ``units`` (none: the model's unit) or refused."""
+    kind = UNIT_KINDS.get(name)
+    if kind is None:
+        return a
+    units = _units_of(ds, name)
+    out = un.convert(a, units, kind)
+    if out is None:
+        ctx.fail(name, f"has units {units!r}, which are not a {kind.replace('_', ' ')} unit "
+                 f"this reader can convert to {un.KINDS[kind]!r}.",
+                 f"store it in {_HUMAN[kind]} ({un.KINDS[kind]!r}; convertible units are "
+                 f"e.g. {_EXAMPLES[kind]}), or correct the units attribute.")
+    return out
+
+
+_HUMAN = {"length": "metres", "mass_balance": "metres water equivalent per year",
+          "speed": "metres per year", "temperature": "degrees Celsius",
+          "dimensionless": "plain numbers", "precipitation": "mm per year"}
+_EXAMPLES = {"length": "'km', 'ft'", "mass_balance": "'mm w.e. a-1', 'kg m-2 s-1'",
+             "speed": "'m d-1', 'm s-1'", "temperature": "'K'", "dimensionless": "'1'",
+             "precipitation": "'kg m-2 s-1'"}
+
+
+def _no_inf(a: np.ndarray, name: str, ctx: _Ctx) -> None:
+    """An infinite value is corrupt data, not a gap (NaN is the gap)."""
+    bad = np.isinf(a)
+    if bad.any():
+        where = ctx.locate(bad) if a.ndim == 2 and ctx.x is not None \
+            else f"{int(bad.sum())} value(s), the first at index {tuple(np.argwhere(bad)[0])}"
+        ctx.fail(name, f"holds infinite values at {where}.",
+                 "use NaN for missing data (the gap marker); an Inf is usually an overflow or "
+                 "a bad fill value in the conversion that made the file.")
 
 
 def _grid(ds: xr.Dataset, name: str, shape: tuple[int, int], ctx: _Ctx) -> np.ndarray:
@@ -229,7 +287,9 @@ def _grid(ds: xr.Dataset, name: str, shape: tuple[int, int], ctx: _Ctx) -> np.nd
                  f"dims ('y', 'x') and shape {shape} like surface.", hint + ".")
     if v.dtype.kind not in "iufb":
         ctx.fail(name, f"has non-numeric type {v.dtype}.", "store it as numbers.")
-    return np.asarray(v.values, dtype=np.float64)
+    a = np.asarray(v.values, dtype=np.float64)
+    _no_inf(a, name, ctx)
+    return _in_model_units(ds, name, a, ctx)
 
 
 def _series(ds: xr.Dataset, name: str, dims: tuple[str, ...], ctx: _Ctx) -> np.ndarray:
@@ -237,7 +297,9 @@ def _series(ds: xr.Dataset, name: str, dims: tuple[str, ...], ctx: _Ctx) -> np.n
     if v.dims != dims:
         ctx.fail(name, f"has dims {v.dims}, expected {dims}.",
                  f"store it as {name}({', '.join(dims)}) (see data/README.md).")
-    return np.asarray(v.values, dtype=np.float64)
+    a = np.asarray(v.values, dtype=np.float64)
+    _no_inf(a, name, ctx)
+    return _in_model_units(ds, name, a, ctx)
 
 
 def _plain_attrs(attrs) -> dict[str, Any]:

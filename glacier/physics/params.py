@@ -20,6 +20,45 @@ RANGES = dict(A=(0.0, 1e-5), n=(1.0, 5.0), rho=(100.0, 2000.0), g=(0.1, 100.0))
 """Physically possible (lo, hi] of each parameter; ``fs`` must be >= 0."""
 
 
+PLAUSIBLE = dict(
+    strain_rate=(1e-6, 10.0),  # A * (100 kPa)^n [a^-1]: cold ice at -50 degC ~1e-4, temperate 0.08
+    n=(1.5, 4.5), rho=(300.0, 1100.0), g=(1.0, 30.0),
+    sliding_speed=(0.0, 1e5),  # fs (100 kPa)^n / 100 m [m a^-1]
+)
+"""What a glaciologist would accept for values set by a user (``implausible``)."""
+
+
+def implausible(physics: Physics, keys) -> list[str]:
+    """Why the given fields of ``physics`` are physically implausible (empty: they are not).
+
+    A is judged by the strain rate A (100 kPa)^n it gives, so the bound holds for any n; fs by
+    the sliding speed fs (100 kPa)^n / H at H = 100 m.
+    """
+    out = []
+    keys = set(keys)
+    if keys & {"A", "n"}:
+        rate = physics.A * 1e5 ** physics.n
+        lo, hi = PLAUSIBLE["strain_rate"]
+        if not lo <= rate <= hi:
+            out.append(f"A={physics.A:g} Pa^-{physics.n:g} a^-1 gives a strain rate of "
+                       f"{rate:.3g} a^-1 at 100 kPa, outside the plausible {lo:g} to {hi:g} "
+                       "a^-1 (Cuffey & Paterson: A = 2.4e-24 Pa^-3 s^-1 = 7.6e-17 Pa^-3 a^-1 "
+                       "for temperate ice, about 1e-19 at -50 degC). A is per year, not per "
+                       "second")
+    for key in ("n", "rho", "g"):
+        lo, hi = PLAUSIBLE[key]
+        if key in keys and not lo <= getattr(physics, key) <= hi:
+            out.append(f"{key}={getattr(physics, key):g} is outside the plausible {lo:g} to "
+                       f"{hi:g}")
+    if keys & {"fs", "n"} and physics.fs > 0:
+        speed = physics.fs * 1e5 ** physics.n / 100.0
+        if speed > PLAUSIBLE["sliding_speed"][1]:
+            out.append(f"fs={physics.fs:g} gives a sliding speed of {speed:.3g} m a^-1 under "
+                       "100 m of ice at 100 kPa (plausible: up to 1e+05; OGGM's default is "
+                       "5.7e-20 Pa^-3 m^2 s^-1 = 1.8e-12 Pa^-3 m^2 a^-1)")
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Physics:
     """Glen's law and sliding parameters.

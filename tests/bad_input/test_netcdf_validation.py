@@ -209,3 +209,64 @@ def test_unknown_option_lists_valid_ones():
     assert "dxx" in message
     for key in ("dx", "initial", "smb_gradient", "basal_stress", "t_end", "save_every"):
         assert key in message
+
+
+# --------------------------------------------------------------------------------------------
+# Units are read and converted, or refused (glacier.io.units)
+
+
+def _domain(tmp_path, ds, name):
+    return build_domain("netcdf", path=str(write(tmp_path, ds, name)))
+
+
+def test_surface_in_km_is_converted(tmp_path):
+    ds = make_dataset()
+    ref = _domain(tmp_path, ds, "m.nc")
+    km = ds.assign(surface=(("y", "x"), ds["surface"].values / 1000.0, dict(units="km")))
+    d = _domain(tmp_path, km, "km.nc")
+    np.testing.assert_allclose(d.bed + d.thickness, ref.bed + ref.thickness, rtol=1e-12)
+
+
+def test_coordinates_in_km_are_converted_and_mislabelled_ones_refused(tmp_path):
+    ds = make_dataset()
+    km = ds.assign_coords(x=("x", ds["x"].values / 1000.0, dict(units="km")),
+                          y=("y", ds["y"].values / 1000.0, dict(units="km")))
+    assert _domain(tmp_path, km, "km.nc").grid.dx == pytest.approx(DX)
+    km["x"].attrs["units"] = km["y"].attrs["units"] = "m"
+    expect_error(write(tmp_path, km), "'x'", "grid spacing is 0.05 m", "units")
+
+
+@pytest.mark.parametrize("units, scale", [
+    ("kg m-2 s-1", 1000.0 / (365.25 * 86400.0)), ("mm w.e. a-1", 1000.0),
+    ("kg m-2 a-1", 1000.0), ("m w.e./yr", 1.0)])
+def test_mass_balance_units_are_converted(tmp_path, units, scale):
+    ds = make_dataset()
+    ref = _domain(tmp_path, ds, "ref.nc")
+    conv = ds.assign(smb=(("y", "x"), ds["smb"].values * scale, dict(units=units)))
+    d = _domain(tmp_path, conv, "conv.nc")
+    S = ref.bed + ref.thickness
+    np.testing.assert_allclose(np.asarray(d.smb(S, 0.0)), np.asarray(ref.smb(S, 0.0)),
+                               rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("variable, units", [
+    ("smb", "m a-1"),             # ice or water equivalent? refused, not guessed
+    ("smb", "W m-2"), ("surface", "degrees"), ("thickness_obs", "s")])
+def test_unconvertible_units_are_refused(tmp_path, variable, units):
+    ds = make_dataset()
+    ds[variable].attrs["units"] = units
+    expect_error(write(tmp_path, ds), f"'{variable}'", repr(units), "units attribute")
+
+
+def test_infinite_values_are_corrupt_not_gaps(tmp_path):
+    ds = make_dataset()
+    bed = ds["surface"].values - 40.0
+    bed[0, 6] = np.inf  # outside the mask, where NaN would be a legitimate gap
+    expect_error(write(tmp_path, ds.assign(bed=(("y", "x"), bed, dict(units="m")))),
+                 "'bed'", "infinite", "x = 500300.0 m", "NaN")
+    ds = make_dataset()
+    ds["clim_temp_annual"][1] = -np.inf
+    expect_error(write(tmp_path, ds), "'clim_temp_annual'", "infinite")
+    ds = make_dataset()
+    ds["smb"][0, 0] = np.inf
+    expect_error(write(tmp_path, ds), "'smb'", "infinite")

@@ -144,6 +144,7 @@ def test_netcdf_without_path_says_how_to_fix(tmp_path, monkeypatch):
 
 TASK_CASES = {
     "physics.A=-1": ["physics.A=-1", "outside the physically possible range", "Pa^-3 a^-1"],
+    "physics.A=1e-6": ["A=1e-06", "strain rate", "plausible", "per year, not per second"],
     "solver.t_end=-5": ["solver.t_end=-5", "positive number", "e.g. solver.t_end=100"],
     "solver.cfl=0.5": ["cfl must be in (0, 0.25]", "solver.cfl"],
     "solver.max_steps=3": ["step budget exhausted", "solver.max_steps"],

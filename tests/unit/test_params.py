@@ -146,3 +146,15 @@ def test_usable_as_static_jit_argument():
     assert len(traces) == 1
     assert float(jf(1.0, Physics(A=1e-16, rho=917.0))) == pytest.approx(917.0 * 9.81)
     assert len(traces) == 2
+
+
+def test_implausible_values_set_by_a_user_are_named():
+    from glacier.physics.params import implausible
+
+    ok = Physics(A=2.4e-24 * 365.25 * 86400.0, fs=1.8e-12)
+    assert implausible(ok, ["A", "n", "rho", "g", "fs"]) == []
+    assert "strain rate" in implausible(Physics(A=1e-6), ["A"])[0]
+    assert "strain rate" in implausible(Physics(A=2.4e-24), ["A"])[0]  # per second
+    assert implausible(Physics(A=1e-6), []) == []  # only what the user set is judged
+    assert "rho=100.5" in implausible(Physics(A=1e-16, rho=100.5), ["rho"])[0]
+    assert "sliding speed" in implausible(Physics(A=1e-16, fs=1e-5), ["fs"])[0]
