@@ -120,11 +120,48 @@ def _console(argv: list[str] | None, primary: str, app) -> None:
     paragraph when it is wrong), then hand it to the Hydra ``app``."""
     command = f"glacier-{primary}"
     args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
-    problem = check_command_line(args, primary=primary, command=command)
+    problem = check_command_line(args, primary=primary, command=command) or _run_dir_problem(args)
     if problem:
         _fail(command, problem, 2)
     sys.argv = [sys.argv[0], *_with_job_name(args, primary)]
-    app()
+    saved = _run_record(args)
+    try:
+        app()
+    except SystemExit as e:
+        if e.code == 2 and saved:  # refused (e.g. a resume with other values): undo Hydra's
+            for path, data in saved.items():  # rewrite of the run's record
+                path.write_bytes(data)
+        raise
+
+
+def _run_dir_problem(args: list[str]) -> str | None:
+    """Why the ``hydra.run.dir`` of the command line cannot be created or written, or None."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") != "hydra.run.dir" or not value or "${" in value:
+            continue
+        path = Path(value).expanduser().absolute()
+        if path.exists() and not path.is_dir():
+            return f"hydra.run.dir={value} is a file, not a directory. Choose another run " \
+                   "directory."
+        parent = path
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return f"hydra.run.dir={value} cannot be created or written: {parent} is not a " \
+                   "writable directory. Choose a run directory you can write to."
+    return None
+
+
+def _run_record(args: list[str]) -> dict[Path, bytes]:
+    """The files of ``.hydra/`` in an existing ``hydra.run.dir`` named on the command line."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "hydra.run.dir" and value:
+            folder = Path(value).expanduser() / ".hydra"
+            if folder.is_dir():
+                return {p: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    return {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,6 +68,40 @@ class SimulationResult:
         scale = max(float(np.max(self.volume)), float(np.abs(self.smb_volume).max()), 1e-300)
         return float(abs(change - booked) / scale)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What is physically suspect in the result (empty: nothing).
+
+        A surface speed above ``SPEED_CEILING`` (the fastest glaciers flow about 17 km/a:
+        likely a wrong A or units), and ice thicker than 1 m in the outermost cells of a
+        non-periodic domain (it leaves through the edge and is booked as outflow: the domain
+        may be too small).
+        """
+        out = []
+        speed = np.asarray(self.velocity)
+        if speed.size and np.nanmax(speed) > SPEED_CEILING:
+            k, j, i = np.unravel_index(int(np.nanargmax(speed)), speed.shape)
+            x, y = self.domain.grid.x[i], self.domain.grid.y[j]
+            out.append(f"surface speed reaches {np.nanmax(speed) / 1e3:.3g} km a-1 (t = "
+                       f"{self.times[k]:g} a, x = {x:.0f} m, y = {y:.0f} m), above the "
+                       f"plausible {SPEED_CEILING / 1e3:g} km a-1: check physics.A (per year) "
+                       "and physics.fs")
+        if not any(self.domain.grid.periodic):
+            H = np.asarray(self.thickness)
+            ring = np.zeros(H.shape[1:], dtype=bool)
+            ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
+            at_edge = (H[:, ring] > 1.0).any(axis=1)
+            if at_edge.any():
+                k = int(np.argmax(at_edge))
+                out.append(f"ice reaches the domain edge (from t = {self.times[k]:g} a) and "
+                           f"flows out of it ({self.outflow_volume[-1] / 1e9:.3g} km3 booked as "
+                           "outflow): enlarge the domain if the glacier should not")
+        return out
+
+
+SPEED_CEILING = 20_000.0
+"""Largest plausible surface speed [m a^-1] (``SimulationResult.warnings``)."""
+
 
 def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCHEME,
         physics: Physics | None = None, dtype: str = "float64", area_threshold: float = 1.0,
@@ -153,6 +187,10 @@ def _intervals(times: tuple[float, ...]) -> list[float]:
     return [first if abs(d - first) <= 1e-9 * first else d for d in lengths]
 
 
+INTERRUPTED = "interrupted by Ctrl-C"
+"""How ``run_in_intervals`` starts ``failure`` when the user interrupted the run."""
+
+
 def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
                      scheme: Scheme = slv.DEFAULT_SCHEME, physics: Physics | None = None,
                      dtype: str = "float64", area_threshold: float = 1.0,
@@ -166,7 +204,9 @@ def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
             interval; ``newton``: Newton iterations so far (0 for the explicit scheme).
 
     On a numerical failure the states up to the last good save are kept and ``failure`` names
-    the interval, in the run's absolute times.
+    the interval, in the run's absolute times. So on a KeyboardInterrupt (Ctrl-C) after the
+    first interval: ``failure`` then starts with ``INTERRUPTED`` (during the first one the
+    interrupt propagates: there is nothing to keep).
     """
     physics = domain.physics if physics is None else physics
     times = save_at.times
@@ -180,8 +220,15 @@ def run_in_intervals(domain: Domain, *, save_at: slv.SaveAt,
     for i, dt in enumerate(lengths):
         t0 = float(times[i])
         piece = dataclasses.replace(domain, thickness=H, smb=_Shifted(domain.smb, t0))
-        res = run(piece, save_at=slv.SaveAt((0.0, dt)), scheme=scheme, physics=physics,
-                  dtype=dtype, area_threshold=area_threshold, time_offset=t0)
+        try:
+            res = run(piece, save_at=slv.SaveAt((0.0, dt)), scheme=scheme, physics=physics,
+                      dtype=dtype, area_threshold=area_threshold, time_offset=t0)
+        except KeyboardInterrupt:
+            if not parts:
+                raise
+            failure = (f"{INTERRUPTED} in the interval from t = {t0:g} a to t = "
+                       f"{times[i + 1]:g} a; states up to t = {t0:g} a are kept")
+            break
         wall += res.wall_time
         res = dataclasses.replace(res, smb_volume=res.smb_volume + smb_offset,
                                   outflow_volume=res.outflow_volume + out_offset)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
+
+from ..errors import ConfigError
 
 
 def configure_jax(x64: bool) -> None:
@@ -18,6 +23,28 @@ def configure_jax(x64: bool) -> None:
         jax.config.update("jax_enable_x64", True)
     for name in ("jax", "matplotlib"):  # not "no TPU" or "new font cache" on every run
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def output_location(out_dir, *names: str) -> Path:
+    """``out_dir`` created if needed and checked writable, and none of ``names`` in it a
+    directory; ``ConfigError`` (exit 2) saying what and how to fix it otherwise."""
+    out_dir = Path(out_dir)
+    fix = "Choose another run directory with hydra.run.dir=DIR."
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise ConfigError(f"the run directory {out_dir} cannot be created or written "
+                          f"({e.strerror or e}). {fix}") from e
+    for name in names:
+        if (out_dir / name).is_dir():
+            raise ConfigError(f"{out_dir / name} is a directory, so the output {name} cannot "
+                              f"be written there. Remove or rename it, or {fix[0].lower()}"
+                              f"{fix[1:]}")
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"the run directory {out_dir} is not writable. {fix}")
+    return out_dir
 
 
 def paragraph(text: str) -> str:

@@ -16,7 +16,7 @@ from ..domains import Domain
 from ..io import inversion as inio
 from ..io import provenance
 from ..physics.params import Physics
-from .common import bar, paragraph
+from .common import bar, output_location, paragraph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ def run(job: InvertJob, out_dir: Path) -> int:
     ``provenance.json`` -> one summary line.
     """
     start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = output_location(out_dir, "inversion.nc", "inversion.png", "provenance.json")
     options, domain = job.options, job.domain
     k = int(options.cv_folds)
     data = iv.InversionData.from_domain(domain, job.physics)

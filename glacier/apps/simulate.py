@@ -12,8 +12,8 @@ from ..domains import Domain
 from ..io import netcdf, provenance
 from ..physics.params import Physics
 from ..schemes import Scheme, scheme_name
-from ..simulation import run_in_intervals
-from .common import bar, paragraph
+from ..simulation import INTERRUPTED, run_in_intervals
+from .common import bar, output_location, paragraph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ def run(job: SimulateJob, out_dir: Path) -> int:
     the good states written).
     """
     start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = output_location(out_dir, "simulation.nc", "provenance.json")
     domain = job.domain
     record = provenance.collect(list(job.argv), int(job.seed))
     progress = bar(job.save_at.t_end, domain.name, "{desc}: {percentage:3.0f}%|{bar}| "
@@ -76,6 +76,7 @@ def run(job: SimulateJob, out_dir: Path) -> int:
                   wall_time_s=wall, simulated_years=float(result.times[-1]),
                   mass_budget_error=result.budget_error,
                   status="completed" if result.failure is None else f"failed: {result.failure}")
+    record["warnings"] = result.warnings
     provenance.write_json(out_dir / "provenance.json", record)
     newton = int(result.iterations.sum())
     its = f" ({newton} Newton iterations)" if newton else ""
@@ -83,6 +84,13 @@ def run(job: SimulateJob, out_dir: Path) -> int:
           f"V = {result.volume[-1] / 1e9:.6g} "
           f"km3, mass-budget error {result.budget_error:.1e}, wall {wall:.3g} s -> {path}",
           flush=True)
+    for text in result.warnings:
+        print(paragraph(f"glacier-simulate: warning: {text}."), file=sys.stderr)
+    if result.failure is not None and result.failure.startswith(INTERRUPTED):
+        print(paragraph(f"glacier-simulate: {result.failure} (written to {path}, status "
+                        "'failed: interrupted ...'). Rerun with solver.t_end to go further."),
+              file=sys.stderr)
+        return 130
     if result.failure is not None:
         hint = ("Raise solver.max_steps (the step budget of one save interval) or save more "
                 "often with a smaller solver.save_every." if "step budget" in result.failure

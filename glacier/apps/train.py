@@ -23,12 +23,12 @@ import numpy as np
 from .. import experiments, laws, losses, plots
 from .. import solver as slv
 from .. import train as tr
-from ..errors import ConfigError, NumericalError
+from ..errors import ConfigError, InputDataError, NumericalError
 from ..io import checkpoints as ckio
 from ..io import provenance
 from ..io import training as trio
 from ..schemes import ExplicitMUSCL, Scheme, scheme_from_dict, scheme_to_dict
-from .common import bar, paragraph
+from .common import bar, output_location, paragraph, warn
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 """Exit status of a run stopped by a signal (128 + the signal's number)."""
@@ -219,7 +219,8 @@ def run(job: TrainJob, out_dir: Path) -> int:
     SIGINT / SIGTERM, with a checkpoint to resume from)."""
 
     start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = output_location(out_dir, "training.nc", "law.nc", "simulation.nc", "loss.png",
+                              "law.png", "provenance.json")
     loop = job.loop
     available = jax.devices()
     n_dev = int(loop.devices) or len(available)
@@ -228,13 +229,20 @@ def run(job: TrainJob, out_dir: Path) -> int:
                           f"{available[0].platform} device(s) are available. Use "
                           "train.devices=0 for all of them, or train.devices=1.")
     ckpt_dir = out_dir / "checkpoints"
-    found = ckio.latest(ckpt_dir)
+    found, damaged = ckio.newest_intact(ckpt_dir)
     resume = bool(loop.resume)
+    if resume and found is None and damaged:
+        raise InputDataError(f"train.resume=true, but every checkpoint in {ckpt_dir} is "
+                             "damaged: " + "; ".join(damaged) + ". Start a new run (a new "
+                             "hydra.run.dir).")
     if resume and found is None:
         raise ConfigError(f"train.resume=true, but {ckpt_dir} holds no checkpoint. Point "
                           "hydra.run.dir at the run to continue (hydra.run.dir=DIR), with that "
                           "run's overrides.")
-    if not resume and found is not None:
+    if resume and damaged:
+        warn("skipped damaged checkpoint(s): " + "; ".join(damaged) + f". Resuming from the "
+             f"newest intact one, {found}.")
+    if not resume and (found is not None or damaged):
         raise ConfigError(f"{ckpt_dir} already holds checkpoints of an earlier run. Add "
                           "train.resume=true to continue it, or choose a new hydra.run.dir.")
     meta0: dict[str, Any] = {}

@@ -8,13 +8,18 @@ Layout inside the run directory::
                             flax.serialization.to_bytes of the list of leaves
             history.json    per-epoch records so far (loss, loss per glacier, learning rate,
                             wall time, phase)
-            meta.json       epoch, step budget of the solver, config fingerprint, time
+            meta.json       epoch, step budget of the solver, config fingerprint, time and
+                            the SHA-256 of the two files above (``checksums``)
         epoch_000020/
         latest              the name of the newest complete checkpoint ("epoch_000020")
 
 A checkpoint is written into a hidden temporary folder and renamed into place when complete,
 then ``latest`` is replaced (write + rename), then all but the ``keep`` newest checkpoints are
 removed: a crash at any moment leaves ``latest`` pointing at a complete checkpoint.
+
+A checkpoint damaged afterwards (a truncated or edited file, a full disk during a copy) is
+found by ``verify`` (the checksums; unreadable JSON) and skipped by ``newest_intact``, which
+falls back to the newest intact one and says which it skipped and why.
 
 The state is restored into a *target*: the ``TrainState`` of a fresh ``Trainer.init(law)`` of
 the same config, which gives the tree structure (and the static parts of the law, such as the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -38,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputDataError
 from ..train import History, TrainState
 from .cf import write_text
 
@@ -152,9 +158,12 @@ def save(directory: str | os.PathLike, state: TrainState, history: History, *,
     tmp.mkdir()
     record = dict(meta or {}, epoch=epoch,
                   saved_utc=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    files = {"state.msgpack": state_to_bytes(state),
+             "history.json": history_to_json(history).encode()}
+    record["checksums"] = {name: _sha256(data) for name, data in files.items()}
     try:
-        (tmp / "state.msgpack").write_bytes(state_to_bytes(state))
-        (tmp / "history.json").write_text(history_to_json(history))
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
         (tmp / "meta.json").write_text(json.dumps(record, indent=2, sort_keys=True,
                                                   default=str) + "\n")
         if final.exists():  # the same epoch again (e.g. a resumed run stopped at once)
@@ -183,9 +192,73 @@ def latest(directory: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
-def load(path: str | os.PathLike, target: TrainState) -> Checkpoint:
-    """The checkpoint in folder ``path``, its state restored into the structure of ``target``."""
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify(path: str | os.PathLike) -> str | None:
+    """Why the checkpoint in folder ``path`` is damaged (naming the file), or None if intact.
+
+    Checks that meta.json is a JSON object, that the files it has checksums for match them
+    (checkpoints from before the checksums: that history.json parses), and that state.msgpack
+    is there.
+    """
     path = Path(path)
+    meta_file = path / "meta.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        if not isinstance(meta, dict) or "epoch" not in meta:
+            raise ValueError("not a checkpoint record")
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return f"{meta_file} is unreadable or truncated ({type(e).__name__}: {e})"
+    for name in ("state.msgpack", "history.json"):
+        if not (path / name).is_file():
+            return f"{path / name} is missing"
+    checksums = meta.get("checksums")
+    if isinstance(checksums, dict):
+        for name, expected in checksums.items():
+            if _sha256((path / name).read_bytes()) != expected:
+                return f"{path / name} does not match its checksum in meta.json (truncated or " \
+                       "modified)"
+        return None
+    try:
+        json.loads((path / "history.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"{path / 'history.json'} is unreadable or truncated ({e})"
+    return None
+
+
+def newest_intact(directory: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """(the newest intact checkpoint or None, why each newer one was skipped).
+
+    The one ``latest`` names comes first, then the others from the newest epoch down.
+    """
+    directory = Path(directory)
+    candidates = [p for _, p in reversed(list_checkpoints(directory))]
+    pointer = latest(directory)
+    if pointer is not None and pointer in candidates:
+        candidates.remove(pointer)
+        candidates.insert(0, pointer)
+    skipped = []
+    for path in candidates:
+        reason = verify(path)
+        if reason is None:
+            return path, skipped
+        skipped.append(reason)
+    return None, skipped
+
+
+def load(path: str | os.PathLike, target: TrainState) -> Checkpoint:
+    """The checkpoint in folder ``path``, its state restored into the structure of ``target``.
+
+    Raises ``InputDataError`` naming the file when it is damaged (``verify``), ``ConfigError``
+    when it does not fit ``target``.
+    """
+    path = Path(path)
+    reason = verify(path)
+    if reason is not None:
+        raise InputDataError(f"Checkpoint {path} is damaged: {reason}. Remove it to resume from "
+                             "an older checkpoint, or start a new run.")
     state = state_from_bytes(target, (path / "state.msgpack").read_bytes())
     history = history_from_json((path / "history.json").read_text())
     meta = json.loads((path / "meta.json").read_text())

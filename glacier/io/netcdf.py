@@ -51,7 +51,7 @@ SERIES_ATTRS: dict[str, dict[str, str]] = {
 """(time,) diagnostics. volume(t) - volume(0) = smb_volume(t) - outflow_volume(t) to round-off."""
 
 RESERVED = ("Conventions", "title", "history", "config", "glacier_version", "source_commit",
-            "domain", "provenance", "status", "scheme")
+            "domain", "provenance", "status", "scheme", "warnings")
 
 
 def to_dataset(result: SimulationResult, *, config_yaml: str = "",
@@ -103,6 +103,7 @@ def to_dataset(result: SimulationResult, *, config_yaml: str = "",
         "history": common["history"],
         "status": "completed" if result.failure is None else f"failed: {result.failure}",
         "scheme": result.scheme,
+        "warnings": "; ".join(result.warnings),
         "mass_budget_error": float(result.budget_error),
         "wall_time_s": float(result.wall_time),
         "config": common["config"],

@@ -135,6 +135,15 @@ def test_bad_overrides_fail_at_compose_time(bad, expected, tmp_path, monkeypatch
     assert not run_dir.exists()
 
 
+def test_a_run_directory_that_cannot_be_created_is_refused_before_hydra(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for run_dir in (blocker, blocker / "run"):
+        code, _, err = in_process([*SMALL, f"hydra.run.dir={run_dir}"], monkeypatch)
+        assert code == 2 and "hydra.run.dir=" in err and "Traceback" not in err, err
+        assert "file" in err or "cannot be created" in err
+
+
 def test_netcdf_without_path_says_how_to_fix(tmp_path, monkeypatch):
     code, _, err = in_process(["glacier=netcdf", f"hydra.run.dir={tmp_path / 'run'}"],
                               monkeypatch)

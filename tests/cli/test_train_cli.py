@@ -143,12 +143,15 @@ def test_stop_after_then_resume_is_bit_identical(runs):
 
 def test_resume_needs_the_same_config_and_a_checkpoint(runs, tmp_path):
     assert runs["first"].returncode == 0, runs["first"].stderr
+    record = {p.name: p.read_bytes() for p in (runs["straight"] / ".hydra").iterdir()}
     other = glacier_train(*TINY, "optimizer.lr=0.03", "train.resume=true",
                           f"hydra.run.dir={runs['straight']}", cwd=tmp_path)
     assert other.returncode == 2
     err = " ".join(other.stderr.split())
     assert "another config: optimizer.lr (0.003 there, 0.03 now)" in err
     assert "Traceback" not in other.stderr
+    # the refused resume leaves the run's record (.hydra/config.yaml, overrides.yaml) as it was
+    assert {p.name: p.read_bytes() for p in (runs["straight"] / ".hydra").iterdir()} == record
 
     fresh = glacier_train(*TINY, "train.resume=true", f"hydra.run.dir={tmp_path / 'new'}",
                           cwd=tmp_path)

@@ -120,3 +120,36 @@ def test_latest_of_an_empty_or_missing_folder_is_none(tmp_path):
     assert ck.latest(tmp_path / "nothing") is None
     (tmp_path / "checkpoints" / "epoch_000003").mkdir(parents=True)  # incomplete: no meta
     assert ck.latest(tmp_path / "checkpoints") is None
+
+
+@pytest.mark.parametrize("damage", ["truncate_state", "truncate_meta", "truncate_history",
+                                    "edit_state", "remove_state"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_intact_one(tmp_path, damage):
+    from glacier.errors import InputDataError
+
+    state, tr = advanced_state(steps=1)
+    target = tr.init(laws.NeuralAofT.create(hidden=(4, 3), seed=0))
+    folder = tmp_path / "checkpoints"
+    for epoch in (5, 10):
+        s = train.TrainState(state.law, state.opt_state, jnp.asarray(epoch, jnp.int32))
+        ck.save(folder, s, history(epoch), keep=3)
+    newest = folder / "epoch_000010"
+    assert ck.verify(newest) is None and ck.newest_intact(folder) == (newest, [])
+    name = {"truncate_state": "state.msgpack", "edit_state": "state.msgpack",
+            "remove_state": "state.msgpack", "truncate_meta": "meta.json",
+            "truncate_history": "history.json"}[damage]
+    f = newest / name
+    data = f.read_bytes()
+    if damage.startswith("truncate"):
+        f.write_bytes(data[: len(data) // 2])
+    elif damage == "edit_state":
+        f.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    else:
+        f.unlink()
+    reason = ck.verify(newest)
+    assert reason is not None and name in reason
+    found, skipped = ck.newest_intact(folder)
+    assert found == folder / "epoch_000005" and len(skipped) == 1 and name in skipped[0]
+    assert ck.load(found, target).epoch == 5
+    with pytest.raises(InputDataError, match=name.replace(".", r"\.")):
+        ck.load(newest, target)
