@@ -124,7 +124,7 @@ def run(job: InvertJob, out_dir: Path) -> int:
     path = inio.write_inversion(out_dir / "inversion.nc", ds)
     residual = np.where(seen, final.thickness - obs, np.nan)
     title = (f"{domain.name}: held-out RMSE {scores['cv_rmse']:.1f} m, bias "
-             f"{scores['cv_bias']:.1f} m (baseline {scores['baseline_cv_rmse']:.1f} m), "
+             f"{_signed(scores['cv_bias'])} m (baseline {scores['baseline_cv_rmse']:.1f} m), "
              f"mean observed {mean_obs:.0f} m" if k else
              f"{domain.name}: fit RMSE {fit_rmse:.1f} m, mean observed {mean_obs:.0f} m")
     plots.inversion_figure(out_dir / "inversion.png", data.grid.x, data.grid.y,
@@ -132,10 +132,10 @@ def run(job: InvertJob, out_dir: Path) -> int:
                            else std, residual, data.mask, title=title)
     provenance.write_json(out_dir / "provenance.json", record)
     cv_text = (f"held-out RMSE {scores['cv_rmse']:.1f} m ({scores['cv_rmse'] / mean_obs:.0%} "
-               f"of the mean observed {mean_obs:.0f} m), bias {scores['cv_bias']:+.1f} m, "
+               f"of the mean observed {mean_obs:.0f} m), bias {_signed(scores['cv_bias'])} m, "
                f"{scores['cv_within_spread']:.0%} within 2 std (95 % with an error floor of "
                f"{scores['cv_error_floor']:.0f} m); baseline "
-               f"{scores['baseline_cv_rmse']:.1f} m, bias {scores['baseline_cv_bias']:+.1f} m"
+               f"{scores['baseline_cv_rmse']:.1f} m, bias {_signed(scores['baseline_cv_bias'])} m"
                if k else f"fit RMSE {fit_rmse:.1f} m (no cross-validation)")
     print(f"glacier-invert: {domain.name}: {cv_text}; A {summary['A_mean']:.3g} "
           f"Pa-3 a-1, volume {summary['volume'] / 1e9:.4g} km3, wall {wall:.3g} s -> {path}",
@@ -146,3 +146,9 @@ def run(job: InvertJob, out_dir: Path) -> int:
             "good state of each inversion; the scores use them."), file=sys.stderr)
         return 3
     return 0
+
+
+def _signed(x: float) -> str:
+    """``x`` as "+1.2" / "-1.2", and "0.0" where it rounds to zero (never "-0.0")."""
+    text = f"{x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text

@@ -127,6 +127,10 @@ def read_glacier_file(path) -> dict[str, Any]:
     p = Path(path).expanduser()
     if not p.is_absolute():
         p = Path.cwd() / p
+    if p.is_dir():
+        raise InputDataError(
+            f"Glacier file {str(p)!r} is a directory, not a NetCDF file. Set glacier.path to "
+            "the .nc file itself (e.g. glacier.path=DIR/my_glacier.nc).")
     if not p.is_file():
         raise InputDataError(
             f"Glacier file {str(p)!r} does not exist. Check glacier.path (relative paths are "
@@ -217,6 +221,12 @@ def _coordinate(ds: xr.Dataset, name: str, ctx: _Ctx) -> tuple[np.ndarray, float
     if not np.all(np.isfinite(c)):
         ctx.fail(name, "holds NaN or infinite values.", "give every cell centre a coordinate.")
     d = np.diff(c)
+    if np.any(d == 0):
+        k = int(np.argmax(d == 0))
+        ctx.fail(name, f"holds duplicated coordinates ({c[k]:.3f} m appears more than once, "
+                 f"{int(np.sum(d == 0))} duplicate(s)).",
+                 f"remove the duplicates, e.g. ds = ds.drop_duplicates('{name}') in xarray "
+                 f"(sortby does not remove them), then ds.sortby('{name}').")
     if not np.all(d > 0):
         k = int(np.argmax(d <= 0))
         order = "descending" if np.all(d < 0) else "not monotonic"

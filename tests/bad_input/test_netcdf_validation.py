@@ -270,3 +270,17 @@ def test_infinite_values_are_corrupt_not_gaps(tmp_path):
     ds = make_dataset()
     ds["smb"][0, 0] = np.inf
     expect_error(write(tmp_path, ds), "'smb'", "infinite")
+
+
+def test_duplicated_coordinates_name_the_right_fix(tmp_path):
+    ds = make_dataset()
+    x = ds["x"].values.copy()
+    x[3] = x[2]
+    message = expect_error(write(tmp_path, ds.assign_coords(x=("x", x, dict(units="m")))),
+                           "'x'", "duplicated", "drop_duplicates")
+    assert "500100.000 m" in message
+
+
+def test_a_directory_as_glacier_path(tmp_path):
+    with pytest.raises(InputDataError, match="is a directory, not a NetCDF file"):
+        build_domain("netcdf", path=str(tmp_path))

@@ -158,3 +158,10 @@ def test_implausible_values_set_by_a_user_are_named():
     assert implausible(Physics(A=1e-6), []) == []  # only what the user set is judged
     assert "rho=100.5" in implausible(Physics(A=1e-16, rho=100.5), ["rho"])[0]
     assert "sliding speed" in implausible(Physics(A=1e-16, fs=1e-5), ["fs"])[0]
+
+
+def test_signed_summary_numbers_never_read_minus_zero():
+    from glacier.apps.invert import _signed
+
+    assert [_signed(v) for v in (-0.04, 0.04, 0.0, -1.26, 2.0)] == [
+        "0.0", "0.0", "0.0", "-1.3", "+2.0"]
