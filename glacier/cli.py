@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from . import config
-from .config import build
+from .config import build, command_line
 from .errors import GlacierError
 
 
@@ -46,8 +46,12 @@ _CONFIG_FLAGS = {"--config-path": "path", "-cp": "path", "--config-name": "name"
                  "-cn": "name"}
 
 
+_MULTIRUN = ("-m", "--multirun")
+
+
 def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
-    """(overrides, {"path"/"name": value}, whether other Hydra flags are present)."""
+    """(overrides, {"path"/"name": value, "multirun": ""}, whether other Hydra flags are
+    present)."""
     overrides: list[str] = []
     flags: dict[str, str] = {}
     other = False
@@ -55,7 +59,9 @@ def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
     while i < len(args):
         arg = args[i]
         key, eq, value = arg.partition("=")
-        if key in _CONFIG_FLAGS:
+        if arg in _MULTIRUN:
+            flags["multirun"] = ""
+        elif key in _CONFIG_FLAGS:
             if not eq:
                 i += 1
                 value = args[i] if i < len(args) else ""
@@ -111,8 +117,24 @@ def check_command_line(args: list[str], *, primary: str, command: str) -> str | 
         if not os.path.isdir(config_dir):
             return (f"--config-path={config_dir}: no such directory. Give the folder that "
                     "holds the config, e.g. a run directory's .hydra folder.")
-    return config.check_overrides(overrides, primary=primary, config_dir=config_dir,
-                                  config_name=flags.get("name"), command=command)
+    if "multirun" not in flags:
+        return config.check_overrides(overrides, primary=primary, config_dir=config_dir,
+                                      config_name=flags.get("name"), command=command)
+    # A sweep (key=a,b,c): each of its values, with the other overrides at their first value.
+    # Hydra's sweep functions (range(...), choice(...), glob(...)) are left to Hydra.
+    sweeps = [command_line.sweep_values(o) for o in overrides]
+    overrides = [o for o, v in zip(overrides, sweeps, strict=True) if v is not None]
+    sweeps = [v for v in sweeps if v is not None]
+    base = [v[0] for v in sweeps]
+    for i, values in enumerate(sweeps):
+        for value in values[1:] if i else values:
+            problem = config.check_overrides([*base[:i], value, *base[i + 1:]],
+                                             primary=primary, config_dir=config_dir,
+                                             config_name=flags.get("name"), command=command)
+            if problem:
+                return problem + " (in a -m sweep, every value is checked)"
+    return None
+
 
 
 def _console(argv: list[str] | None, primary: str, app) -> None:
@@ -120,11 +142,12 @@ def _console(argv: list[str] | None, primary: str, app) -> None:
     paragraph when it is wrong), then hand it to the Hydra ``app``."""
     command = f"glacier-{primary}"
     args = _absolute_config_path(list(sys.argv[1:] if argv is None else argv))
-    problem = check_command_line(args, primary=primary, command=command) or _run_dir_problem(args)
+    problem = (check_command_line(args, primary=primary, command=command)
+               or command_line.run_dir_problem(args))
     if problem:
         _fail(command, problem, 2)
     sys.argv = [sys.argv[0], *_with_job_name(args, primary)]
-    saved = _run_record(args)
+    saved = command_line.run_record(args)
     try:
         app()
     except SystemExit as e:
@@ -133,35 +156,6 @@ def _console(argv: list[str] | None, primary: str, app) -> None:
                 path.write_bytes(data)
         raise
 
-
-def _run_dir_problem(args: list[str]) -> str | None:
-    """Why the ``hydra.run.dir`` of the command line cannot be created or written, or None."""
-    for arg in args:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") != "hydra.run.dir" or not value or "${" in value:
-            continue
-        path = Path(value).expanduser().absolute()
-        if path.exists() and not path.is_dir():
-            return f"hydra.run.dir={value} is a file, not a directory. Choose another run " \
-                   "directory."
-        parent = path
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            return f"hydra.run.dir={value} cannot be created or written: {parent} is not a " \
-                   "writable directory. Choose a run directory you can write to."
-    return None
-
-
-def _run_record(args: list[str]) -> dict[Path, bytes]:
-    """The files of ``.hydra/`` in an existing ``hydra.run.dir`` named on the command line."""
-    for arg in args:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") == "hydra.run.dir" and value:
-            folder = Path(value).expanduser() / ".hydra"
-            if folder.is_dir():
-                return {p: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    return {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -135,6 +135,21 @@ def test_bad_overrides_fail_at_compose_time(bad, expected, tmp_path, monkeypatch
     assert not run_dir.exists()
 
 
+def test_multirun_sweeps_are_checked_value_by_value(monkeypatch):
+    for bad, words in ((["-m", "physics.A=1e-16,abc"], ["physics.A", "abc", "-m sweep"]),
+                       (["-m", "solver.cfll=0.1,0.2"], ["cfll", "Did you mean solver.cfl"]),
+                       (["--multirun", "glacier=halfar,nowhere"], ["nowhere"])):
+        code, _, err = in_process([*SMALL[1:], *bad], monkeypatch)
+        text = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, err
+        for word in words:
+            assert word in text, (word, text)
+    ok = cli.check_command_line(["-m", "physics.A=1e-16,2e-16", "glacier=halfar,eismint_fixed",
+                                 "solver.t_end=10"], primary="simulate",
+                                command="glacier-simulate")
+    assert ok is None
+
+
 def test_a_run_directory_that_cannot_be_created_is_refused_before_hydra(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -1,0 +1,55 @@
+"""Command-line facts the console scripts check before Hydra runs (no Hydra, no JAX).
+
+- ``sweep_values``: the values of a ``-m`` sweep override, each checked like a single run;
+- ``run_dir_problem``: a ``hydra.run.dir`` that cannot be created or written (exit 2 before
+  Hydra would fail with a traceback);
+- ``run_record``: the ``.hydra/`` files of an existing run directory, so that a refused resume
+  can put back what Hydra rewrote.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def sweep_values(override: str) -> list[str] | None:
+    """``key=a,b`` -> ["key=a", "key=b"]; a plain override -> [it]; a sweep function -> None."""
+    key, eq, value = override.partition("=")
+    if not eq:
+        return [override]
+    if "(" in value:
+        return None
+    if "," not in value or value.lstrip().startswith(("[", "{", "'", '"')):
+        return [override]
+    return [f"{key}={v}" for v in value.split(",")]
+
+
+def run_dir_problem(args: list[str]) -> str | None:
+    """Why the ``hydra.run.dir`` of the command line cannot be created or written, or None."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") != "hydra.run.dir" or not value or "${" in value:
+            continue
+        path = Path(value).expanduser().absolute()
+        if path.exists() and not path.is_dir():
+            return f"hydra.run.dir={value} is a file, not a directory. Choose another run " \
+                   "directory."
+        parent = path
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return f"hydra.run.dir={value} cannot be created or written: {parent} is not a " \
+                   "writable directory. Choose a run directory you can write to."
+    return None
+
+
+def run_record(args: list[str]) -> dict[Path, bytes]:
+    """The files of ``.hydra/`` in an existing ``hydra.run.dir`` named on the command line."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "hydra.run.dir" and value:
+            folder = Path(value).expanduser() / ".hydra"
+            if folder.is_dir():
+                return {p: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    return {}
