@@ -5,9 +5,12 @@ Each script is a thin wrapper around a Hydra app:
 1. The command line is checked first (``glacier.config.check_overrides``): an unknown key, a
    value of the wrong type, an unknown group option or a bad value is reported as one
    paragraph (what, the valid keys or options, how to fix it) with exit status 2, before Hydra
-   creates a run directory. Command lines with Hydra's own flags (``--help``, ``--cfg``, ``-m``,
-   ``--info``, ...) go to Hydra unchecked; ``--config-path``/``--config-name`` are checked
-   against that config (a relative ``--config-path`` is taken from the current directory).
+   creates a run directory. With ``-m`` every value of a sweep is checked; command lines with
+   Hydra's other flags (``--help``, ``--cfg``, ``--info``, ...) go to Hydra unchecked;
+   ``--config-path``/``--config-name`` are checked against that config (a relative
+   ``--config-path`` is taken from the current directory). A ``hydra.run.dir`` that cannot be
+   created is refused here too; a refused run (exit 2) puts back the ``.hydra/`` record of an
+   existing run directory that Hydra rewrote.
 2. The ``@hydra.main`` task types and checks the config again (a run directory's config may
    have been edited), builds the application's job (``glacier.config.build``) and runs it in
    Hydra's run directory (``glacier.apps``). Errors of the package (``GlacierError``) are
