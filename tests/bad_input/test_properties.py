@@ -22,7 +22,7 @@ from glacier.domains import build_domain
 from glacier.errors import InputDataError
 from glacier.io.readers import read_glacier_file
 
-from .test_netcdf_validation import NY, NX, make_dataset
+from .test_netcdf_validation import NX, NY, make_dataset
 
 GRID_VARS = ["surface", "mask", "thickness_obs", "smb"]
 ALL_VARS = [*GRID_VARS, "clim_temp_annual", "x", "y"]
