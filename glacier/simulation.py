@@ -153,6 +153,8 @@ def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCH
     H = traj.thickness[:keep]
     surface = bed + H
     speed = slv.surface_speed(H, bed, law, grid)
+    if bad is not None and int(np.asarray(traj.status)[bad]) == slv.STATUS_NONFINITE:
+        failure += "; " + _blow_up_hint(np.asarray(speed[-1]), grid)
     smb = jax.vmap(domain.smb)(surface, traj.times[:keep].astype(fdt))
     return SimulationResult(
         domain=domain, times=np.asarray(traj.times[:keep], np.float64),
@@ -165,6 +167,15 @@ def run(domain: Domain, *, save_at: slv.SaveAt, scheme: Scheme = slv.DEFAULT_SCH
         failure=failure, iterations=np.asarray(traj.iterations[:keep]),
         scheme=scheme_name(scheme),
     )
+
+
+def _blow_up_hint(speed: np.ndarray, grid) -> str:
+    """Where the last good state flowed fastest, and the likely causes of a blow-up."""
+    j, i = np.unravel_index(int(np.nanargmax(speed)), speed.shape)
+    return (f"the last good state flows fastest at x = {grid.x[i]:.0f} m, y = {grid.y[j]:.0f} "
+            f"m (cell y={j}, x={i}): {float(speed[j, i]):.3g} m a-1. Likely causes: a step "
+            "above the stability limit (lower solver.cfl or solver.max_dt), A out of range "
+            "(check physics.A), or a learned law's output exploding there")
 
 
 @jax.tree_util.register_dataclass

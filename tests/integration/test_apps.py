@@ -116,3 +116,30 @@ def test_invert_job_by_hand(tmp_path, capsys):
         assert ds.thickness.shape == twin.domain.grid.shape
         assert np.all(ds.thickness.values >= 0)
     assert (tmp_path / "inversion.png").is_file()
+
+
+def test_a_blow_up_names_the_place_and_the_likely_causes():
+    """A law whose output turns NaN where the ice is thicker than 40 m: the run stops at the
+    save before, keeps the good states, and says where the last good state flowed fastest."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    domain = gl.build_domain("synthetic_valley", nx=12, ny=16, dx=200.0)
+    glen = gl.glen_law(domain.physics)
+
+    @jax.tree_util.register_static
+    @dataclasses.dataclass(frozen=True)
+    class Exploding:
+        def diffusivity(self, H, slope2, axis):
+            return jnp.where(H > 40.0, jnp.nan, glen.diffusivity(H, slope2, axis))
+
+        def surface_speed(self, H, slope2):
+            return glen.surface_speed(H, slope2)
+
+    result = gl.run(domain, save_at=gl.SaveAt.every(200.0, 10.0), rheology=Exploding())
+    assert result.failure is not None and "non-finite" in result.failure
+    assert "flows fastest at x = " in result.failure and "physics.A" in result.failure
+    assert np.all(np.isfinite(result.thickness)) and result.thickness.max() <= 40.0 + 1e-9
+    assert 1 < len(result.times) < 21
