@@ -345,6 +345,10 @@ class TrainRun:
     problem: Problem
 
 
+ON_NONFINITE = ("stop", "skip", "rollback")
+"""What ``Trainer.run`` does with an epoch whose loss, update or solve is not finite."""
+
+
 class Trainer:
     """Adam (with a schedule) for ``epochs`` steps, then optionally L-BFGS, full batch.
 
@@ -357,9 +361,15 @@ class Trainer:
     def __init__(self, problem: Problem, *, lr: float = 0.01, schedule: str = "constant",
                  epochs: int = 100, lbfgs_steps: int = 0, reg: LossWeights = LossWeights(),
                  clip_norm: float | None = None, decay: float = 0.1,
-                 max_budget: int = 1_000_000):
+                 max_budget: int = 1_000_000, on_nonfinite: str = "stop",
+                 max_bad_epochs: int = 5):
         if epochs < 0 or lbfgs_steps < 0:
             raise ConfigError("train.epochs and optimizer.lbfgs_steps must be >= 0.")
+        if on_nonfinite not in ON_NONFINITE:
+            raise ConfigError(f"train.on_nonfinite={on_nonfinite!r} must be one of "
+                              f"{', '.join(ON_NONFINITE)}.")
+        self.on_nonfinite = on_nonfinite
+        self.max_bad_epochs = int(max_bad_epochs)
         self.problem = problem
         self.epochs = int(epochs)
         self.lbfgs_steps = int(lbfgs_steps)
@@ -411,11 +421,18 @@ class Trainer:
         the budget is doubled and the epoch repeated: results do not depend on the budget as
         long as it is not exhausted (steps past the save time are identities), so runs stay
         reproducible and resumable. A non-finite loss or a failed solve stops the run with a
-        ``NumericalError`` carrying the last good ``TrainRun`` in its ``run`` attribute.
+        ``NumericalError`` carrying the last good ``TrainRun`` in its ``run`` attribute
+        (``on_nonfinite="stop"``). With "skip" the epoch's update is discarded (the epoch is
+        recorded with a NaN loss and the schedule moves on); with "rollback" the parameters go
+        back to before the update that led to the failing ones and take half of that update
+        (with the optimizer state of then), halving again on each further failure. More than
+        ``max_bad_epochs`` such epochs in a row stop the run as "stop" does. (A resumed run has
+        no update before its first epoch to roll back: it skips there.)
         """
         history = History() if history is None else history
         problem = self.problem if problem is None else problem
         start = time.perf_counter() - (history.wall_time[-1] if history.wall_time else 0.0)
+        previous, bad_in_a_row = None, 0
         while int(state.epoch) < self.total_epochs and not should_stop():
             epoch = int(state.epoch)
             adam = epoch < self.epochs
@@ -440,9 +457,29 @@ class Trainer:
                        f"({slv.STATUS_NAMES[int(status.max())]})")
                     + ". The parameters of the last good epoch are kept."
                     + (" Use a smaller solver.dt." if np.any(status == slv.STATUS_NEWTON)
-                       else ""))
+                       else "")
+                    + (f" ({bad_in_a_row} bad epoch(s) in a row before it were "
+                       f"{'skipped' if self.on_nonfinite == 'skip' else 'rolled back'}.)"
+                       if bad_in_a_row else
+                       " train.on_nonfinite=skip or rollback would go on past it."
+                       if self.on_nonfinite == "stop" else ""))
                 err.run = TrainRun(state, history, problem)
-                raise err
+                if self.on_nonfinite == "stop" or bad_in_a_row >= self.max_bad_epochs:
+                    raise err
+                bad_in_a_row += 1
+                loss, aux = float("nan"), dict(aux, per_glacier=np.full(
+                    np.shape(aux["per_glacier"]), np.nan))
+                if self.on_nonfinite == "rollback" and previous is not None:
+                    # back to before the update that led here, and half of that update
+                    law = jax.tree_util.tree_map(
+                        lambda a, b: a + 0.5 * (b - a)
+                        if jnp.issubdtype(jnp.result_type(a), jnp.inexact) else a,
+                        previous.law, state.law)
+                    new_state = TrainState(law, previous.opt_state, state.epoch + 1)
+                else:
+                    new_state = TrainState(state.law, state.opt_state, state.epoch + 1)
+            else:
+                bad_in_a_row, previous = 0, state
             # The loss of `state` (before the update) is what this epoch measured.
             history.loss.append(loss)
             history.loss_glacier.append(np.asarray(aux["per_glacier"]))

@@ -58,6 +58,7 @@ class TrainLoop:
     resume: bool = False
     devices: int = 1
     stop_after: int | None = None
+    on_nonfinite: str = "stop"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +154,7 @@ def _make_trainer(problem, job: TrainJob) -> tr.Trainer:
     o = job.optimizer
     return tr.Trainer(problem, lr=o.lr, schedule=o.schedule, epochs=int(job.loop.epochs),
                       lbfgs_steps=o.lbfgs_steps, reg=job.reg, clip_norm=o.clip_norm,
-                      decay=o.decay)
+                      decay=o.decay, on_nonfinite=job.loop.on_nonfinite)
 
 
 def _scheme_of(meta: dict[str, Any]) -> Scheme:

@@ -243,6 +243,14 @@ EXPERIMENT_SCHEMAS: dict[str, type] = {
 """``experiment=`` option -> its schema."""
 
 
+class OnNonFinite(enum.Enum):
+    """``train.on_nonfinite``: what a training epoch whose loss or update is not finite does."""
+
+    stop = "stop"
+    skip = "skip"
+    rollback = "rollback"
+
+
 @dataclass
 class TrainLoopConfig:
     """``train``: epochs, checkpoints, resuming, devices."""
@@ -255,6 +263,10 @@ class TrainLoopConfig:
     devices: int = _opt(1, "devices to split the glaciers across; 0 = all available")
     stop_after: int | None = _opt(None, "stop (as on Ctrl-C, but exit 0) after this epoch; "
                                         "for tests of resuming")
+    on_nonfinite: OnNonFinite = _opt(OnNonFinite.stop, "a non-finite loss or update: stop "
+                                     "(keep the last good epoch), skip (discard the update, "
+                                     "go on) or rollback (also undo the update before it); at "
+                                     "most 5 epochs in a row")
 
 
 @dataclass
