@@ -178,6 +178,8 @@ def _task(primary: str, cfg: DictConfig) -> None:
         common.configure_jax(x64=primary != "train" or dtype == "float64")
         code = _APPS[primary](cfg, out_dir)
     except GlacierError as e:
+        if e.exit_code == 2:
+            command_line.remove_if_only_record(out_dir)
         _fail(command, str(e), e.exit_code)
     except KeyboardInterrupt:
         _fail(command, f"interrupted at once (before the run started, or by a second Ctrl-C); "

@@ -4,12 +4,14 @@
 - ``run_dir_problem``: a ``hydra.run.dir`` that cannot be created or written (exit 2 before
   Hydra would fail with a traceback);
 - ``run_record``: the ``.hydra/`` files of an existing run directory, so that a refused resume
-  can put back what Hydra rewrote.
+  can put back what Hydra rewrote;
+- ``remove_if_only_record``: the run directory Hydra made for a run that was then refused.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -53,3 +55,18 @@ def run_record(args: list[str]) -> dict[Path, bytes]:
             if folder.is_dir():
                 return {p: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     return {}
+
+
+def remove_if_only_record(out_dir: Path) -> bool:
+    """Remove ``out_dir`` when it holds nothing but Hydra's record (``.hydra/``, ``*.log``):
+    a run refused after Hydra created its directory leaves no empty run folder. True if
+    removed."""
+    out_dir = Path(out_dir)
+    try:
+        contents = list(out_dir.iterdir())
+    except OSError:
+        return False
+    if any(not (p.name == ".hydra" or (p.suffix == ".log" and p.is_file())) for p in contents):
+        return False
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return True

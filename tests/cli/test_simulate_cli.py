@@ -198,6 +198,7 @@ def test_impossible_values_fail_without_output(bad, task_failures):
         assert text in err
     assert not (run_dir / "simulation.nc").exists()
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
+    assert not run_dir.exists()  # Hydra made it; the refused run removes it (only .hydra)
 
 
 def test_numerical_failure_keeps_good_states_and_exits_3(task_failures):

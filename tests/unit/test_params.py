@@ -165,3 +165,17 @@ def test_signed_summary_numbers_never_read_minus_zero():
 
     assert [_signed(v) for v in (-0.04, 0.04, 0.0, -1.26, 2.0)] == [
         "0.0", "0.0", "0.0", "-1.3", "+2.0"]
+
+
+def test_a_refused_runs_folder_is_removed_only_when_it_holds_nothing_else(tmp_path):
+    from glacier.config.command_line import remove_if_only_record
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("a: 1\n")
+    (run / "simulate.log").write_text("")
+    keep = tmp_path / "keep"
+    (keep / "checkpoints").mkdir(parents=True)
+    (keep / "train.log").write_text("")
+    assert remove_if_only_record(run) and not run.exists()
+    assert not remove_if_only_record(keep) and keep.exists()
