@@ -67,7 +67,8 @@ def run(job: SimulateJob, out_dir: Path) -> int:
         progress.close()
 
     path = out_dir / "simulation.nc"
-    netcdf.write_simulation(path, result, config_yaml=job.config_yaml, provenance=record)
+    netcdf.write_simulation(path, result, config_yaml=job.config_yaml, provenance=record,
+                            wall_time_s=time.perf_counter() - start)
     wall = time.perf_counter() - start
     steps = int(result.steps.sum())
     record.update(outputs=["simulation.nc"], steps=steps, scheme=scheme_name(job.scheme),

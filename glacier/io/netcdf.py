@@ -51,17 +51,20 @@ SERIES_ATTRS: dict[str, dict[str, str]] = {
 """(time,) diagnostics. volume(t) - volume(0) = smb_volume(t) - outflow_volume(t) to round-off."""
 
 RESERVED = ("Conventions", "title", "history", "config", "glacier_version", "source_commit",
-            "domain", "provenance", "status", "scheme", "warnings")
+            "domain", "provenance", "status", "scheme", "warnings", "solve_wall_time_s")
 
 
 def to_dataset(result: SimulationResult, *, config_yaml: str = "",
-               provenance: dict[str, Any] | None = None) -> xr.Dataset:
+               provenance: dict[str, Any] | None = None,
+               wall_time_s: float | None = None) -> xr.Dataset:
     """The ``simulation.nc`` dataset of ``result``.
 
     Args:
         result: a finished (or stopped) forward run.
         config_yaml: the resolved config as YAML text (the values actually used).
         provenance: the record of ``glacier.io.provenance.collect``.
+        wall_time_s: the run's wall time so far [s] (as ``provenance.json``'s ``wall_time_s``);
+            None: the solve's. ``solve_wall_time_s`` is always the solve's.
     """
     provenance = {} if provenance is None else provenance
     grid = result.domain.grid
@@ -105,7 +108,8 @@ def to_dataset(result: SimulationResult, *, config_yaml: str = "",
         "scheme": result.scheme,
         "warnings": "; ".join(result.warnings),
         "mass_budget_error": float(result.budget_error),
-        "wall_time_s": float(result.wall_time),
+        "wall_time_s": float(result.wall_time if wall_time_s is None else wall_time_s),
+        "solve_wall_time_s": float(result.wall_time),
         "config": common["config"],
         "provenance": common["provenance"],
     }
@@ -118,7 +122,8 @@ def to_dataset(result: SimulationResult, *, config_yaml: str = "",
 
 
 def write_simulation(path: str | os.PathLike, result: SimulationResult, *,
-                     config_yaml: str = "", provenance: dict[str, Any] | None = None) -> Path:
+                     config_yaml: str = "", provenance: dict[str, Any] | None = None,
+                     wall_time_s: float | None = None) -> Path:
     """Write ``result`` to ``path`` (``simulation.nc``) atomically and return the path.
 
     The dataset is written to a hidden temporary file in the same directory and renamed to
@@ -126,5 +131,6 @@ def write_simulation(path: str | os.PathLike, result: SimulationResult, *,
     left as it was. Fields keep the run's dtype (float32 or float64), compressed with zlib;
     coordinates and time series are float64.
     """
-    ds = to_dataset(result, config_yaml=config_yaml, provenance=provenance)
+    ds = to_dataset(result, config_yaml=config_yaml, provenance=provenance,
+                    wall_time_s=wall_time_s)
     return write_dataset(path, ds, compress=(*FIELD_ATTRS, "bed"))
