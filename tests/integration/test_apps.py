@@ -27,6 +27,7 @@ def test_simulate_job_by_hand(tmp_path, capsys):
         assert list(ds.time.values) == [0.0, 10.0, 20.0]
         assert ds.attrs["physics_A"] == 1e-16 and ds.attrs["config"] == "by: hand\n"
         assert ds.attrs["status"] == "completed"
+        assert 0 < ds.attrs["solve_wall_time_s"] <= ds.attrs["wall_time_s"]
         # the same as the library call
         ref = gl.run(domain, save_at=job.save_at, scheme=job.scheme, physics=job.physics)
         np.testing.assert_allclose(ds.thickness.values, ref.thickness, rtol=0, atol=1e-9)
