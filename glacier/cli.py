@@ -170,8 +170,16 @@ def _task(primary: str, cfg: DictConfig) -> None:
     exit with its status (errors of the package: one paragraph, their exit status)."""
     from .apps import common
 
-    command = f"glacier-{primary}"
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    with common.job_log():
+        _run_task(primary, cfg, out_dir)
+
+
+def _run_task(primary: str, cfg: DictConfig, out_dir: Path) -> None:
+    """``_task`` inside the job log."""
+    from .apps import common
+
+    command = f"glacier-{primary}"
     try:
         cfg = config.typed_checked(cfg, primary)
         dtype = config.plain(cfg.solver)["dtype"] if primary == "train" else "float64"

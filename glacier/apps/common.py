@@ -47,6 +47,47 @@ def output_location(out_dir, *names: str) -> Path:
     return out_dir
 
 
+class _Tee:
+    """A text stream that also appends what is written to a log file (progress-bar redraws,
+    which contain carriage returns, only to the stream)."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text):
+        if "\r" not in text:
+            self.log.write(text)
+            self.log.flush()
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+class job_log:
+    """Context: stdout and stderr also go to Hydra's job log (``<command>.log`` of the run
+    directory), so the summary line, warnings and errors are kept with the run."""
+
+    def __enter__(self):
+        files = [h.baseFilename for h in logging.getLogger().handlers
+                 if isinstance(h, logging.FileHandler)]
+        self.saved = sys.stdout, sys.stderr
+        self.log = None
+        if files:
+            try:
+                self.log = open(files[0], "a", encoding="utf-8")  # noqa: SIM115
+            except OSError:
+                return self
+            sys.stdout, sys.stderr = _Tee(sys.stdout, self.log), _Tee(sys.stderr, self.log)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout, sys.stderr = self.saved
+        if self.log is not None:
+            self.log.close()
+        return False
+
+
 def paragraph(text: str) -> str:
     """``text`` as one wrapped paragraph (100 columns)."""
     return textwrap.fill(" ".join(str(text).split()), width=100, break_long_words=False,

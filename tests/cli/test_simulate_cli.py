@@ -210,6 +210,9 @@ def test_numerical_failure_keeps_good_states_and_exits_3(task_failures):
     assert ds.sizes["time"] >= 1 and ds.attrs["status"].startswith("failed")
     assert json.loads((run_dir / "provenance.json").read_text())["status"].startswith("failed")
     assert out.startswith("glacier-simulate: halfar: ")
+    # the job log keeps the summary line and the error, not only Hydra's own lines
+    log = (run_dir / "simulate.log").read_text()
+    assert "glacier-simulate: halfar: " in log and "step budget exhausted" in log
 
 
 def test_hydra_flags_pass_through(task_failures):
