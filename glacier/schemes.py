@@ -318,12 +318,12 @@ class ExplicitRKL2(Scheme):
         cfl, max_dt, max_stages, custom_vjp = (self.cfl, self.max_dt, self.max_stages,
                                                self.custom_vjp)
 
-        keep = None if ice_free is None else 1.0 - ice_free
+        keep = jnp.ones_like(bed) if ice_free is None else 1.0 - ice_free
 
-        def flow(Y, dt_limit):
+        def flow(Y, dt_limit, rheology, bed, keep):
             # The stages see no negative ice, and no ice in the held cells (sinks, as the
             # explicit scheme's every-step emptying makes them).
-            Hc = jnp.maximum(Y, 0.0) if keep is None else jnp.maximum(Y, 0.0) * keep
+            Hc = jnp.maximum(Y, 0.0) * keep
             qx, qy, D_max = sia.fluxes(Hc, bed, rheology, grid, custom_vjp=custom_vjp)
             qx, qy = sia.limit_outflow(Hc, qx, qy, dt_limit, grid)
             return -sia.flux_divergence(qx, qy, dx), D_max
@@ -335,30 +335,95 @@ class ExplicitRKL2(Scheme):
         def b(j):
             return jnp.where(j <= 2, 1.0 / 3.0, (j * j + j - 2.0) / (2.0 * j * (j + 1.0)))
 
-        def superstep(Y0, tau, s):
-            """RKL2 flow over tau in s stages: (Y_s, largest face D seen by the stages)."""
+        def stages(Y0, tau, s, args, loop):
+            """RKL2 flow over tau in s stages: (Y_s, largest face D seen by the stages).
+            ``loop(body, carry)`` runs ``body(j, carry)`` for j = 2..s."""
             w1 = 4.0 / (s * s + s - 2.0)
             limit = 2.0 * w1 * tau
-            M0, D0 = flow(Y0, limit)
+            M0, D0 = flow(Y0, limit, *args)
             Y1 = Y0 + (w1 / 3.0) * tau * M0
 
-            def stage(j, carry):
-                def go(c):
-                    Ym1, Ym2, D_seen = c
-                    jf = j.astype(Y0.dtype)
-                    mu = (2.0 * jf - 1.0) / jf * b(jf) / b(jf - 1.0)
-                    nu = -(jf - 1.0) / jf * b(jf) / b(jf - 2.0)
-                    mu_t = mu * w1
-                    gamma_t = -(1.0 - b(jf - 1.0)) * mu_t
-                    M, D = flow(Ym1, limit)
-                    Yj = (mu * Ym1 + nu * Ym2 + (1.0 - mu - nu) * Y0
-                          + tau * (mu_t * M + gamma_t * M0))
-                    return Yj, Ym1, jnp.maximum(D_seen, D)
+            def stage(j, c):
+                Ym1, Ym2, D_seen = c
+                jf = jnp.asarray(j).astype(Y0.dtype)
+                mu = (2.0 * jf - 1.0) / jf * b(jf) / b(jf - 1.0)
+                nu = -(jf - 1.0) / jf * b(jf) / b(jf - 2.0)
+                mu_t = mu * w1
+                gamma_t = -(1.0 - b(jf - 1.0)) * mu_t
+                M, D = flow(Ym1, limit, *args)
+                Yj = (mu * Ym1 + nu * Ym2 + (1.0 - mu - nu) * Y0
+                      + tau * (mu_t * M + gamma_t * M0))
+                return Yj, Ym1, jnp.maximum(D_seen, D)
 
-                return lax.cond(j <= s, go, lambda c: c, carry)
-
-            Ys, _, D_seen = lax.fori_loop(2, max_stages + 1, stage, (Y1, Y0, D0))
+            Ys, _, D_seen = loop(stage, (Y1, Y0, D0))
             return Ys, D_seen
+
+        def fast(Y0, tau, s, args):
+            # A loop of exactly s - 1 stages (a while loop: forward only).
+            n = s.astype(jnp.int32)
+            return stages(Y0, tau, s, args, lambda body, c: lax.fori_loop(2, n + 1, body, c))
+
+        def coefficients(j, w1):
+            jf = jnp.asarray(j).astype(w1.dtype)
+            mu = (2.0 * jf - 1.0) / jf * b(jf) / b(jf - 1.0)
+            nu = -(jf - 1.0) / jf * b(jf) / b(jf - 2.0)
+            mu_t = mu * w1
+            return mu, nu, mu_t, -(1.0 - b(jf - 1.0)) * mu_t
+
+        @jax.custom_vjp
+        def superstep(Y0, tau, s, args):
+            return fast(Y0, tau, s, args)
+
+        def superstep_fwd(Y0, tau, s, args):
+            return fast(Y0, tau, s, args), (Y0, tau, s, args)
+
+        def superstep_bwd(res, ct):
+            # The hand-written adjoint of the stage recurrence: the forward pass stores only
+            # the start of the super-step; here the stages are recomputed into a buffer, then
+            # walked back from s to 2, differentiating each stage's fluxes once (tau and s
+            # are the step's choices, held fixed as the explicit scheme's dt is not).
+            Y0, tau, s, args = res
+            n = s.astype(jnp.int32)
+            w1 = 4.0 / (s * s + s - 2.0)
+            limit = 2.0 * w1 * tau
+
+            def F(Y, args):
+                return flow(Y, limit, *args)[0]
+
+            M0, vjp0 = jax.vjp(F, Y0, args)
+            Y1 = Y0 + (w1 / 3.0) * tau * M0
+            buf = jnp.zeros((max_stages + 1, *Y0.shape), Y0.dtype).at[0].set(Y0).at[1].set(Y1)
+
+            def forward(j, buf):
+                mu, nu, mu_t, gamma_t = coefficients(j, w1)
+                Ym1, Ym2 = buf[j - 1], buf[j - 2]
+                Yj = (mu * Ym1 + nu * Ym2 + (1.0 - mu - nu) * Y0
+                      + tau * (mu_t * F(Ym1, args) + gamma_t * M0))
+                return buf.at[j].set(Yj)
+
+            buf = lax.fori_loop(2, n + 1, forward, buf)
+
+            def backward(k, c):
+                # j = n, ..., 2; c = (bar Y_j, bar Y_{j-1} so far, bar Y0, bar M0, bar args)
+                j = n - k
+                bj, bjm1, bY0, bM0, bargs = c
+                mu, nu, mu_t, gamma_t = coefficients(j, w1)
+                _, vjp = jax.vjp(F, buf[j - 1], args)
+                gY, gargs = vjp(tau * mu_t * bj)
+                return (bjm1 + mu * bj + gY, nu * bj, bY0 + (1.0 - mu - nu) * bj,
+                        bM0 + tau * gamma_t * bj, jax.tree_util.tree_map(jnp.add, bargs, gargs))
+
+            zero = jnp.zeros_like(Y0)
+            init = (ct[0], zero, zero, zero, jax.tree_util.tree_map(jnp.zeros_like, args))
+            b1, b0, bY0, bM0, bargs = lax.fori_loop(0, n - 1, backward, init)
+            # Y1 = Y0 + (w1/3) tau M0, M0 = F(Y0); b0: what reached Y_0 as Y_{j-2} of j = 2
+            bM0 = bM0 + (w1 / 3.0) * tau * b1
+            gY0, gargs = vjp0(bM0)
+            bargs = jax.tree_util.tree_map(jnp.add, bargs, gargs)
+            return bY0 + b0 + b1 + gY0, jnp.zeros_like(tau), jnp.zeros_like(s), bargs
+
+        superstep.defvjp(superstep_fwd, superstep_bwd)
+        args = (rheology, bed, keep)
 
         def step(state: State, t_target) -> State:
             H0, t = state.H, state.t
@@ -381,7 +446,7 @@ class ExplicitRKL2(Scheme):
                     tau = jnp.minimum(wanted, rkl2_reach(s) * dt_fe)
                     tau_h, s_h = tau.astype(hdt), s.astype(hdt)
                     Y0, applied = half_smb(H0, t.astype(hdt), 0.5 * tau_h)
-                    Ys, D_seen = superstep(Y0, tau_h, s_h)
+                    Ys, D_seen = superstep(Y0, tau_h, s_h, args)
                     # Accept when the stages stayed within the stability margin of the D
                     # the stage count assumed and left (almost) nothing below zero; else
                     # retry with half the step and the largest D seen.
