@@ -371,11 +371,17 @@ class ExplicitRKL2(Scheme):
             return mu, nu, mu_t, -(1.0 - b(jf - 1.0)) * mu_t
 
         @jax.custom_vjp
-        def superstep(Y0, tau, s, args):
-            return fast(Y0, tau, s, args)
+        def attach(Ys, Y0, tau, s, args):
+            """``Ys`` (the super-step of Y0 found by the forward-only attempts) with the
+            derivative of ``fast(Y0, tau, s, args)`` (as ``implicit.attach`` does for Newton)."""
+            return Ys
 
-        def superstep_fwd(Y0, tau, s, args):
-            return fast(Y0, tau, s, args), (Y0, tau, s, args)
+        def attach_fwd(Ys, Y0, tau, s, args):
+            return Ys, (Y0, tau, s, args)
+
+        def attach_bwd(res, ct):
+            Y0, tau, s, args = res
+            return (jnp.zeros_like(ct), *superstep_bwd(res, (ct,)))
 
         def superstep_bwd(res, ct):
             # The hand-written adjoint of the stage recurrence: the forward pass stores only
@@ -422,7 +428,7 @@ class ExplicitRKL2(Scheme):
             bargs = jax.tree_util.tree_map(jnp.add, bargs, gargs)
             return bY0 + b0 + b1 + gY0, jnp.zeros_like(tau), jnp.zeros_like(s), bargs
 
-        superstep.defvjp(superstep_fwd, superstep_bwd)
+        attach.defvjp(attach_fwd, attach_bwd)
         args = (rheology, bed, keep)
 
         def step(state: State, t_target) -> State:
@@ -432,37 +438,42 @@ class ExplicitRKL2(Scheme):
             wanted = jnp.minimum(max_dt, remaining)
             _, _, D_start = sia.fluxes(H0, bed, rheology, grid, custom_vjp=custom_vjp)
 
-            def attempt(k, c):
-                def go(c):
-                    _, D_est, wanted, _, _, _, _ = c
-                    dt_fe = sia.stable_dt(D_est, dx, cfl, jnp.inf).astype(t.dtype)
-                    final = k == self.max_retries
-                    # The last attempt is the explicit scheme's step (forward-Euler-sized at
-                    # the D of the start), taken as it is: never a rejected state.
-                    dt_explicit = sia.stable_dt(D_start, dx, cfl, jnp.inf).astype(t.dtype)
-                    wanted = jnp.where(final, jnp.minimum(wanted, dt_explicit), wanted)
-                    dt_fe = jnp.where(final, dt_explicit, dt_fe)
-                    s = rkl2_stages(wanted / dt_fe, max_stages)
-                    tau = jnp.minimum(wanted, rkl2_reach(s) * dt_fe)
-                    tau_h, s_h = tau.astype(hdt), s.astype(hdt)
-                    Y0, applied = half_smb(H0, t.astype(hdt), 0.5 * tau_h)
-                    Ys, D_seen = superstep(Y0, tau_h, s_h, args)
-                    # Accept when the stages stayed within the stability margin of the D
-                    # the stage count assumed and left (almost) nothing below zero; else
-                    # retry with half the step and the largest D seen.
-                    negative = jnp.sum(jnp.maximum(-Ys, 0.0))
-                    ok = final | ((D_seen <= D_est * (0.25 / cfl)) & (
-                        negative <= 1e-6 * jnp.sum(jnp.maximum(Ys, 0.0)) + 1e-12))
-                    # The D of a rejected attempt may be that of an instability: let the
-                    # estimate grow by at most the stability margin squared per retry.
-                    D_next = jnp.clip(D_seen, D_est, D_est * (0.25 / cfl) ** 2)
-                    return (ok, D_next, 0.5 * tau, tau, Y0, Ys, applied)
+            # The attempts run forward only (a while loop on stop-gradient values: under vmap
+            # it stops when every glacier has accepted); the accepted super-step is then
+            # attached to its derivative, so reverse mode differentiates it once.
+            H0_c, args_c, t_c = lax.stop_gradient((H0, args, t))
+            D_start_c = lax.stop_gradient(D_start)
+            dt_explicit = sia.stable_dt(D_start_c, dx, cfl, jnp.inf).astype(t.dtype)
 
-                return lax.cond(c[0], lambda c: c, go, c)
+            def attempt(c):
+                k, _, D_est, wanted, _, _ = c
+                final = k == self.max_retries
+                # The last attempt is the explicit scheme's step (forward-Euler-sized at the D
+                # of the start), taken as it is: never a rejected state.
+                wanted = jnp.where(final, jnp.minimum(wanted, dt_explicit), wanted)
+                dt_fe = jnp.where(final, dt_explicit,
+                                  sia.stable_dt(D_est, dx, cfl, jnp.inf).astype(t.dtype))
+                s = rkl2_stages(wanted / dt_fe, max_stages)
+                tau = jnp.minimum(wanted, rkl2_reach(s) * dt_fe)
+                Y0, _ = half_smb(H0_c, t_c.astype(hdt), 0.5 * tau.astype(hdt))
+                Ys, D_seen = fast(Y0, tau.astype(hdt), s.astype(hdt), args_c)
+                # Accept when the stages stayed within the stability margin of the D the
+                # stage count assumed and left (almost) nothing below zero; else retry with
+                # half the step and the largest D seen, grown by at most the margin squared
+                # (the D of a rejected attempt may be that of an instability).
+                negative = jnp.sum(jnp.maximum(-Ys, 0.0))
+                ok = final | ((D_seen <= D_est * (0.25 / cfl)) & (
+                    negative <= 1e-6 * jnp.sum(jnp.maximum(Ys, 0.0)) + 1e-12))
+                D_next = jnp.clip(D_seen, D_est, D_est * (0.25 / cfl) ** 2)
+                return (k + 1, ok, D_next, jnp.where(ok, wanted, 0.5 * tau),
+                        (tau, s), Ys)
 
-            init = (jnp.asarray(False), D_start, wanted, wanted, H0, H0, jnp.zeros((), hdt))
-            _, _, _, tau, Y0, Ys, applied1 = lax.fori_loop(0, self.max_retries + 1, attempt,
-                                                           init)
+            init = (jnp.zeros((), jnp.int32), jnp.asarray(False), D_start_c, wanted,
+                    (jnp.zeros_like(wanted), jnp.zeros_like(wanted)), H0_c)
+            _, _, _, _, (tau, s), Ys = lax.while_loop(lambda c: ~c[1], attempt, init)
+            tau, s = lax.stop_gradient((tau, s))
+            Y0, applied1 = half_smb(H0, t.astype(hdt), 0.5 * tau.astype(hdt))
+            Ys = attach(Ys, Y0, tau.astype(hdt), s.astype(hdt), args)
             last = tau >= remaining
             tau_h = tau.astype(hdt)
             H_flow = jnp.maximum(Ys, 0.0)
