@@ -335,6 +335,13 @@ class ExplicitRKL2(Scheme):
         def b(j):
             return jnp.where(j <= 2, 1.0 / 3.0, (j * j + j - 2.0) / (2.0 * j * (j + 1.0)))
 
+        def coefficients(j, w1):
+            jf = jnp.asarray(j).astype(w1.dtype)
+            mu = (2.0 * jf - 1.0) / jf * b(jf) / b(jf - 1.0)
+            nu = -(jf - 1.0) / jf * b(jf) / b(jf - 2.0)
+            mu_t = mu * w1
+            return mu, nu, mu_t, -(1.0 - b(jf - 1.0)) * mu_t
+
         def stages(Y0, tau, s, args, loop):
             """RKL2 flow over tau in s stages: (Y_s, largest face D seen by the stages).
             ``loop(body, carry)`` runs ``body(j, carry)`` for j = 2..s."""
@@ -345,11 +352,7 @@ class ExplicitRKL2(Scheme):
 
             def stage(j, c):
                 Ym1, Ym2, D_seen = c
-                jf = jnp.asarray(j).astype(Y0.dtype)
-                mu = (2.0 * jf - 1.0) / jf * b(jf) / b(jf - 1.0)
-                nu = -(jf - 1.0) / jf * b(jf) / b(jf - 2.0)
-                mu_t = mu * w1
-                gamma_t = -(1.0 - b(jf - 1.0)) * mu_t
+                mu, nu, mu_t, gamma_t = coefficients(j, w1)
                 M, D = flow(Ym1, limit, *args)
                 Yj = (mu * Ym1 + nu * Ym2 + (1.0 - mu - nu) * Y0
                       + tau * (mu_t * M + gamma_t * M0))
@@ -363,13 +366,6 @@ class ExplicitRKL2(Scheme):
             n = s.astype(jnp.int32)
             return stages(Y0, tau, s, args, lambda body, c: lax.fori_loop(2, n + 1, body, c))
 
-        def coefficients(j, w1):
-            jf = jnp.asarray(j).astype(w1.dtype)
-            mu = (2.0 * jf - 1.0) / jf * b(jf) / b(jf - 1.0)
-            nu = -(jf - 1.0) / jf * b(jf) / b(jf - 2.0)
-            mu_t = mu * w1
-            return mu, nu, mu_t, -(1.0 - b(jf - 1.0)) * mu_t
-
         @jax.custom_vjp
         def attach(Ys, Y0, tau, s, args):
             """``Ys`` (the super-step of Y0 found by the forward-only attempts) with the
@@ -380,7 +376,6 @@ class ExplicitRKL2(Scheme):
             return Ys, (Y0, tau, s, args)
 
         def attach_bwd(res, ct):
-            Y0, tau, s, args = res
             return (jnp.zeros_like(ct), *superstep_bwd(res, (ct,)))
 
         def superstep_bwd(res, ct):

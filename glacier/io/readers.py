@@ -407,9 +407,6 @@ def _validate(f: dict[str, Any], ctx: _Ctx) -> None:
     _validate_observations(f, ctx, mask)
     speed = f["velocity_obs"]
     if speed is not None:
-        if np.isinf(speed).any():
-            ctx.fail("velocity_obs", f"is infinite at {ctx.locate(np.isinf(speed))}.",
-                     "use NaN for cells without observations.")
         _check_range(speed, "velocity_obs", 0.0, MAX_SPEED, "m a-1", ctx,
                      "observed surface speed must be >= 0 in metres per year (NaN = not "
                      "observed).")
@@ -423,9 +420,6 @@ def _validate_observations(f: dict[str, Any], ctx: _Ctx, mask) -> None:
                      "add thickness_obs(y, x) or remove the counts.")
         return
     observed = ~np.isnan(obs)
-    if np.isinf(obs).any():
-        ctx.fail("thickness_obs", f"is infinite at {ctx.locate(np.isinf(obs))}.",
-                 "use NaN for cells without observations.")
     if (obs[observed] < 0).any():
         ctx.fail("thickness_obs", f"is negative at {ctx.locate(observed & (obs < 0))}.",
                  "observed thickness must be >= 0 m (NaN = not observed).")
