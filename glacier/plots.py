@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io.cf import write_atomic
+
 
 def _figure(width: float = 6.4, height: float = 4.2):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,14 +25,7 @@ def _figure(width: float = 6.4, height: float = 4.2):
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120))
 
 
 def loss_figure(path: str | os.PathLike, loss, loss_glacier=None, names=(), phase=()) -> Path:

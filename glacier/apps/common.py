@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io.cf import remove_stale
 
 
 def configure_jax(x64: bool) -> None:
@@ -44,6 +45,7 @@ def output_location(out_dir, *names: str) -> Path:
                               f"{fix[1:]}")
     if not os.access(out_dir, os.W_OK):
         raise ConfigError(f"the run directory {out_dir} is not writable. {fix}")
+    remove_stale(out_dir)  # what a run killed mid-write left
     return out_dir
 
 

@@ -2,13 +2,17 @@
 
 ``write_atomic`` is the one way the package writes a file: into a hidden temporary file beside
 the final name, renamed into place only when complete, so a reader never sees a half-written
-output and a failed write leaves the old file (or none) behind.
+output and a failed write leaves the old file (or none) behind. A process killed mid-write
+(SIGKILL, power loss) leaves only its hidden temporary, which ``remove_stale`` deletes the next
+time a run writes into that folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +20,51 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+# `.NAME.PID.tmp[.suffix]` (files being written) and `.NAME.PID.old` (checkpoints replaced)
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?:tmp|old)(?:\.[A-Za-z0-9]+)?$")
+
+
+def temporary_path(path: str | os.PathLike, kind: str = "tmp") -> Path:
+    """The hidden name beside ``path`` that this process writes ``path`` under (the suffix
+    kept, so that writers that choose the format from it, such as matplotlib, still can)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{os.getpid()}.{kind}{path.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that processes no longer running left in ``directory`` (killed
+    mid-write); the removed paths. Temporaries of live processes are left alone."""
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        m = _TEMPORARY.match(p.name)
+        if not m or _alive(int(m.group("pid"))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a hidden temporary path beside ``path``, then rename it to
     ``path``; on any error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         write(tmp)
         os.replace(tmp, path)

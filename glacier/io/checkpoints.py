@@ -46,7 +46,7 @@ from flax import serialization
 
 from ..errors import ConfigError, InputDataError
 from ..train import History, TrainState
-from .cf import write_text
+from .cf import remove_stale, temporary_path, write_text
 
 LATEST = "latest"
 _NAME = re.compile(r"^epoch_(\d{6,})$")
@@ -153,7 +153,8 @@ def save(directory: str | os.PathLike, state: TrainState, history: History, *,
     directory.mkdir(parents=True, exist_ok=True)
     epoch = int(jax.device_get(state.epoch))
     final = directory / checkpoint_name(epoch)
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    remove_stale(directory)
+    tmp = temporary_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     record = dict(meta or {}, epoch=epoch,
@@ -167,7 +168,7 @@ def save(directory: str | os.PathLike, state: TrainState, history: History, *,
         (tmp / "meta.json").write_text(json.dumps(record, indent=2, sort_keys=True,
                                                   default=str) + "\n")
         if final.exists():  # the same epoch again (e.g. a resumed run stopped at once)
-            old = directory / f".{final.name}.{os.getpid()}.old"
+            old = temporary_path(final, "old")
             os.replace(final, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, final)
