@@ -11,7 +11,7 @@ The public API, for notebooks and scripts (the console scripts are built on the 
 - a domain's forward run with diagnostics: ``run`` / ``run_in_intervals`` ->
   ``SimulationResult``;
 - laws (``law.rheology(temperature, physics)``): ``GlenLaw``, ``glen_law``, ``ConstantA``,
-  ``CuffeyPaterson``, ``NeuralAofT``, ``NeuralDiffusivity``;
+  ``CuffeyPaterson``, ``NeuralAofT``, ``NeuralDiffusivity``, ``NeuralScaledDiffusivity``;
 - files: ``read_glacier_file`` (glacier NetCDF files, validated), ``write_simulation``
   (``simulation.nc``).
 
@@ -26,7 +26,15 @@ from .domains import Domain, build_domain
 from .grid import Grid
 from .io.netcdf import write_simulation
 from .io.readers import read_glacier_file
-from .laws import ConstantA, CuffeyPaterson, GlenLaw, NeuralAofT, NeuralDiffusivity, glen_law
+from .laws import (
+                   ConstantA,
+                   CuffeyPaterson,
+                   GlenLaw,
+                   NeuralAofT,
+                   NeuralDiffusivity,
+                   NeuralScaledDiffusivity,
+                   glen_law,
+)
 from .physics.params import Physics
 from .schemes import ExplicitMUSCL, ExplicitRKL2, ImplicitEuler, Scheme
 from .simulation import SimulationResult, run, run_in_intervals
@@ -36,7 +44,7 @@ from .version import __version__
 __all__ = [
     "Adjoint", "Checkpointed", "ConstantA", "CuffeyPaterson", "Domain", "ExplicitMUSCL",
     "ExplicitRKL2", "ForwardOnly", "GlenLaw", "Grid", "ImplicitEuler",
-    "NeuralAofT", "NeuralDiffusivity", "Physics", "SaveAt",
+    "NeuralAofT", "NeuralDiffusivity", "NeuralScaledDiffusivity", "Physics", "SaveAt",
     "Scheme", "SimulationResult", "StoreAll", "Trajectory", "__version__", "build_domain",
     "glen_law", "read_glacier_file", "run", "run_in_intervals", "simulate", "write_simulation",
 ]

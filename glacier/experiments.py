@@ -111,8 +111,7 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
     dx, years, obs_every, n_valleys = o.dx, o.years, o.obs_every, o.n_valleys
     real, T_min, T_max = tuple(o.real), o.T_min, o.T_max
     spinup_years, spinup_temperature = o.spinup_years, o.spinup_temperature
-    noise, obs_fraction, velocity_obs = o.noise, o.obs_fraction, o.velocity_obs
-    velocity_noise = o.velocity_noise
+    noise, obs_fraction = o.noise, o.obs_fraction
     if n_valleys + len(real) < 1:
         raise ConfigError("The twin experiment needs at least one glacier.")
     if not (0 < obs_fraction <= 1):
@@ -149,6 +148,16 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
     truth = laws.CuffeyPaterson()
     train_problem = problem if train_scheme is None else dataclasses.replace(
         problem, scheme=train_scheme)
+    batch, H_true, _ = observe(truth, batch, problem, o, seed=seed)
+    return TwinSetup(domains=tuple(domains), batch=batch, problem=train_problem, truth=truth,
+                     H_true=H_true)
+
+
+def observe(truth, batch: tr.GlacierBatch, problem: tr.Problem, o, *, seed: int):
+    """Run ``truth`` on ``batch`` and attach its yearly thickness (and, with
+    ``o.velocity_obs``, surface speed) as observations, with the noise and gaps of the options
+    ``o`` (noise, obs_fraction, velocity_obs, velocity_noise); (batch, H_true, speed_true)
+    with the true thickness and speed (G, nt, ny, nx) at the save times."""
     true_traj, true_speed = jax.jit(tr.simulate_batch,
                                     static_argnames=("problem", "adjoint", "speed"))(
         truth, batch, problem, speed=True)
@@ -158,21 +167,19 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
     rng = np.random.default_rng(seed + 1)
     obs = H_true[:, 1:].copy()
     inside = 1.0 - np.asarray(batch.ice_free)[:, None]
-    keep = (inside > 0) & ((obs > 0) | (np.asarray(H0)[:, None] > 0))
-    if obs_fraction < 1:
-        keep &= rng.random(obs.shape) < obs_fraction
-    if noise > 0:
-        obs = np.maximum(obs + noise * rng.standard_normal(obs.shape), 0.0)
+    keep = (inside > 0) & ((obs > 0) | (np.asarray(batch.H0)[:, None] > 0))
+    if o.obs_fraction < 1:
+        keep &= rng.random(obs.shape) < o.obs_fraction
+    if o.noise > 0:
+        obs = np.maximum(obs + o.noise * rng.standard_normal(obs.shape), 0.0)
     obs = np.where(keep, obs, np.nan)
     vel = None
-    if velocity_obs:
+    if o.velocity_obs:
         vel = np.asarray(true_speed)[:, 1:]
-        if velocity_noise > 0:
-            vel = np.maximum(vel + velocity_noise * rng.standard_normal(vel.shape), 0.0)
+        if o.velocity_noise > 0:
+            vel = np.maximum(vel + o.velocity_noise * rng.standard_normal(vel.shape), 0.0)
         vel = np.where(keep, vel, np.nan)
-    batch = tr.with_observations(batch, obs, vel)
-    return TwinSetup(domains=tuple(domains), batch=batch, problem=train_problem, truth=truth,
-                     H_true=H_true)
+    return tr.with_observations(batch, obs, vel), H_true, np.asarray(true_speed)
 
 
 def law_errors(law, truth, temperatures) -> dict[str, float]:

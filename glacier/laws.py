@@ -107,6 +107,89 @@ class LearnedDiffusivity:
         return sia.glen_surface_speed(H, slope2, A, n=self.n, rho=self.rho, g=self.g)
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ScaledDiffusivity:
+    """SIA diffusivity from a network, scaled by Glen's law: D = D_glen(H, |grad S|) F.
+
+    D_glen = Gamma(A_ref) H^5 |grad S|^2 is Glen's law with n = 3 and the reference rate factor
+    ``A_ref``; F = log_bounded(net(x), F_min, F_max) with x = (ln(H / H_scale),
+    ln(|grad S| / slope_scale), (T - T_mean) / T_scale). In these inputs Glen's law with any
+    exponent n is ln F = c + (n - 3)(ln H + ln |grad S|), a plane, and Budd-type sliding adds
+    ln(1 + c' H^-2), a smooth ramp: both are easy for the network and inside [F_min, F_max]
+    over the states glaciers visit (see ``NeuralScaledDiffusivity``). Positive by construction.
+    The surface speed is that of Glen's law with A = A_ref F (a deformation profile). The
+    network's output is shifted so that 0 gives F = 1 (``unit_offset``).
+    """
+
+    params: Any
+    temperature: jax.Array | float
+    graphdef: Any = dataclasses.field(metadata=dict(static=True))
+    scales: tuple[float, float, float, float] = dataclasses.field(metadata=dict(static=True))
+    bounds: tuple[float, float] = dataclasses.field(metadata=dict(static=True))
+    A_ref: float = dataclasses.field(default=1.1e-17, metadata=dict(static=True))
+    rho: float = dataclasses.field(default=RHO_ICE, metadata=dict(static=True))
+    g: float = dataclasses.field(default=GRAVITY, metadata=dict(static=True))
+
+    def factor(self, H, slope2, temperature):
+        """F [-] at thickness H [m], squared slope, temperature [degC]."""
+        H_scale, slope_scale, T_mean, T_scale = self.scales
+        dtype = _param_dtype(self.params)
+        h = jnp.log(jnp.maximum(H, 1.0) / H_scale)
+        s = 0.5 * jnp.log(jnp.maximum(slope2, 1e-6) / slope_scale**2)
+        T = jnp.broadcast_to(temperature, jnp.shape(H))
+        x = jnp.stack([h, s, (T - T_mean) / T_scale], axis=-1)
+        raw = nn.apply(self.graphdef, self.params, x.astype(dtype))[..., 0]
+        return nn.log_bounded(raw.astype(jnp.result_type(H)) + unit_offset(self.bounds),
+                              *self.bounds)
+
+    def rate_factor(self, H, slope2, temperature):
+        return self.A_ref * self.factor(H, slope2, temperature)
+
+    def diffusivity(self, H, slope2, axis):
+        A = self.rate_factor(H, slope2, cell_to_face(self.temperature, axis))
+        d, _ = sia.glen_diffusivity_parts(H, slope2, A, n=GLEN_N, rho=self.rho, g=self.g)
+        return d
+
+    def stiffness(self, H, slope2, axis):
+        """How much stiffer the linearised flux is than Glen's (n = 3) at the same D, >= 1:
+        max((3 + dlnF/dln|grad S|) / 3, (5 + dlnF/dlnH) / 5). Glen's step limits assume
+        D grows as |grad S|^2 H^5; where the network makes it grow faster, the explicit
+        step shrinks accordingly, or the forward run oscillates and its gradient is
+        meaningless. No derivative is taken through it."""
+        H_scale, slope_scale, T_mean, T_scale = self.scales
+        dtype = _param_dtype(self.params)
+        h = jnp.log(jnp.maximum(H, 1.0) / H_scale)
+        s = 0.5 * jnp.log(jnp.maximum(slope2, 1e-6) / slope_scale**2)
+        T = jnp.broadcast_to(cell_to_face(self.temperature, axis), jnp.shape(H))
+        x = jax.lax.stop_gradient(jnp.stack([h, s, (T - T_mean) / T_scale], -1).astype(dtype))
+        params = jax.lax.stop_gradient(self.params)
+
+        def raw(x):
+            return nn.apply(self.graphdef, params, x)[..., 0] + unit_offset(self.bounds)
+
+        e = jnp.zeros_like(x)
+        r, d_h = jax.jvp(raw, (x,), (e.at[..., 0].set(1.0),))
+        _, d_s = jax.jvp(raw, (x,), (e.at[..., 1].set(1.0),))
+        lo, hi = self.bounds
+        sig = jax.nn.sigmoid(r)
+        dlnF = math.log(hi / lo) * sig * (1.0 - sig)  # d ln F / d raw
+        k = jnp.maximum(1.0 + dlnF * d_s / 3.0, 1.0 + dlnF * d_h / 5.0)
+        return jnp.maximum(k, 1.0).astype(jnp.result_type(H))
+
+    def surface_speed(self, H, slope2):
+        A = self.rate_factor(H, slope2, self.temperature)
+        return sia.glen_surface_speed(H, slope2, A, n=GLEN_N, rho=self.rho, g=self.g)
+
+
+def unit_offset(bounds) -> float:
+    """The input of ``nn.log_bounded`` at which it is 1 within ``bounds`` (lo < 1 < hi), so
+    that a network whose output is 0 gives a factor of exactly 1."""
+    lo, hi = bounds
+    p = math.log(1.0 / lo) / math.log(hi / lo)
+    return math.log(p / (1.0 - p))
+
+
 def _param_dtype(params):
     leaves = jax.tree_util.tree_leaves(params)
     return leaves[0].dtype if leaves else jnp.float32
@@ -290,3 +373,98 @@ def _check_bounds(bounds):
     lo, hi = bounds
     if not (0 < lo < hi and math.isfinite(hi)):
         raise ValueError(f"bounds must satisfy 0 < lo < hi < inf, got {bounds}.")
+
+
+SCALED_BOUNDS = (0.001, 1000.0)
+"""Default range of the factor F of ``NeuralScaledDiffusivity`` around Glen's law (n = 3,
+A_ref = ``A_PRIOR``): it holds Glen's law with n from 2 to 4 (A chosen to match n = 3 at
+-10 degC, 100 m and a slope of 0.1) and A from -25 to 0 degC over 10-600 m of ice and slopes
+0.02-0.5, and Glen's law (n = 3) from -25 to -5 degC with Budd sliding up to ten times the
+deformation at 100 m over 20-600 m (checked in tests/unit/test_scaled_diffusivity.py).
+A_ref fitted to the glaciers (``law.A_ref=null``) centres it further."""
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeuralScaledDiffusivity:
+    """``law=nn_D``: the diffusivity D(H, |grad S|, T) from a network, as a factor F of Glen's
+    law with n = 3 (``ScaledDiffusivity``); what Glen's law with one A cannot express (another
+    exponent, sliding, a thickness-dependent softness) is what F learns."""
+
+    params: Any
+    graphdef: Any = dataclasses.field(metadata=dict(static=True))
+    scales: tuple[float, float, float, float] = dataclasses.field(
+        default=(100.0, 0.1, -12.5, 12.5), metadata=dict(static=True))
+    bounds: tuple[float, float] = dataclasses.field(default=SCALED_BOUNDS,
+                                                    metadata=dict(static=True))
+    A_ref: float = dataclasses.field(default=A_PRIOR, metadata=dict(static=True))
+
+    @classmethod
+    def create(cls, *, hidden=(16, 16), seed: int = 0, activation: str = "tanh",
+               scales=(100.0, 0.1, -12.5, 12.5), bounds=SCALED_BOUNDS, A_ref: float = A_PRIOR,
+               param_dtype=jnp.float64) -> NeuralScaledDiffusivity:
+        """A fresh network: F = 1 everywhere (Glen's law with n = 3 and A = A_ref)."""
+        _check_bounds(bounds)
+        if not bounds[0] < 1.0 < bounds[1]:
+            raise ValueError(f"bounds of the factor F must enclose 1, got {tuple(bounds)}.")
+        if scales[0] <= 0 or scales[1] <= 0 or scales[3] <= 0:
+            raise ValueError(f"input scales must be positive, got {scales}.")
+        if not A_ref > 0:
+            raise ValueError(f"A_ref must be positive, got {A_ref}.")
+        net = nn.MLP(3, hidden, 1, seed=seed, activation=activation, param_dtype=param_dtype)
+        graphdef, params = nn.split(net)
+        return cls(params=params, graphdef=graphdef, scales=tuple(float(s) for s in scales),
+                   bounds=tuple(float(b) for b in bounds), A_ref=float(A_ref))
+
+    def rheology(self, temperature, physics: Physics) -> ScaledDiffusivity:
+        return ScaledDiffusivity(params=self.params, temperature=temperature,
+                                 graphdef=self.graphdef, scales=self.scales, bounds=self.bounds,
+                                 A_ref=self.A_ref, rho=physics.rho, g=physics.g)
+
+    def rate_factor_on(self, H, slope, temperature):
+        """A_ref F [Pa^-3 a^-1] on arrays of H [m], |grad S| [-] and T [degC]: the rate factor
+        of Glen's law (n = 3) with the same diffusivity (for the inversion)."""
+        law = self.rheology(temperature, Physics(A=A_PRIOR))
+        return law.rate_factor(jnp.asarray(H), jnp.asarray(slope) ** 2, temperature)
+
+
+def diffusivity_on(rheology, H, slope):
+    """D [m2 a-1] of a rheology on arrays of H [m] and |grad S| [-] (for law.nc)."""
+    H = jnp.asarray(H, jnp.float64)
+    return rheology.diffusivity(H, jnp.asarray(slope, H.dtype) ** 2, None)
+
+
+def glen_A_for_exponent(A3, n: float, *, rho: float = RHO_ICE, g: float = GRAVITY,
+                        H_ref: float = 100.0, slope_ref: float = 0.1):
+    """The rate factor [Pa^-n a^-1] of Glen's law with exponent ``n`` whose diffusivity equals
+    that of n = 3 with ``A3`` [Pa^-3 a^-1] at ``H_ref`` [m] and ``slope_ref``:
+    A_n = A3 (n + 2) / 5 (rho g H_ref slope_ref)^(3 - n)."""
+    return A3 * (n + 2.0) / 5.0 * (rho * g * H_ref * slope_ref) ** (3.0 - n)
+
+
+def budd_fs_for_ratio(A, ratio: float, *, n: float = GLEN_N, H_ref: float = 100.0):
+    """The Budd sliding parameter fs [Pa^-n m^2 a^-1] whose diffusivity is ``ratio`` times
+    Glen's deformation diffusivity (rate factor A) at ``H_ref`` [m]: the ratio of the two is
+    fs (n + 2) / (2 A H^2), so sliding matters most under thin ice."""
+    return ratio * 2.0 * A * H_ref**2 / (n + 2.0)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class GlenTruth:
+    """The true law of ``experiment=twin_diffusivity``: Glen's law with exponent ``n`` and
+    Cuffey & Paterson's A(T) (carried to n by ``glen_A_for_exponent``), plus Budd sliding with
+    a fixed ``fs`` [Pa^-n m^2 a^-1]. Nothing to train (no leaves)."""
+
+    fs: float = dataclasses.field(default=0.0, metadata=dict(static=True))
+    n: float = dataclasses.field(default=GLEN_N, metadata=dict(static=True))
+
+    def rate_factor(self, T):
+        A3 = cuffey_paterson_A(T)
+        return A3 if self.n == GLEN_N else glen_A_for_exponent(A3, self.n)
+
+    def rheology(self, temperature, physics: Physics) -> GlenLaw:
+        A3 = cuffey_paterson_A(temperature)
+        A = A3 if self.n == GLEN_N else glen_A_for_exponent(A3, self.n, rho=physics.rho,
+                                                             g=physics.g)
+        return GlenLaw(A=A, fs=self.fs, n=self.n, rho=physics.rho, g=physics.g)

@@ -112,6 +112,49 @@ def law_of_inputs_figure(path: str | os.PathLike, H, slope, A_learned, *, temper
     return _save(fig, path)
 
 
+def diffusivity_figure(path: str | os.PathLike, thickness, slope, D_learned, D_true,
+                       state_density, *, temperature: float, summary: str = "") -> Path:
+    """``law.png`` of the diffusivity twin: log10 D learned and true over (thickness, slope),
+    and their ratio, with the visited states outlined (contours of the state density)."""
+    H, s = np.asarray(thickness), np.asarray(slope)
+    learned = np.asarray(D_learned, np.float64)
+    density = np.asarray(state_density, np.float64)
+    panels = [("learned: log10 D [m$^2$ a$^{-1}$]", np.log10(np.maximum(learned, 1e-30)),
+               "viridis", None)]
+    if D_true is not None:
+        true = np.asarray(D_true, np.float64)
+        lo = float(np.nanmin(np.log10(np.maximum(true[true > 0], 1e-30)), initial=0.0)) \
+            if np.any(true > 0) else None
+        panels[0] = (*panels[0][:3], lo)
+        panels.append(("true: log10 D [m$^2$ a$^{-1}$]", np.log10(np.maximum(true, 1e-30)),
+                       "viridis", lo))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(true > 0, learned / true, np.nan)
+        panels.append(("learned / true", ratio, "RdBu_r", "ratio"))
+    fig = _figure(5.0 * len(panels), 4.4)
+    visited = density > 0
+    levels = sorted({float(np.percentile(density[visited], q)) for q in (25, 75)}) \
+        if visited.any() else []
+    for k, (label, values, cmap, scale) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        kw = {}
+        if scale == "ratio":
+            kw = dict(vmin=0.5, vmax=1.5)
+        elif scale is not None:
+            kw = dict(vmin=scale)
+        mesh = ax.pcolormesh(s, H, values, shading="auto", cmap=cmap, **kw)
+        fig.colorbar(mesh, ax=ax)
+        if levels and len(levels) >= 1:
+            ax.contour(s, H, density, levels=levels, colors="k", linewidths=0.8)
+        ax.set_xlabel("surface slope |grad S|")
+        if k == 0:
+            ax.set_ylabel("ice thickness [m]")
+        ax.set_title(label, fontsize="medium")
+    fig.suptitle(f"glacier-train: diffusivity at T = {temperature:.3g} degC (contours: "
+                 f"visited states){chr(10) + summary if summary else ''}", fontsize="medium")
+    return _save(fig, path)
+
+
 def inversion_figure(path: str | os.PathLike, x, y, thickness, thickness_std, residual,
                      mask, *, title: str = "") -> Path:
     """``inversion.png``: inverted thickness, its uncertainty (fold spread) and the residuals

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import diffusivity_twin as dtwin
 from .. import experiments, laws, losses, plots
 from .. import solver as slv
 from .. import train as tr
@@ -86,6 +87,7 @@ class TrainJob:
     reg: tr.LossWeights = tr.LossWeights()
     normalise: str = "sensitivity"
     A_prior: float = 1.1e-17
+    fit_A_ref: bool = False
     scheme: Scheme = ExplicitMUSCL()
     dtype: str = "float64"
     area_threshold: float = 1.0
@@ -196,6 +198,40 @@ def _law_outputs(law, truth, glacier_T, H_max: float) -> dict[str, Any]:
                 glacier_temperature=T_g, sampled_range=(lo, hi))
 
 
+def _A_ref(law) -> float | None:
+    return float(law.A_ref) if isinstance(law, laws.NeuralScaledDiffusivity) else None
+
+
+def _start_law(job: TrainJob, batch, problem, meta: dict[str, Any] | None):
+    """The law training starts from, and the best constant-A Glen law when one was fitted.
+
+    ``law=nn_D`` with ``law.A_ref=null``: A_ref is the constant A of least loss on the
+    training glaciers (``diffusivity_twin.fit_constant_A``), so a fresh network is the best
+    Glen law and learns what that law misses; a resumed run takes the checkpoint's A_ref.
+    """
+    law = job.law
+    if not (job.fit_A_ref and isinstance(law, laws.NeuralScaledDiffusivity)):
+        return law, None
+    if meta is not None and meta.get("A_ref"):
+        A_ref = float(meta["A_ref"])
+    else:
+        constant, _ = dtwin.fit_constant_A(batch, problem, A_prior=job.A_prior)
+        A_ref = float(jnp.exp(constant.log_A))
+    constant = laws.ConstantA(log_A=jnp.log(jnp.asarray(A_ref, batch.H0.dtype)))
+    return dataclasses.replace(law, A_ref=A_ref), constant
+
+
+def _twin_text(errors: dict[str, Any]) -> str:
+    """The diffusivity twin's figures of merit for the summary line."""
+    text = (f", D error median {errors['D_median_rel_error']:.1%} (constant A "
+            f"{errors['D_median_rel_error_constant_A']:.1%})")
+    if "test_thickness_rmse" in errors:
+        a, b = errors["test_thickness_rmse"], errors["test_thickness_rmse_constant_A"]
+        ratio = f", {b / a:.3g}x closer" if a > 0 else ""
+        text += (f", held-out thickness RMSE {a:.3g} m (constant A {b:.3g} m{ratio})")
+    return text
+
+
 def _forward(law, batch, problem, n: int):
     """The trained model on the training glaciers: thickness and surface speed (first n)."""
 
@@ -253,12 +289,24 @@ def run(job: TrainJob, out_dir: Path) -> int:
 
     record = provenance.collect(list(job.argv), int(job.seed))
     config_yaml = job.config_yaml
-    ex_name, law_name = "twin_A_of_T", job.law_name
-    setup = experiments.twin_A_of_T(job.experiment, seed=int(job.seed), dtype=job.dtype,
-                                    scheme=job.scheme, devices=n_dev)
+    law_name = job.law_name
+    twin = None
+    if isinstance(job.experiment, dtwin.TwinDiffusivityOptions):
+        ex_name = "twin_diffusivity"
+        twin = dtwin.twin_diffusivity(job.experiment, seed=int(job.seed), dtype=job.dtype,
+                                      scheme=job.scheme, devices=n_dev)
+        setup = twin.train
+    else:
+        ex_name = "twin_A_of_T"
+        setup = experiments.twin_A_of_T(job.experiment, seed=int(job.seed), dtype=job.dtype,
+                                        scheme=job.scheme, devices=n_dev)
     names = setup.problem.names
     n = len(names)
-    law0 = job.law
+    batch = setup.batch
+    if job.normalise == "sensitivity":
+        batch = dataclasses.replace(batch, weight=tr.sensitivity_weights(
+            batch, setup.problem, job.A_prior))
+    law0, constant = _start_law(job, batch, setup.problem, meta0 if resume else None)
     if resume:
         problem = dataclasses.replace(setup.problem, scheme=_scheme_of(meta0))
     else:
@@ -269,10 +317,6 @@ def run(job: TrainJob, out_dir: Path) -> int:
     if resume:
         checkpoint = ckio.load(found, state)
         state, history = checkpoint.state, checkpoint.history
-    batch = setup.batch
-    if job.normalise == "sensitivity":
-        batch = dataclasses.replace(batch, weight=tr.sensitivity_weights(
-            batch, setup.problem, job.A_prior))
     if n_dev > 1:
         mesh = tr.device_mesh(n_dev)
         batch = tr.shard(batch, mesh)
@@ -289,7 +333,7 @@ def run(job: TrainJob, out_dir: Path) -> int:
         scheme = scheme_to_dict(current["problem"].scheme)
         ckio.save(ckpt_dir, state, history, keep=keep, meta=dict(
             scheme=scheme, total_epochs=total, devices=n_dev, glaciers=list(names),
-            fingerprint=job.fingerprint, config=config_yaml,
+            fingerprint=job.fingerprint, config=config_yaml, A_ref=_A_ref(law0),
             source_commit=record.get("source_commit")))
         saved["epoch"] = int(state.epoch)
 
@@ -330,8 +374,18 @@ def run(job: TrainJob, out_dir: Path) -> int:
     truth = setup.truth
     T_g = np.asarray(batch.temperature)[:n]
     H, speed, status = _forward(law, batch, result.problem, n)
-    curves = _law_outputs(law, truth, T_g, float(np.nanmax(setup.H_true)))
-    errors = curves["errors"] or {}
+    if twin is not None:
+        learned, _, errors = dtwin.evaluate(law, twin, batch, result.problem,
+                                            A_prior=job.A_prior, constant=constant)
+        curves = dict(kind="diffusivity", errors=errors, temperature=twin.temperature)
+    elif isinstance(law, laws.NeuralScaledDiffusivity):  # on twin_A_of_T: D at the mean T
+        T_mean = float(np.nanmean(T_g))
+        learned = dtwin.law_map(law, truth, result.problem.physics, T_mean,
+                                dtwin.training_states(setup, result.problem))
+        curves, errors = dict(kind="diffusivity", errors=None, temperature=T_mean), {}
+    else:
+        curves = _law_outputs(law, truth, T_g, float(np.nanmax(setup.H_true)))
+        errors = curves["errors"] or {}
     obs = np.asarray(batch.obs)[:n]
     obs_full = np.concatenate([np.full_like(obs[:, :1], np.nan), obs], axis=1)
     model_loss = np.asarray(jax.vmap(losses.weighted_mse)(
@@ -347,6 +401,8 @@ def run(job: TrainJob, out_dir: Path) -> int:
     final_loss = history.loss[-1] if history.loss else float("nan")
     wall = time.perf_counter() - start
     train_wall = history.wall_time[-1] if history.wall_time else 0.0
+    if _A_ref(law) is not None:
+        errors = dict(errors, A_ref=_A_ref(law), A_ref_fitted=int(constant is not None))
     summary = dict(status=status_text, experiment=ex_name, law=law_name,
                    epochs_completed=epoch, epochs_total=total, final_loss=final_loss,
                    final_model_loss=float(np.mean(model_loss)), devices=n_dev,
@@ -362,7 +418,17 @@ def run(job: TrainJob, out_dir: Path) -> int:
     common = dict(config_yaml=config_yaml, provenance=record)
     trio.write_training(out_dir / "training.nc", history, names, attrs=summary,
                         weights=np.asarray(batch.weight), **common)
-    if curves["kind"] == "temperature":
+    if curves["kind"] == "diffusivity":
+        ds = trio.law_of_diffusivity_dataset(
+            learned["thickness"], learned["slope"], learned["D_learned"],
+            learned["state_density"], D_true=learned["D_true"],
+            temperature=curves["temperature"], names=names,
+            attrs=dict(summary, law=law_name), **common)
+        plots.diffusivity_figure(out_dir / "law.png", learned["thickness"], learned["slope"],
+                                 learned["D_learned"], learned["D_true"],
+                                 learned["state_density"], temperature=curves["temperature"],
+                                 summary=_twin_text(errors).lstrip(", ") if twin else "")
+    elif curves["kind"] == "temperature":
         ds = trio.law_of_temperature_dataset(
             curves["temperature"], curves["A_learned"], A_true=curves["A_true"], names=names,
             glacier_temperature=T_g, attrs=dict(summary, law=law_name), **common)
@@ -400,7 +466,8 @@ def run(job: TrainJob, out_dir: Path) -> int:
     done = epoch - first_epoch
     steps = np.diff(history.wall_time[first_epoch:]) if done > 1 else np.array([])
     per_epoch = f", {np.median(steps):.3g} s/epoch" if steps.size else ""
-    err_text = (f", A error max {errors['max_rel_error']:.2%} mean "
+    err_text = (_twin_text(errors) if twin is not None else
+                f", A error max {errors['max_rel_error']:.2%} mean "
                 f"{errors['mean_rel_error']:.2%}" if errors else "")
     print(f"glacier-train: {ex_name}, law={law_name}: {epoch}/{total} epochs"
           f"{f' ({done} this session)' if resume else ''}, loss {final_loss:.4g}{err_text}, "

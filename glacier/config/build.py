@@ -161,7 +161,6 @@ def resolved_config(cfg: DictConfig, physics: Physics, run: SolverSettings) -> s
 TRAIN_SOLVER_DEFAULTS = {"cfl": 0.124, "max_dt": 1.0}
 """Stepping of ``glacier-train`` where ``solver.*`` is null (the twin experiment's)."""
 
-
 def train_stepping(cfg_solver) -> dict[str, float]:
     """cfl, max_dt and dt of a training run (null -> ``TRAIN_SOLVER_DEFAULTS``; dt null ->
     max(1 a, max_dt))."""
@@ -188,7 +187,11 @@ def law_bounds(cfg_law) -> tuple[float, float]:
     brackets Cuffey & Paterson's A from -30 to 0 degC), and a fresh network starts at the prior
     3.5e-25 s^-1 Pa^-3 (the geometric middle).
     """
+    from ..laws import A_PRIOR
     from ..laws import PRIOR_BOUNDS as defaults
+    if "F_min" in cfg_law:  # nn_D: the range of A_ref F
+        A_ref = cfg_law.get("A_ref") or A_PRIOR
+        return (A_ref * float(cfg_law["F_min"]), A_ref * float(cfg_law["F_max"]))
     lo, hi = cfg_law.get("A_min"), cfg_law.get("A_max")
     return (defaults[0] if lo is None else float(lo), defaults[1] if hi is None else float(hi))
 
@@ -216,10 +219,17 @@ def build_law(cfg: DictConfig, *, dtype: str = "float64"):
                 hidden=tuple(net["hidden"]), seed=int(cfg.seed), activation=net["activation"],
                 scales=(law["H_scale"], law["slope_scale"], law["T_mean"], law["T_scale"]),
                 bounds=law_bounds(law), param_dtype=param_dtype)
+        if name == "nn_D":
+            return laws.NeuralScaledDiffusivity.create(
+                hidden=tuple(net["hidden"]), seed=int(cfg.seed), activation=net["activation"],
+                scales=(law["H_scale"], law["slope_scale"], law["T_mean"], law["T_scale"]),
+                bounds=(law["F_min"], law["F_max"]),
+                A_ref=laws.A_PRIOR if law["A_ref"] is None else law["A_ref"],
+                param_dtype=param_dtype)
     except ValueError as e:
         raise ConfigError(f"invalid law settings for law={name}: {e}") from e
-    raise ConfigError(f"law={name} has nothing to train; choose nn_A_of_T, constant_A or "
-                      "nn_diffusivity.")
+    raise ConfigError(f"law={name} has nothing to train; choose nn_A_of_T, constant_A, "
+                      "nn_diffusivity or nn_D.")
 
 
 def resolved_train_config(cfg: DictConfig) -> str:
@@ -287,19 +297,22 @@ def train_job(cfg: DictConfig, argv: tuple[str, ...] = ()):
     """The ``apps.train.TrainJob`` of a typed and checked ``glacier-train`` config (the
     network is initialised here: JAX's precision must be set first)."""
     from ..apps.train import OptimizerSettings, TrainJob, TrainLoop
+    from ..diffusivity_twin import TwinDiffusivityOptions
     from ..experiments import TwinAofTOptions
     from ..train import LossWeights
 
     ex = plain(cfg.experiment)
-    ex.pop("name")
+    options = {"twin_A_of_T": TwinAofTOptions,
+               "twin_diffusivity": TwinDiffusivityOptions}[ex.pop("name")]
     lo, hi = law_bounds(cfg.law)
     solver = plain(cfg.solver)
     return TrainJob(
-        experiment=TwinAofTOptions(**ex), law=build_law(cfg, dtype=solver["dtype"]),
+        experiment=options(**ex), law=build_law(cfg, dtype=solver["dtype"]),
         law_name=str(cfg.law.name), optimizer=OptimizerSettings(**plain(cfg.optimizer)),
         loop=TrainLoop(**plain(cfg.train)),
         reg=LossWeights(l2=float(cfg.loss.l2), velocity=float(cfg.loss.velocity)),
         normalise=str(cfg.loss.normalise), A_prior=math.sqrt(lo * hi),
+        fit_A_ref=cfg.law.name == "nn_D" and cfg.law.get("A_ref") is None,
         scheme=train_scheme(cfg.solver), dtype=solver["dtype"],
         area_threshold=float(solver["area_threshold"]), seed=int(cfg.seed),
         config_yaml=resolved_train_config(cfg), fingerprint=training_fingerprint(cfg),

@@ -11,11 +11,21 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..diffusivity_twin import TwinDiffusivityOptions, check_options
 from ..errors import ConfigError
 from ..experiments import REAL_TWIN_GLACIERS
 from .build import invert_options, plain, typed
 from .explain import explain, help_of
 from .schemas import LAW_SCHEMAS, SELECTORS
+
+
+def _real_glaciers(ex) -> str | None:
+    unknown = [r for r in ex["real"] if r not in REAL_TWIN_GLACIERS]
+    if unknown:
+        return (f"experiment.real={ex['real']}: {', '.join(map(repr, unknown))} is "
+                f"not a bundled glacier. Valid: {', '.join(REAL_TWIN_GLACIERS)}; "
+                "e.g. experiment.real=[hintereisferner] or experiment.real=[].")
+    return None
 
 
 def check_train(cfg: DictConfig) -> str | None:
@@ -77,6 +87,27 @@ def check_train(cfg: DictConfig) -> str | None:
         checks.append(f"train.devices={tr['devices']} must be >= 0 (0: all available).")
     if tr["stop_after"] is not None and tr["stop_after"] < 1:
         checks.append(f"train.stop_after={tr['stop_after']} must be >= 1 or null.")
+    if "F_min" in law:
+        checks.append(positive("law.F_min", law["F_min"], 0.01))
+        if law["A_ref"] is not None:
+            checks.append(positive("law.A_ref", law["A_ref"], "null"))
+        if not law["F_min"] < 1.0 < law["F_max"] or not math.isfinite(law["F_max"]):
+            checks.append(f"law.F_min={law['F_min']} and law.F_max={law['F_max']} must "
+                          "enclose 1 (a fresh network is F = 1) and be finite, e.g. "
+                          "law.F_min=0.001 law.F_max=1000.")
+    if ex["name"] == "twin_diffusivity":
+        for key, example in (("dx", 200.0), ("years", 20.0), ("obs_every", 1.0),
+                             ("spinup_years", 150.0)):
+            checks.append(positive(f"experiment.{key}", ex[key], example))
+        checks.append(_real_glaciers(ex))
+        try:
+            check_options(TwinDiffusivityOptions(**{k: v for k, v in ex.items()
+                                                   if k != "name"}))
+        except ConfigError as e:
+            checks.append(str(e))
+        if c["loss"].get("velocity", 0.0) and not ex.get("velocity_obs", False):
+            checks.append(f"loss.velocity={c['loss']['velocity']} needs speed observations: "
+                          "add experiment.velocity_obs=true.")
     if ex["name"] == "twin_A_of_T":
         for key, example in (("dx", 200.0), ("years", 15.0), ("obs_every", 1.0),
                              ("spinup_years", 150.0)):
@@ -85,11 +116,7 @@ def check_train(cfg: DictConfig) -> str | None:
             checks.append(f"experiment.n_valleys={ex['n_valleys']} with experiment.real="
                           f"{ex['real']}: the experiment needs at least one glacier, e.g. "
                           "experiment.n_valleys=8.")
-        unknown = [r for r in ex["real"] if r not in REAL_TWIN_GLACIERS]
-        if unknown:
-            checks.append(f"experiment.real={ex['real']}: {', '.join(map(repr, unknown))} is "
-                          f"not a bundled glacier. Valid: {', '.join(REAL_TWIN_GLACIERS)}; "
-                          "e.g. experiment.real=[hintereisferner] or experiment.real=[].")
+        checks.append(_real_glaciers(ex))
         if not ex["T_min"] <= ex["T_max"]:
             checks.append(f"experiment.T_min={ex['T_min']} must not exceed experiment.T_max="
                           f"{ex['T_max']}.")

@@ -26,6 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from .. import domains
+from ..diffusivity_twin import TwinDiffusivityOptions
 from ..experiments import TwinAofTOptions
 from ..invert import InvertOptions
 from ..options import field_help
@@ -178,11 +179,28 @@ class NeuralDiffusivityLawConfig:
     A_max: float | None = _opt(None, "upper bound of A [Pa^-3 a^-1]; null = 3.5e-24 s^-1 Pa^-3")
 
 
+@dataclass
+class NeuralScaledDiffusivityLawConfig:
+    """``law=nn_D``: the diffusivity as a factor F(H, |grad S|, T) of Glen's law (n = 3)."""
+
+    name: str = _opt("nn_D", "law name (the law= option)")
+    H_scale: float = _opt(100.0, "thickness of the input ln(H / H_scale) [m] (> 0)")
+    slope_scale: float = _opt(0.1, "slope of the input ln(|grad S| / slope_scale) [1] (> 0)")
+    T_mean: float = _opt(-12.5, "centre of the temperature input [degC]")
+    T_scale: float = _opt(12.5, "scale of the temperature input [degC] (> 0)")
+    A_ref: float | None = _opt(None, "rate factor of the Glen's law that F multiplies "
+                                     "[Pa^-3 a^-1]; null = the best constant A on the "
+                                     "training glaciers (fitted first)")
+    F_min: float = _opt(0.001, "lower bound of the factor F [1] (> 0, < 1)")
+    F_max: float = _opt(1000.0, "upper bound of the factor F [1] (> 1)")
+
+
 LAW_SCHEMAS: dict[str, type] = {
     "constant_A": ConstantALawConfig,
     "cuffey_paterson": CuffeyPatersonLawConfig,
     "nn_A_of_T": NeuralAofTLawConfig,
     "nn_diffusivity": NeuralDiffusivityLawConfig,
+    "nn_D": NeuralScaledDiffusivityLawConfig,
 }
 """``law=`` option -> its schema."""
 
@@ -239,7 +257,8 @@ class LossConfig:
 
 
 EXPERIMENT_SCHEMAS: dict[str, type] = {
-    "twin_A_of_T": schema_of(TwinAofTOptions, ("twin_A_of_T", "experiment"))}
+    "twin_A_of_T": schema_of(TwinAofTOptions, ("twin_A_of_T", "experiment")),
+    "twin_diffusivity": schema_of(TwinDiffusivityOptions, ("twin_diffusivity", "experiment"))}
 """``experiment=`` option -> its schema."""
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import solver as slv
 from ..errors import ConfigError, InputDataError, NumericalError
-from ..laws import NeuralDiffusivity
+from ..laws import NeuralDiffusivity, NeuralScaledDiffusivity
 from ..physics import sia
 from . import cost
 from .baseline import baseline
@@ -89,7 +89,7 @@ class Inverter:
         if self.options.A == InvertA.law:
             if law is None:
                 raise ConfigError("invert.A=law needs a law to invert: choose one with law=NAME "
-                                  "(nn_A_of_T, constant_A or nn_diffusivity).")
+                                  "(nn_A_of_T, constant_A, nn_diffusivity or nn_D).")
             p["law"] = law
             return p
         if self.options.A == InvertA.none:
@@ -109,7 +109,7 @@ class Inverter:
         if "law" not in params:
             return cost.rate_factor(params, self.consts, self.static)
         law, T = params["law"], self.consts["temperature"]
-        if isinstance(law, NeuralDiffusivity):  # a creep factor from local (H, |grad S|, T)
+        if isinstance(law, NeuralDiffusivity | NeuralScaledDiffusivity):  # local (H, |grad S|, T)
             H = self.thickness(params)
             slope2 = sia.centred_slope2(H, self.consts["S_obs"] - H, self.data.grid)
             return law.rate_factor_on(H, jnp.sqrt(slope2), T)

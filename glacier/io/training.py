@@ -155,6 +155,43 @@ def law_of_inputs_dataset(H, slope, A_learned, *, temperature: float, A_true=Non
     return xr.Dataset(data_vars, coords=coords, attrs=out)
 
 
+def law_of_diffusivity_dataset(thickness, slope, D_learned, state_density, *, D_true=None,
+                               temperature: float, names=(), config_yaml: str,
+                               provenance: dict[str, Any],
+                               attrs: dict[str, Any] | None = None) -> xr.Dataset:
+    """``law.nc`` of the diffusivity twin: D_learned [and D_true] [m2 a-1] and the density of
+    the training glaciers' visited states on bin centres of thickness [m] and slope [-]."""
+    dims = ("thickness", "slope")
+    coords = {
+        "thickness": ("thickness", np.asarray(thickness, np.float64),
+                      dict(units="m", long_name="ice thickness (bin centre)",
+                           standard_name="land_ice_thickness")),
+        "slope": ("slope", np.asarray(slope, np.float64),
+                  dict(units="1", long_name="surface slope |grad S| (bin centre)")),
+        "glacier": _glacier_coord(names),
+    }
+    data_vars = {
+        "D_learned": (dims, np.asarray(D_learned, np.float64),
+                      dict(units="m2 a-1", long_name="SIA diffusivity of the learned law at "
+                                                     "the training temperature")),
+        "state_density": (dims, np.asarray(state_density, np.float64),
+                          dict(units="1", long_name="fraction of the training glaciers' "
+                               "visited (thickness, slope) states in each bin (ice cells, "
+                               "all observed times)")),
+    }
+    if D_true is not None:
+        data_vars["D_true"] = (dims, np.asarray(D_true, np.float64),
+                               dict(units="m2 a-1", long_name="SIA diffusivity of the true "
+                                                              "law of the twin"))
+    out = common_attrs("glacier-train: learned diffusivity D(thickness, slope)", config_yaml,
+                       provenance)
+    out["temperature"] = float(temperature)
+    out["temperature_units"] = "degC"
+    for key, value in (attrs or {}).items():
+        out[key] = attr_value(value)
+    return xr.Dataset(data_vars, coords=coords, attrs=out)
+
+
 def write_law(path: str | os.PathLike, ds: xr.Dataset) -> Path:
     """Write a ``law.nc`` dataset atomically."""
     return write_dataset(path, ds)

@@ -109,12 +109,20 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
     """Face fluxes q = -D dS/dn [m^2 a^-1] and the largest face diffusivity.
 
     Returns ``(qx, qy, D_max)``: qx on x-faces (ny, nx+1), positive towards +x; qy on y-faces
-    (ny+1, nx), positive towards +y. ``custom_vjp``: as ``face_states``.
+    (ny+1, nx), positive towards +y. ``custom_vjp``: as ``face_states``. D_max is what the
+    explicit step is sized from: the largest D, or, for a rheology with a ``stiffness(H,
+    slope2, axis)`` (a learned law, whose D may grow faster with slope or thickness than
+    Glen's n = 3, for which the step limits were set), the largest D times that factor.
     """
     (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid, custom_vjp=custom_vjp)
     Dx = rheology.diffusivity(Hx, s2x, 1)
     Dy = rheology.diffusivity(Hy, s2y, 0)
-    D_max = jnp.maximum(jnp.max(Dx), jnp.max(Dy))
+    stiffness = getattr(rheology, "stiffness", None)
+    if stiffness is None:
+        D_max = jnp.maximum(jnp.max(Dx), jnp.max(Dy))
+    else:  # laws whose linearisation is stiffer than Glen's (n = 3) at the same D
+        D_max = jnp.maximum(jnp.max(Dx * stiffness(Hx, s2x, 1)),
+                            jnp.max(Dy * stiffness(Hy, s2y, 0)))
     return -Dx * gx, -Dy * gy, D_max
 
 

@@ -41,10 +41,33 @@ def _group_files():
 
 
 @pytest.mark.parametrize("group, option", sorted(_group_files()))
+
 def test_yaml_options_hold_no_copies_of_defaults(group, option):
     data = yaml.safe_load((CONFIGS / group / f"{option}.yaml").read_text())
+    if (group, option) in EXPERIMENTS_OF_SETTINGS:  # a _global_ package: see below
+        return
     assert data.pop("defaults") == [f"{option}_schema", "_self_"]
     assert data == ({"name": option} if group in SELECTOR_GROUPS else {})
+
+
+EXPERIMENTS_OF_SETTINGS = {("experiment", "twin_diffusivity")}
+"""Experiments that also choose the training settings (Hydra's ``_global_`` experiment
+pattern): their files set keys of other nodes, and nothing of their own node but its name."""
+
+
+def test_the_diffusivity_twin_sets_only_its_training_settings():
+    from glacier import diffusivity_twin
+
+    text = (CONFIGS / "experiment" / "twin_diffusivity.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    data = yaml.safe_load(text)
+    assert data.pop("defaults") == ["/experiment/twin_diffusivity_schema@experiment",
+                                    {"override /law": "nn_D"}, "_self_"]
+    assert data == {"experiment": {"name": "twin_diffusivity"},
+                    "network": {"hidden": [8, 8]},
+                    "optimizer": {"lr": 0.03, "lbfgs_steps": 20},
+                    "train": {"epochs": 60},
+                    "solver": {"cfl": diffusivity_twin.TRAINING_CFL}}
 
 
 @pytest.mark.parametrize("option", sorted(config.GLACIER_SCHEMAS))
