@@ -65,7 +65,7 @@ def test_the_diffusivity_twin_sets_only_its_training_settings():
                                     {"override /law": "nn_D"}, "_self_"]
     assert data == {"experiment": {"name": "twin_diffusivity"},
                     "network": {"hidden": [8, 8]},
-                    "optimizer": {"lr": 0.03, "lbfgs_steps": 20},
+                    "optimizer": {"lr": 0.01, "lbfgs_steps": 20},
                     "train": {"epochs": 60},
                     "solver": {"cfl": diffusivity_twin.TRAINING_CFL}}
 

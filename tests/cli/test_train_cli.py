@@ -297,3 +297,35 @@ def test_schema_choices_match_the_library():
         train.make_schedule(s.value, 0.1, 10)
     assert build.law_bounds({"A_min": None, "A_max": None}) == laws.PRIOR_BOUNDS
     assert config.LAW_SCHEMAS["nn_A_of_T"]().T_mean == laws.NeuralAofT.T_mean
+
+
+def test_twin_diffusivity_writes_the_law_map_and_the_held_out_errors(tmp_path):
+    """experiment=twin_diffusivity through the console script (tiny): law.nc holds D_learned,
+    D_true and state_density on (thickness, slope); training.nc the held-out errors of the
+    learned law and of the constant-A Glen fit; the summary line says both."""
+    run_dir = tmp_path / "twin_d"
+    proc = glacier_train("experiment=twin_diffusivity", "experiment.n_valleys=3",
+                         "experiment.real=[]", "experiment.test_glaciers=1",
+                         "experiment.years=2", "experiment.spinup_years=20", "train.epochs=2",
+                         "optimizer.lbfgs_steps=1", "network.hidden=[4]",
+                         f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("glacier-train: twin_diffusivity, law=nn_D: 3/3 epochs")
+    assert "D error median " in line and "held-out thickness RMSE " in line
+    with xr.open_dataset(run_dir / "law.nc") as law:
+        assert law.D_learned.dims == law.D_true.dims == ("thickness", "slope")
+        assert law.D_learned.attrs["units"] == law.D_true.attrs["units"] == "m2 a-1"
+        assert law.thickness.attrs["units"] == "m" and law.slope.attrs["units"] == "1"
+        assert float(law.state_density.sum()) == pytest.approx(1.0)
+        assert 0 <= law.attrs["D_median_rel_error"] < 10
+        assert law.attrs["test_glaciers"] == "valley_2"
+    with xr.open_dataset(run_dir / "training.nc") as ds:
+        for key in ("test_thickness_rmse", "test_thickness_rmse_constant_A",
+                    "test_speed_rmse", "test_speed_rmse_constant_A", "constant_A_fit",
+                    "A_ref"):
+            assert np.isfinite(ds.attrs[key]), key
+        assert ds.attrs["A_ref"] == ds.attrs["constant_A_fit"]  # the network started there
+        assert list(ds.glacier.values) == ["valley_1", "valley_3"]
+        assert "cfl: 0.06" in ds.attrs["config"]
+    assert (run_dir / "law.png").stat().st_size > 0
