@@ -131,15 +131,19 @@ class ScaledDiffusivity:
     rho: float = dataclasses.field(default=RHO_ICE, metadata=dict(static=True))
     g: float = dataclasses.field(default=GRAVITY, metadata=dict(static=True))
 
-    def factor(self, H, slope2, temperature):
-        """F [-] at thickness H [m], squared slope, temperature [degC]."""
+    def _inputs(self, H, slope2, temperature):
+        """The network's inputs (ln H/H_scale, ln |grad S|/slope_scale, (T - T_mean)/T_scale)."""
         H_scale, slope_scale, T_mean, T_scale = self.scales
-        dtype = _param_dtype(self.params)
         h = jnp.log(jnp.maximum(H, 1.0) / H_scale)
         s = 0.5 * jnp.log(jnp.maximum(slope2, 1e-6) / slope_scale**2)
         T = jnp.broadcast_to(temperature, jnp.shape(H))
-        x = jnp.stack([h, s, (T - T_mean) / T_scale], axis=-1)
-        raw = nn.apply(self.graphdef, self.params, x.astype(dtype))[..., 0]
+        return jnp.stack([h, s, (T - T_mean) / T_scale], axis=-1).astype(
+            _param_dtype(self.params))
+
+    def factor(self, H, slope2, temperature):
+        """F [-] at thickness H [m], squared slope, temperature [degC]."""
+        x = self._inputs(H, slope2, temperature)
+        raw = nn.apply(self.graphdef, self.params, x)[..., 0]
         return nn.log_bounded(raw.astype(jnp.result_type(H)) + unit_offset(self.bounds),
                               *self.bounds)
 
@@ -157,12 +161,8 @@ class ScaledDiffusivity:
         D grows as |grad S|^2 H^5; where the network makes it grow faster, the explicit
         step shrinks accordingly, or the forward run oscillates and its gradient is
         meaningless. No derivative is taken through it."""
-        H_scale, slope_scale, T_mean, T_scale = self.scales
-        dtype = _param_dtype(self.params)
-        h = jnp.log(jnp.maximum(H, 1.0) / H_scale)
-        s = 0.5 * jnp.log(jnp.maximum(slope2, 1e-6) / slope_scale**2)
-        T = jnp.broadcast_to(cell_to_face(self.temperature, axis), jnp.shape(H))
-        x = jax.lax.stop_gradient(jnp.stack([h, s, (T - T_mean) / T_scale], -1).astype(dtype))
+        x = jax.lax.stop_gradient(
+            self._inputs(H, slope2, cell_to_face(self.temperature, axis)))
         params = jax.lax.stop_gradient(self.params)
 
         def raw(x):
