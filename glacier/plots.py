@@ -156,21 +156,34 @@ def diffusivity_figure(path: str | os.PathLike, thickness, slope, D_learned, D_t
 
 
 def inversion_figure(path: str | os.PathLike, x, y, thickness, thickness_std, residual,
-                     mask, *, title: str = "") -> Path:
-    """``inversion.png``: inverted thickness, its uncertainty (fold spread) and the residuals
-    at the observed cells, on the grid in km."""
+                     mask, *, title: str = "", crs: str | None = None,
+                     error_floor: float = 0.0, held_out=None, folds=None) -> Path:
+    """``inversion.png``: the inverted thickness with the radar cells, its total uncertainty
+    (the fold spread and the cross-validated error floor in quadrature), the residuals at the
+    observed cells (held out when cross-validated, else of the fit) and, with folds, the
+    held-out residuals of each fold; map axes in km of the grid's CRS, units on the
+    colourbars."""
     x = np.asarray(x) / 1e3
     y = np.asarray(y) / 1e3
     outside = np.asarray(mask) <= 0
-    fig = _figure(14.0, 4.6)
+    seen = np.isfinite(np.asarray(residual, np.float64))
+    floor = float(error_floor) if np.isfinite(error_floor) else 0.0
+    total = np.sqrt(np.asarray(thickness_std, np.float64) ** 2 + floor ** 2)
+    cv = held_out is not None and folds is not None
+    shown = np.asarray(held_out if cv else residual, np.float64)
     panels = [
-        ("thickness [m]", np.where(outside, np.nan, thickness), "viridis", None),
-        ("uncertainty (fold spread) [m]", np.where(outside, np.nan, thickness_std), "magma",
-         None),
-        ("residual, inverted - observed [m]", residual, "RdBu_r", "sym"),
+        ("inverted thickness (dots: radar cells)", "ice thickness [m]",
+         np.where(outside, np.nan, thickness), "viridis", None),
+        ("uncertainty: fold spread" + (f" and {floor:.0f} m error floor" if floor else ""),
+         "1 standard deviation [m]", np.where(outside, np.nan, total), "magma", None),
+        ("held-out residual (predicted without its fold)" if cv else
+         "residual of the fit", "inverted - observed [m]", shown, "RdBu_r", "sym"),
     ]
-    for k, (label, values, cmap, scale) in enumerate(panels):
-        ax = fig.add_subplot(1, 3, k + 1)
+    where = f" ({crs})" if crs else ""
+    fig = _figure(19.0 if cv else 14.5, 4.8)
+    n = len(panels) + (1 if cv else 0)
+    for k, (label, unit, values, cmap, scale) in enumerate(panels):
+        ax = fig.add_subplot(1, n, k + 1)
         values = np.asarray(values, np.float64)
         kw = {}
         if scale == "sym":
@@ -179,14 +192,30 @@ def inversion_figure(path: str | os.PathLike, x, y, thickness, thickness_std, re
             kw = dict(vmin=-vmax, vmax=vmax)
         if np.any(np.isfinite(values)):
             im = ax.pcolormesh(x, y, values, cmap=cmap, shading="nearest", **kw)
-            fig.colorbar(im, ax=ax, shrink=0.85)
+            fig.colorbar(im, ax=ax, shrink=0.85, label=unit)
         ax.contour(x, y, np.asarray(mask, np.float64), levels=[0.5], colors="k",
                    linewidths=0.8)
+        if k == 0:
+            jj, ii = np.nonzero(seen)
+            ax.plot(x[ii], y[jj], ".", color="w", markersize=2.0, alpha=0.8)
         ax.set_aspect("equal")
         ax.set_title(label, fontsize="medium")
-        ax.set_xlabel("x [km]")
+        ax.set_xlabel(f"x [km]{where}")
         if k == 0:
-            ax.set_ylabel("y [km]")
+            ax.set_ylabel(f"y [km]{where}")
+    if cv:
+        ax = fig.add_subplot(1, n, n)
+        f = np.asarray(folds)
+        ids = [k for k in np.unique(f[f >= 0])]
+        data = [shown[(f == k) & np.isfinite(shown)] for k in ids]
+        ax.boxplot(data, showfliers=True)
+        ax.set_xticks(range(1, len(ids) + 1),
+                      [f"{k + 1}\n{np.sqrt(np.mean(d * d)):.0f} m" for k, d in zip(ids, data,
+                                                                             strict=True)])
+        ax.axhline(0.0, color="k", linewidth=0.6)
+        ax.set_xlabel("fold (held-out RMSE)")
+        ax.set_ylabel("held-out residual [m]")
+        ax.set_title("held-out residuals by fold", fontsize="medium")
     if title:
         fig.suptitle(title, fontsize="medium")
     return _save(fig, path)

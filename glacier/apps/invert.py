@@ -28,6 +28,7 @@ class InvertJob:
         physics: physical parameters (A: the prior and the start of A).
         options: controls, cost, optimiser and cross-validation (``invert.InvertOptions``).
         law: the initial law of a functional inversion (``options.A == "law"``), else None.
+        A_prior_source: where ``physics.A`` (the prior of A) comes from, for the outputs.
         seed: seeds the folds; config_yaml, argv: recorded.
     """
 
@@ -35,6 +36,7 @@ class InvertJob:
     physics: Physics
     options: iv.InvertOptions
     law: Any = None
+    A_prior_source: str = "physics.A"
     seed: int = 0
     config_yaml: str = ""
     argv: tuple[str, ...] = ()
@@ -106,11 +108,16 @@ def run(job: InvertJob, out_dir: Path) -> int:
     fit_rmse = float(np.sqrt(np.mean((final.thickness - obs)[seen] ** 2)))
     A_value = np.asarray(final.A)
     status = "completed" if not failures else "failed: " + "; ".join(failures)
-    summary = dict(status=status, glacier=domain.name, baseline_tau=tau,
+    warnings = list(final.warnings)
+    summary = dict(status=status, warnings="; ".join(warnings), glacier=domain.name,
+                   A_prior=float(data.physics.A), A_prior_source=job.A_prior_source,
+                   baseline_tau=tau,
                    mean_obs_thickness=mean_obs, fit_rmse=fit_rmse,
                    iterations=final.iterations, final_cost=final.history["total"][-1],
                    A_mean=float(np.exp(np.mean(np.log(A_value)))),
                    volume=float(np.sum(final.thickness) * data.grid.cell_area), **scores)
+    if final.balance is not None:
+        summary.update(final.balance.as_attrs("balance_"))
     for term, values in final.history.items():
         summary[f"final_cost_{term}"] = values[-1]
     wall = time.perf_counter() - start
@@ -129,7 +136,10 @@ def run(job: InvertJob, out_dir: Path) -> int:
              f"{domain.name}: fit RMSE {fit_rmse:.1f} m, mean observed {mean_obs:.0f} m")
     plots.inversion_figure(out_dir / "inversion.png", data.grid.x, data.grid.y,
                            final.thickness, np.zeros_like(final.thickness) if std is None
-                           else std, residual, data.mask, title=title)
+                           else std, residual, data.mask, title=title,
+                           crs=domain.attrs.get("crs"), error_floor=scores["cv_error_floor"],
+                           held_out=None if cv_pred is None else cv_pred - obs,
+                           folds=cv_fold)
     provenance.write_json(out_dir / "provenance.json", record)
     cv_text = (f"held-out RMSE {scores['cv_rmse']:.1f} m ({scores['cv_rmse'] / mean_obs:.0%} "
                f"of the mean observed {mean_obs:.0f} m), bias {_signed(scores['cv_bias'])} m, "
@@ -138,8 +148,11 @@ def run(job: InvertJob, out_dir: Path) -> int:
                f"{scores['baseline_cv_rmse']:.1f} m, bias {_signed(scores['baseline_cv_bias'])} m"
                if k else f"fit RMSE {fit_rmse:.1f} m (no cross-validation)")
     print(f"glacier-invert: {domain.name}: {cv_text}; A {summary['A_mean']:.3g} "
-          f"Pa-3 a-1, volume {summary['volume'] / 1e9:.4g} km3, wall {wall:.3g} s -> {path}",
-          flush=True)
+          f"Pa-3 a-1 (prior {summary['A_prior']:.3g}), volume {summary['volume'] / 1e9:.4g} "
+          f"km3, wall {wall:.3g} s"
+          + (f", {len(warnings)} warning(s)" if warnings else "") + f" -> {path}", flush=True)
+    for w in warnings:
+        print(paragraph(f"glacier-invert: warning: {w}."), file=sys.stderr)
     if failures:
         print(paragraph(
             f"glacier-invert: error: {'; '.join(failures)} The outputs ({path}) hold the last "

@@ -325,6 +325,23 @@ def invert_job(cfg: DictConfig, argv: tuple[str, ...] = ()):
 
     options = invert_options(cfg)
     domain, physics = _domain_and_physics(cfg)
+    physics, source = invert_prior(cfg, domain, physics)
     return InvertJob(domain=domain, physics=physics, options=options,
                      law=build_law(cfg) if options.A == "law" else None, seed=int(cfg.seed),
+                     A_prior_source=source,
                      config_yaml=resolved_invert_config(cfg, physics), argv=tuple(argv))
+
+
+def invert_prior(cfg: DictConfig, domain, physics: Physics) -> tuple[Physics, str]:
+    """The physics of an inversion and where its A (the prior and the start of A) comes
+    from: ``physics.A`` when the user set it; else Cuffey & Paterson's A at the glacier's
+    mean temperature when the glacier has one (the file's climate); else the domain's A."""
+    if cfg.physics.get("A") is not None:
+        return physics, "physics.A"
+    if domain.temperature is None:
+        return physics, f"the default of glacier={cfg.glacier.name} (no temperature)"
+    from ..laws import cuffey_paterson_A
+
+    T = float(domain.temperature)
+    return (physics.replace(A=float(cuffey_paterson_A(T))),
+            f"Cuffey & Paterson (2010) at the glacier's {T:.2f} degC")

@@ -147,7 +147,7 @@ def domain_from_fields(name: str, fields: dict[str, Any], *, dx: float | None = 
         mask=mask,
         thickness_obs=obs if obs is not None else np.full(S.shape, np.nan),
         thickness_obs_count=count if count is not None else np.zeros(S.shape),
-        velocity_obs=fields.get("velocity_obs"),
+        velocity_obs=fields.get("velocity_obs"), dhdt=fields.get("dhdt"),
         temperature=temperature, attrs=attrs,
     )
 
@@ -253,8 +253,8 @@ def resample(fields: dict[str, Any], factor: int) -> dict[str, Any]:
     """Block-average the grids of ``read_glacier_file`` by ``factor`` cells along x and y.
 
     Trailing rows/columns that do not fill a whole block are dropped (at most factor - 1 on the
-    north and east edges). Rules: surface, bed, mask_fraction, smb, velocity_obs: mean of the
-    finite values;
+    north and east edges). Rules: surface, bed, mask_fraction, smb, velocity_obs, dhdt: mean of
+    the finite values;
     thickness: mean with NaN counted as no ice (volume-conserving); mask: 1 where at least half of
     the block is glacier (the >= 0.5 rule of the bundled files), from ``mask_fraction`` when the
     file has it, else from ``mask``; thickness_obs, bed_obs: mean
@@ -274,7 +274,7 @@ def resample(fields: dict[str, Any], factor: int) -> dict[str, Any]:
         s = np.where(np.isfinite(b), b, 0.0).sum(axis=(1, 3))
         return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
-    for key in ("surface", "bed", "mask_fraction", "smb", "velocity_obs"):
+    for key in ("surface", "bed", "mask_fraction", "smb", "velocity_obs", "dhdt"):
         if fields.get(key) is not None:
             out[key] = nanmean(fields[key])
     if fields["thickness"] is not None:
@@ -380,6 +380,17 @@ def _profile_mean(profile: np.ndarray) -> np.ndarray:
     ok = np.isfinite(profile)
     n = ok.sum(axis=0)
     return np.where(n > 0, np.where(ok, profile, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
+
+
+def smooth_surface(surface: np.ndarray, dx: float, length: float) -> np.ndarray:
+    """The surface [m] smoothed by a Gaussian of standard deviation ``length`` [m] (0: as
+    given), over the whole grid, the edges extended linearly, so a plane is unchanged. Slopes
+    from it are averaged over a few ice thicknesses, as the longitudinal stresses the SIA
+    leaves out average them (OGGM smooths its DEMs before it computes slopes). Smoothing only
+    the glacier cells would put a step between them and the DEM around (on South Glacier it
+    doubles the cell-scale roughness at the margin instead of halving it)."""
+    surface = np.asarray(surface, np.float64)
+    return surface if length <= 0 else _gaussian(surface, length / dx)
 
 
 def _gaussian(a: np.ndarray, sigma: float, *, odd: bool = True) -> np.ndarray:

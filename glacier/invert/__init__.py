@@ -19,7 +19,10 @@ Cost (each term reported separately):
 where S(T) is the surface after a relaxation run of T years of the SIA from (S_obs - H, H) with
 the mass balance (optionally shifted to zero glacier-wide balance, the "apparent" mass balance
 of Farinotti et al. 2009), so that J_surf asks for a glacier in balance with its mass balance
-(or thinning at ``dhdt``). The gradient comes from the checkpointed adjoint of the solver.
+(or thinning at ``dhdt``: the file's field, else ``invert.dhdt``; the shift then leaves a
+glacier-wide balance equal to the mean dhdt, since no ice leaves through the outline). The
+gradient comes from the checkpointed adjoint of the solver. ln A - ln A_prior is bounded by
++-ln(``A_max_factor``); S_obs may be the DEM smoothed over ``slope_smoothing`` metres.
 
 Cross-validation splits the observed cells into K folds of whole spatial blocks, inverts K
 times without one fold, and scores the held-out cells; the spread of the K inversions is the
@@ -36,6 +39,8 @@ Layout (imports go one way, top to bottom):
 - ``cost``: the cost terms, the thickness / A parameterisation, one compiled optimiser step.
 - ``loop``: ``Inverter`` (the minimisation), ``InversionResult``, ``invert``.
 - ``cv``: ``cross_validate`` and its scores (``CrossValidation``).
+- ``diagnostics``: glacier-scale balance of flux divergence and mass balance
+  (``BalanceCheck``).
 """
 
 from .baseline import baseline, spatial_folds

@@ -62,11 +62,29 @@ def _smooth(field, mask, sigma_cells: float):
     return conv(field * mask) / jnp.maximum(conv(mask), 1e-12) * mask
 
 
+def log_A_departure(a, o: InvertOptions):
+    """ln A - ln A_prior of the control ``a``: ``A_step`` a, squashed into +-ln R by
+    ln R tanh(A_step a / ln R) when ``A_max_factor`` R is set (identity to first order)."""
+    if not o.A_max_factor:
+        return o.A_step * a
+    L = math.log(o.A_max_factor)
+    return L * jnp.tanh(o.A_step * a / L)
+
+
+def A_control(log_ratio: float, o: InvertOptions) -> float:
+    """The control ``a`` of ln A - ln A_prior = ``log_ratio`` (inside the bounds: clipped to
+    99.9 % of ln R); the inverse of ``log_A_departure``."""
+    if not o.A_max_factor:
+        return log_ratio / o.A_step
+    L = math.log(o.A_max_factor)
+    return L * math.atanh(max(-0.999, min(0.999, log_ratio / L))) / o.A_step
+
+
 def log_rate_factor(params, consts, st: CostStatic):
-    """ln A: the prior's plus ``A_step`` times the control ``a`` (a = 0 at the prior). The
+    """ln A: the prior's plus the departure of the control ``a`` (a = 0 at the prior). The
     step scales the control against the thickness controls, so that the first quasi-Newton
-    steps do not throw A across orders of magnitude."""
-    return jnp.log(consts["A_fixed"]) + st.options.A_step * params["a"]
+    steps do not throw A across orders of magnitude; ``A_max_factor`` bounds it."""
+    return jnp.log(consts["A_fixed"]) + log_A_departure(params["a"], st.options)
 
 
 def rate_factor(params, consts, st: CostStatic):
@@ -113,7 +131,7 @@ def cost_terms(params, weights, consts, st: CostStatic):
                                                 o.velocity_error)
     if o.relax_years > 0:
         S_T = S_obs - H + traj.thickness[times.index(float(o.relax_years))]
-        d = (S_T - (S_obs + o.relax_years * o.dhdt)) / o.surface_error
+        d = (S_T - (S_obs + o.relax_years * consts["dhdt"])) / o.surface_error
         if o.surface_smoothing > 0:
             d = _smooth(d, mask, o.surface_smoothing / grid.dx)
         terms["surface"] = jnp.sum(mask * d * d) / jnp.sum(mask)
@@ -125,7 +143,7 @@ def cost_terms(params, weights, consts, st: CostStatic):
         terms["smooth_thickness"] = o.smooth_thickness * grid.dx ** 2 * losses.tikhonov(
             R, grid.dx, mask) / o.obs_error ** 2
     if "a" in params and o.A_prior_error > 0:
-        dev = o.A_step * params["a"] / o.A_prior_error
+        dev = log_A_departure(params["a"], o) / o.A_prior_error
         terms["prior_A"] = jnp.mean(dev * dev)
     if "law" in params and o.law_l2 > 0:
         terms["l2_law"] = o.law_l2 * losses.l2(jax.tree_util.tree_leaves(params["law"]))

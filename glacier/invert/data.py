@@ -18,7 +18,8 @@ class InversionData:
     """A glacier to invert, as plain arrays (from a ``Domain``).
 
     ``surface`` is the observed surface [m]; ``mask`` 1 on the glacier; ``thickness_obs`` [m]
-    NaN where not observed; ``obs_count`` points per cell (weights).
+    NaN where not observed; ``obs_count`` points per cell (weights); ``velocity_obs`` and
+    ``dhdt`` [m a^-1] NaN where unknown, or None when the glacier has none.
     """
 
     name: str
@@ -31,6 +32,7 @@ class InversionData:
     physics: Physics
     temperature: float | None = None
     velocity_obs: np.ndarray | None = None
+    dhdt: np.ndarray | None = None
 
     @classmethod
     def from_domain(cls, d: Domain, physics: Physics | None = None) -> InversionData:
@@ -55,7 +57,9 @@ class InversionData:
                    physics=d.physics if physics is None else physics,
                    temperature=d.temperature,
                    velocity_obs=None if d.velocity_obs is None or not np.any(
-                       np.isfinite(d.velocity_obs)) else np.asarray(d.velocity_obs, np.float64))
+                       np.isfinite(d.velocity_obs)) else np.asarray(d.velocity_obs, np.float64),
+                   dhdt=None if d.dhdt is None or not np.any(np.isfinite(d.dhdt))
+                   else np.asarray(d.dhdt, np.float64))
 
     @property
     def observed(self) -> np.ndarray:

@@ -13,12 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import solver as slv
+from ..domains.real import smooth_surface
 from ..errors import ConfigError, InputDataError, NumericalError
 from ..laws import NeuralDiffusivity, NeuralScaledDiffusivity
 from ..physics import sia
+from ..physics.params import implausible
 from . import cost
 from .baseline import baseline
 from .data import InversionData
+from .diagnostics import BalanceCheck, balance_check, flux_divergence
 from .options import InvertA, InvertOptions
 
 
@@ -35,6 +38,8 @@ class InversionResult:
     wall_time: float
     law: object = None
     failure: str | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    balance: BalanceCheck | None = None
 
 
 class Inverter:
@@ -58,14 +63,18 @@ class Inverter:
         self.data, self.options = data, options
         self.A0 = float(data.physics.A) if A0 is None else float(A0)
         smb = data.smb
+        surface = smooth_surface(data.surface, data.grid.dx, options.slope_smoothing)
+        dhdt = self.dhdt_field(data, options)
         if options.apparent_smb:
-            b = np.asarray(smb(jnp.asarray(data.surface)))
-            shift = -float(np.sum(b * data.mask) / np.sum(data.mask))
+            b = np.asarray(smb(jnp.asarray(surface)))
+            # glacier-wide: the mean mass balance is the mean thickness change (no ice leaves
+            # through the outline), so the shift leaves a balance of dhdt, not of 0
+            shift = float(np.sum((dhdt - b) * data.mask) / np.sum(data.mask))
             smb = dataclasses.replace(smb, base=jnp.asarray(smb.base) + shift)
         A_fixed = self.A0 if options.A == InvertA.none else float(data.physics.A)
-        self.consts = dict(mask=jnp.asarray(data.mask), S_obs=jnp.asarray(data.surface),
+        self.consts = dict(mask=jnp.asarray(data.mask), S_obs=jnp.asarray(surface),
                            obs=jnp.asarray(data.thickness_obs), smb=smb,
-                           A_fixed=jnp.asarray(A_fixed),
+                           A_fixed=jnp.asarray(A_fixed), dhdt=jnp.asarray(dhdt),
                            H_prior=(jnp.zeros(data.grid.shape) if H_prior is None
                                     else jnp.asarray(H_prior)),
                            temperature=jnp.asarray(-5.0 if data.temperature is None
@@ -81,6 +90,16 @@ class Inverter:
         self.static = cost.CostStatic(grid=data.grid, options=options, budget=64,
                                       physics=data.physics)
 
+    @staticmethod
+    def dhdt_field(data: InversionData, options: InvertOptions) -> np.ndarray:
+        """The surface-elevation change [m a^-1] the relaxed surface should show: the
+        glacier's ``dhdt`` where known, ``invert.dhdt`` elsewhere."""
+        field = np.full(data.grid.shape, float(options.dhdt))
+        if data.dhdt is not None:
+            known = np.isfinite(data.dhdt)
+            field[known] = data.dhdt[known]
+        return field
+
     def init_params(self, H0: np.ndarray, *, law=None) -> dict:
         """The controls at thickness ``H0`` and A = ``A0`` (A="scalar"/"field"), or the
         parameters of ``law`` (A="law")."""
@@ -94,7 +113,8 @@ class Inverter:
             return p
         if self.options.A == InvertA.none:
             return p
-        a0 = (math.log(self.A0) - math.log(float(self.consts["A_fixed"]))) / self.options.A_step
+        a0 = cost.A_control(math.log(self.A0) - math.log(float(self.consts["A_fixed"])),
+                            self.options)
         if self.options.A == InvertA.scalar:
             p["a"] = jnp.asarray(a0)
         else:  # field
@@ -175,7 +195,47 @@ class Inverter:
         return InversionResult(thickness=H, bed=self.data.surface - H,
                                A=float(A) if A.ndim == 0 else A, history=history,
                                iterations=len(history.get("total", [])), wall_time=wall,
-                               law=params.get("law"), failure=failure)
+                               law=params.get("law"), failure=failure,
+                               warnings=self.bound_warnings(A) if "a" in params else [],
+                               balance=self.balance(params))
+
+    def balance(self, params) -> BalanceCheck:
+        """How well the flux divergence of ``params`` explains the mass balance the
+        relaxation run asks it to carry (``diagnostics``): target b - dhdt, with b shifted
+        as in the cost (the apparent mass balance), on the surface the flow sees."""
+        c = self.consts
+        S = np.asarray(c["S_obs"])
+        target = np.asarray(c["smb"](jnp.asarray(S))) - np.asarray(c["dhdt"])
+        div = flux_divergence(self.thickness(params), S,
+                              cost.rheology(params, c, self.static), self.data.grid)
+        return balance_check(target, div, S, self.data.mask, self.data.grid.cell_area)
+
+    def bound_warnings(self, A) -> list[str]:
+        """What a glaciologist must know about the A reached: at (within 5 % in ln of) a
+        bound of ``A_max_factor``, or, unbounded, outside the plausible strain rates."""
+        o, prior = self.options, float(self.consts["A_fixed"])
+        ratio = np.log(np.asarray(A, np.float64) / prior)
+        mask = self.data.mask > 0
+        ratio = ratio[mask] if ratio.ndim else ratio.reshape(1)
+        if o.A_max_factor:
+            L = math.log(o.A_max_factor)
+            out = []
+            for side, at in (("lower", ratio <= -0.95 * L), ("upper", ratio >= 0.95 * L)):
+                if np.any(at):
+                    where = ("" if ratio.size == 1 else
+                             f" on {np.mean(at):.0%} of the glacier")
+                    bound = prior / o.A_max_factor if side == "lower" else prior * o.A_max_factor
+                    out.append(f"A is at its {side} bound {bound:.3g} Pa-3 a-1{where} (prior "
+                               f"{prior:.3g}, invert.A_max_factor={o.A_max_factor:g}): the data "
+                               "ask for " + ("less" if side == "lower" else "more") +
+                               " flow than the flow law allows; see the README (Inverting "
+                               "observed thickness, when A ends at a bound)")
+            return out
+        A_mean = float(np.exp(np.mean(np.log(np.asarray(A)[mask] if np.ndim(A) else A))))
+        if not A_mean > 0:
+            return [f"A = {A_mean:.3g} Pa-3 a-1: no flow at all"]
+        bad = implausible(self.data.physics.replace(A=A_mean), ["A"])
+        return [f"A = {A_mean:.3g} Pa-3 a-1 is implausible: {bad[0]}"] if bad else []
 
 
 def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=None,

@@ -41,7 +41,7 @@ def _choice(name: str, value, cls: type[enum.Enum]) -> enum.Enum:
 _POSITIVE = ("obs_error", "surface_error", "thickness_scale", "max_dt", "dt", "A_step",
              "cv_block")
 _NON_NEGATIVE = ("relax_years", "obs_time", "smooth_thickness", "smooth_A", "A_prior_error",
-                 "prior_error", "surface_smoothing", "law_l2", "velocity_error")
+                 "prior_error", "surface_smoothing", "slope_smoothing", "law_l2", "velocity_error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +57,26 @@ class InvertOptions:
             thickness control is then the initial state of a transient run, and J_obs
             compares the run's thickness at ``obs_time`` with the observations (0: the
             observations are of the initial state).
-        dhdt: surface-elevation change the relaxed surface should show [m a^-1].
+        dhdt: surface-elevation change the relaxed surface should show [m a^-1] where the
+            glacier's file has no ``dhdt(y, x)`` (NaN there: unknown); with ``apparent_smb``
+            the mass balance is shifted to a glacier-wide mean of the dhdt field.
         apparent_smb: shift the mass balance to zero glacier-wide balance.
         obs_error: sigma_H [m]; surface_error: sigma_S [m].
         surface_smoothing: Gaussian scale [m] of an average of the surface misfit over the
             mask before it is squared (0: cell by cell).
+        slope_smoothing: standard deviation [m] of a Gaussian smoothing of the DEM over the
+            grid (``domains.real.smooth_surface``, planes unchanged) before anything flows:
+            the SIA's local flux follows cell-scale bumps of the DEM that the longitudinal
+            stresses it leaves out average over a few ice thicknesses (0: the DEM as given).
         smooth_thickness, smooth_A: lambda_H, lambda_A.
         smooth_residual: apply the thickness smoothness to H - H_b (true) or H (false).
         prior_error: sigma [m] of J_prior = mean over the mask ((H - H_b) / sigma)^2, a pull
             toward the calibrated baseline H_b; 0 switches it off.
         A_prior_error: standard deviation of ln A about the prior (the physics' A) in the
             term J_A = mean((ln A - ln A_prior) / A_prior_error)^2; 0 switches it off.
+        A_max_factor: R > 1: ln A = ln A_prior + ln R tanh(A_step a / ln R), so A stays
+            within a factor R of the prior by construction (0: ln A = ln A_prior + A_step a,
+            unbounded). An A within 5 % (in ln) of a bound is reported (``warnings``).
         A_warmup: iterations with A held at the prior before A is a control too (from a
             rough thickness, shrinking A towards 0 lowers the surface misfit fastest and
             the optimiser stalls there with no flow; the warm-up avoids that basin).
@@ -97,7 +106,7 @@ class InvertOptions:
                                   "(> 0: the thickness control is the start of a transient "
                                   "run)")
     dhdt: float = option(0.0, "surface-elevation change the relaxed surface should show "
-                              "[m a-1]; 0 = steady state")
+                              "[m a-1] where the glacier file has no dhdt; 0 = steady state")
     apparent_smb: bool = option(True, "shift the mass balance to zero glacier-wide balance "
                                       "(apparent mass balance)")
     obs_error: float = option(10.0, "observational error of the thickness [m]")
@@ -105,6 +114,10 @@ class InvertOptions:
     surface_smoothing: float = option(0.0, "Gaussian scale [m] over which the surface misfit "
                                            "is averaged before it is squared; 0 = cell by "
                                            "cell")
+    slope_smoothing: float = option(0.0, "Gaussian scale [m] of the DEM smoothing before the "
+                                         "flow is computed (the relaxation run starts from and "
+                                         "is compared with the smoothed surface); 0 = the DEM "
+                                         "as given")
     smooth_thickness: float = option(1.0, "weight of the Tikhonov smoothness of the thickness")
     smooth_residual: bool = option(True, "smooth the departure from the calibrated baseline "
                                          "(true) or the thickness itself (false)")
@@ -113,6 +126,9 @@ class InvertOptions:
     smooth_A: float = option(10.0, "weight of the Tikhonov smoothness of log A (A=field)")
     A_prior_error: float = option(0.0, "standard deviation of ln A about physics.A; 0 = no "
                                        "prior")
+    A_max_factor: float = option(10.0, "A stays within this factor of its prior (a bounded "
+                                       "parameterisation; an A at a bound is reported as a "
+                                       "warning); 0 = unbounded")
     A_warmup: int = option(20, "iterations with A held at physics.A before A is inverted too")
     A_step: float = option(0.1, "scale of the A control: ln A = ln physics.A + A_step a")
     law_l2: float = option(0.0, "weight of the L2 norm of the law's parameters (invert.A=law)")
@@ -142,6 +158,9 @@ class InvertOptions:
             raise ValueError(f"cfl={self.cfl} must be in (0, 0.25], e.g. 0.124.")
         if self.scheme not in ("explicit", "rkl2", "implicit"):
             raise ValueError(f"scheme={self.scheme!r} must be explicit, rkl2 or implicit.")
+        if not (self.A_max_factor == 0 or self.A_max_factor > 1):
+            raise ValueError(f"A_max_factor={self.A_max_factor} must be > 1 (e.g. 10: A within "
+                             "a factor 10 of its prior) or 0 (unbounded).")
         if self.A_warmup < 0:
             raise ValueError(f"A_warmup={self.A_warmup} must be >= 0.")
         if self.iterations < 1:

@@ -8,7 +8,8 @@ A glacier file holds fields on a regular projected grid:
 - optional grids: ``bed`` [m], ``thickness`` [m] (NaN outside the glacier), ``mask`` (1 glacier,
   0 not), ``mask_fraction`` [1], ``smb`` [m w.e. a^-1], ``thickness_obs`` [m] (NaN = not
   observed), ``thickness_obs_count`` [1], ``bed_obs`` [m], ``velocity_obs`` [m a^-1] (observed
-  surface speed, NaN = not observed);
+  surface speed, NaN = not observed), ``dhdt`` [m a^-1] (surface-elevation change, NaN =
+  unknown);
 - optional series: ``mb_profile(mb_year, mb_altitude)`` [m w.e. a^-1], ``ela(mb_year)`` [m],
   ``clim_temp_annual(clim_year)`` and ``clim_temp_jja(clim_year)`` [degC],
   ``clim_prec_annual(clim_year)`` [mm a^-1];
@@ -34,7 +35,7 @@ from ..errors import InputDataError
 from . import units as un
 
 GRID_VARIABLES = ("surface", "bed", "thickness", "mask", "mask_fraction", "smb", "thickness_obs",
-                  "thickness_obs_count", "bed_obs", "velocity_obs")
+                  "thickness_obs_count", "bed_obs", "velocity_obs", "dhdt")
 """Optional (y, x) fields read from a glacier file (``surface`` is required)."""
 
 SERIES_VARIABLES = {
@@ -51,7 +52,8 @@ UNIT_KINDS = {
     "thickness_obs": "length", "bed_obs": "length", "ela": "length", "mb_altitude": "length",
     "mask": "dimensionless", "mask_fraction": "dimensionless",
     "thickness_obs_count": "dimensionless", "smb": "mass_balance",
-    "mb_profile": "mass_balance", "velocity_obs": "speed", "clim_temp_annual": "temperature",
+    "mb_profile": "mass_balance", "velocity_obs": "speed", "dhdt": "speed",
+    "clim_temp_annual": "temperature",
     "clim_temp_jja": "temperature", "clim_prec_annual": "precipitation",
 }
 """Variable -> quantity kind of ``glacier.io.units``: its ``units`` are converted to the
@@ -65,6 +67,10 @@ ELEVATION_RANGE = (-500.0, 9000.0)
 
 MAX_SPEED = 20000.0
 """Largest plausible surface speed [m a^-1] (the fastest outlet glaciers flow about 17 km/a)."""
+
+MAX_DHDT = 50.0
+"""Largest plausible surface-elevation change [m a^-1] either way (the fastest-thinning
+tidewater termini lose about 20 m a^-1; surge fronts thicken by tens of metres a year)."""
 
 MAX_THICKNESS = 5000.0
 """Largest plausible ice thickness [m] (thickest ice on Earth is about 4.8 km)."""
@@ -410,6 +416,10 @@ def _validate(f: dict[str, Any], ctx: _Ctx) -> None:
         _check_range(speed, "velocity_obs", 0.0, MAX_SPEED, "m a-1", ctx,
                      "observed surface speed must be >= 0 in metres per year (NaN = not "
                      "observed).")
+    if f["dhdt"] is not None:
+        _check_range(f["dhdt"], "dhdt", -MAX_DHDT, MAX_DHDT, "m a-1", ctx,
+                     "dhdt is the surface-elevation change in metres per year (negative: "
+                     "thinning; NaN = unknown).")
 
 
 def _validate_observations(f: dict[str, Any], ctx: _Ctx, mask) -> None:

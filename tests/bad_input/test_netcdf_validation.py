@@ -284,3 +284,16 @@ def test_duplicated_coordinates_name_the_right_fix(tmp_path):
 def test_a_directory_as_glacier_path(tmp_path):
     with pytest.raises(InputDataError, match="is a directory, not a NetCDF file"):
         build_domain("netcdf", path=str(tmp_path))
+
+
+def test_thickness_change_observations(tmp_path):
+    """``dhdt`` [m a-1] is optional, converted from other speed units, NaN = unknown, and
+    refused when implausible (more than 50 m a-1 either way)."""
+    rate = np.full((NY, NX), np.nan)
+    rate[2, 2] = -120.0
+    ds = make_dataset(dhdt=(("y", "x"), rate, dict(units="cm a-1")))
+    d = build_domain("netcdf", path=str(write(tmp_path, ds, "dhdt.nc")))
+    assert d.dhdt[2, 2] == pytest.approx(-1.2) and np.isnan(d.dhdt).sum() == NY * NX - 1
+    rate[3, 3] = -80.0
+    ds = make_dataset(dhdt=(("y", "x"), rate, dict(units="m a-1")))
+    expect_error(write(tmp_path, ds), "'dhdt'", "implausible")

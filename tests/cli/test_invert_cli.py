@@ -185,3 +185,27 @@ def test_invert_yaml_matches_the_schema():
     # scheme and dt of the relaxation run are solver.scheme and solver.dt.
     assert {f.name for f in dataclasses.fields(iv.InvertOptions)} == set(cfg.invert) | {
         "scheme", "dt"}
+
+
+@pytest.mark.parametrize("overrides, source", [
+    ([], "Cuffey & Paterson (2010) at the glacier's -8.24 degC"),
+    (["physics.A=1e-17"], "physics.A"),
+])
+def test_the_prior_of_A_is_cuffey_paterson_at_the_glacier_temperature(overrides, source):
+    """Without physics.A, A's prior (and start) on a glacier with a climate series is Cuffey
+    & Paterson's at its mean temperature (South Glacier: -8.24 degC, 1.7e-17 Pa-3 a-1, not
+    the temperate 7.6e-17); a physics.A the user sets is kept. The source is recorded."""
+    from hydra import compose, initialize_config_module
+
+    from glacier.config import build, checks
+    from glacier.laws import cuffey_paterson_A
+
+    with initialize_config_module(config_module="glacier.configs", version_base=None):
+        cfg = compose(config_name="invert", overrides=["glacier=south_glacier", *overrides])
+    job = build.invert_job(checks.typed_checked(cfg, "invert"))
+    expected = 1e-17 if overrides else float(cuffey_paterson_A(-8.24))
+    assert job.physics.A == pytest.approx(expected, rel=1e-3)
+    assert job.A_prior_source.startswith(source.split(" at ")[0])
+    import yaml
+
+    assert yaml.safe_load(job.config_yaml)["physics"]["A"] == pytest.approx(job.physics.A)

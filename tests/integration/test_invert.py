@@ -260,3 +260,58 @@ def test_a_failing_iteration_keeps_the_last_good_state(twin_data, monkeypatch):
     calls["n"] = 3  # the very first iteration fails: nothing good to keep
     with pytest.raises(Exception, match="failed at iteration 1"):
         iv.invert(twin_data, opts)
+
+
+def test_A_stays_within_its_factor_of_the_prior():
+    """ln A - ln A_prior = ln R tanh(A_step a / ln R): inside +-ln R for any control, the
+    identity to first order, and ``A_control`` its inverse; R = 0 is unbounded."""
+    from glacier.invert import cost
+
+    o = iv.InvertOptions(A_max_factor=10.0)
+    a = np.linspace(-1e4, 1e4, 2001)
+    d = np.asarray(cost.log_A_departure(a, o))
+    assert np.all(np.abs(d) <= np.log(10.0)) and np.all(np.diff(d) >= 0)
+    assert float(cost.log_A_departure(1e-3, o)) == pytest.approx(o.A_step * 1e-3, rel=1e-6)
+    for r in (-2.0, 0.0, 0.5, 2.2):
+        assert float(cost.log_A_departure(cost.A_control(r, o), o)) == pytest.approx(r)
+    free = iv.InvertOptions(A_max_factor=0.0)
+    assert float(cost.log_A_departure(300.0, free)) == pytest.approx(30.0)
+    with pytest.raises(ValueError, match="A_max_factor"):
+        iv.InvertOptions(A_max_factor=0.5)
+
+
+def test_an_A_at_its_bound_is_reported(twin_data):
+    """An A within 5 % (in ln) of a bound is a warning naming the bound and the key; so is an
+    unbounded A with an implausible strain rate; a plausible A inside the bounds is none."""
+    prior = twin_data.physics.A
+    inv = iv.Inverter(twin_data, iv.InvertOptions())
+    assert inv.bound_warnings(prior) == [] and inv.bound_warnings(3 * prior) == []
+    (low,) = inv.bound_warnings(prior / 9.99)
+    assert "lower bound" in low and "invert.A_max_factor=10" in low
+    assert "upper bound" in inv.bound_warnings(prior * 9.99)[0]
+    field = np.full(twin_data.grid.shape, prior)
+    field[twin_data.mask > 0] = prior / 10
+    assert "on 100% of the glacier" in inv.bound_warnings(field)[0]
+    free = iv.Inverter(twin_data, iv.InvertOptions(A_max_factor=0.0))
+    assert free.bound_warnings(prior / 100) == []
+    assert "implausible" in free.bound_warnings(4.7e-37)[0]
+
+
+def test_a_thickness_change_field_sets_the_target_and_the_balance(twin_data):
+    """A glacier's dhdt(y, x) is the change the relaxed surface should show where known
+    (``invert.dhdt`` elsewhere), and the apparent mass balance is shifted to its glacier-wide
+    mean: no ice leaves through the outline, so the mean balance is the mean thinning."""
+    import jax.numpy as jnp
+
+    mask = twin_data.mask > 0
+    dhdt = np.where(mask, -1.0, np.nan)
+    dhdt[np.nonzero(mask)[0][:10], np.nonzero(mask)[1][:10]] = np.nan
+    data = dataclasses.replace(twin_data, dhdt=dhdt)
+    inv = iv.Inverter(data, iv.InvertOptions(dhdt=-0.25))
+    field = np.asarray(inv.consts["dhdt"])
+    np.testing.assert_array_equal(field, np.where(np.isfinite(dhdt), -1.0, -0.25))
+    b = np.asarray(inv.consts["smb"](jnp.asarray(data.surface)))
+    assert b[mask].mean() == pytest.approx(field[mask].mean())
+    plain = iv.Inverter(twin_data, iv.InvertOptions())
+    b0 = np.asarray(plain.consts["smb"](jnp.asarray(data.surface)))
+    assert abs(b0[mask].mean()) < 1e-12
