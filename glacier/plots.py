@@ -174,8 +174,10 @@ def inversion_figure(path: str | os.PathLike, x, y, thickness, thickness_std, re
     panels = [
         ("inverted thickness (dots: radar cells)", "ice thickness [m]",
          np.where(outside, np.nan, thickness), "viridis", None),
-        ("uncertainty: fold spread" + (f" and {floor:.0f} m error floor" if floor else ""),
-         "1 standard deviation [m]", np.where(outside, np.nan, total), "magma", None),
+        (("uncertainty: fold spread" + (f" and {floor:.0f} m error floor" if floor else ""))
+         if cv else "no uncertainty without cross-validation (invert.cv_folds)",
+         "1 standard deviation [m]", np.where(outside | (not cv), np.nan, total), "magma",
+         None),
         ("held-out residual (predicted without its fold)" if cv else
          "residual of the fit", "inverted - observed [m]", shown, "RdBu_r", "sym"),
     ]

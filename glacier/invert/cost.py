@@ -42,6 +42,17 @@ class CostStatic:
     physics: Physics
 
 
+def compiled_options(o: InvertOptions) -> InvertOptions:
+    """``o`` with the fields the compiled cost does not read set to their defaults: the
+    iteration counts, the folds and what enters through ``consts`` (dhdt, the mass-balance
+    shift, the smoothed DEM), so that runs differing only in those share one compiled step
+    (the folds, a warm-up of another length, the final inversion)."""
+    d = InvertOptions()
+    return dataclasses.replace(o, iterations=d.iterations, A_warmup=d.A_warmup,
+                               cv_folds=d.cv_folds, cv_block=d.cv_block, dhdt=d.dhdt,
+                               apparent_smb=d.apparent_smb, slope_smoothing=d.slope_smoothing)
+
+
 def thickness(params, consts, st: CostStatic):
     """H = s softplus(h / s) on the mask, 0 elsewhere."""
     s = st.options.thickness_scale

@@ -87,8 +87,8 @@ class Inverter:
                                  f"speed misfit, but glacier {data.name!r} has no velocity_obs "
                                  "(observed surface speed in m a-1). Add velocity_obs(y, x) to "
                                  "the file, or set invert.velocity_error=0.")
-        self.static = cost.CostStatic(grid=data.grid, options=options, budget=64,
-                                      physics=data.physics)
+        self.static = cost.CostStatic(grid=data.grid, options=cost.compiled_options(options),
+                                      budget=64, physics=data.physics)
 
     @staticmethod
     def dhdt_field(data: InversionData, options: InvertOptions) -> np.ndarray:

@@ -55,8 +55,12 @@ def test_writes_inversion_nc_as_the_contract_says(run, twin_file):
         for name in ("thickness", "bed", "thickness_std", "thickness_obs", "residual"):
             assert ds[name].dims == ("y", "x") and ds[name].attrs["units"] == "m", name
         assert ds["A"].ndim == 0 and float(ds["A"]) > 0
-        for key in ("cv_rmse", "cv_bias", "baseline_cv_rmse", "cv_within_spread", "config"):
+        for key in ("cv_rmse", "cv_bias", "baseline_cv_rmse", "cv_within_spread", "config",
+                    "warnings", "A_prior", "A_prior_source", "balance_band_explained",
+                    "balance_flux_ratio", "balance_contour", "balance_flux"):
             assert key in ds.attrs, key
+        assert ds.attrs["A_prior_source"].startswith("the default of glacier=netcdf")
+        assert np.isfinite(ds.attrs["balance_flux_ratio"]) and ds.attrs["balance_flux"] > 0
         assert 0 < ds.attrs["cv_rmse"] < ds.attrs["baseline_cv_rmse"]
         H = ds["thickness"].values
         mask = src["mask"].values > 0

@@ -2,7 +2,7 @@
 parameters, bit for bit, as a run never interrupted.
 
 A kill gives the process no chance to save: what it leaves is whatever checkpoints were complete
-(the writers are atomic) and maybe a half-written temporary. Three seeds pick the moment, after
+(the writers are atomic) and maybe a half-written temporary. Two seeds pick the moment, after
 the first checkpoint exists, anywhere in the Adam or the L-BFGS phase. The runs share the test
 session's JAX compilation cache (tests/conftest.py), so only the first one compiles.
 """
@@ -23,6 +23,7 @@ ARGS = ["experiment.n_valleys=2", "experiment.real=[]", "experiment.years=3",
         "experiment.spinup_years=30", "train.epochs=60", "optimizer.lbfgs_steps=20",
         "train.checkpoint_every=1", "network.hidden=[4]"]
 FINAL = "epoch_000080"
+SEEDS = (0, 1)  # two kills run side by side on two cores; more seeds: add them here
 
 
 def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -58,11 +59,12 @@ def kills(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("kill")
     straight = _train(f"hydra.run.dir={cwd / 'straight'}", cwd=cwd)  # fills the cache
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda s: _killed_then_resumed(s, cwd), [0, 1, 2]))
+        runs = dict(zip(SEEDS, pool.map(lambda s: _killed_then_resumed(s, cwd), SEEDS),
+                        strict=True))
     return dict(straight=straight, straight_dir=cwd / "straight", runs=runs)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_sigkill_at_a_random_moment_resumes_to_the_same_parameters(kills, seed):
     assert kills["straight"].returncode == 0, kills["straight"].stderr
     run = kills["runs"][seed]

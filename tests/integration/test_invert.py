@@ -65,6 +65,7 @@ def test_twin_recovers_thickness_within_ten_percent(twin, A_factor):
     np.testing.assert_allclose(result.bed, data.surface - result.thickness)
 
 
+@pytest.mark.slow  # 36 s (two full inversions); run with -m slow
 def test_physics_adds_to_the_interpolation(twin, twin_data):
     """Without the relaxation run (relax_years=0) the same cost is a smoothed interpolation of
     the lines around the baseline; the surface term is what brings the error below 10 %."""
@@ -123,6 +124,7 @@ def test_cross_validation_scores_held_out_cells(twin_data):
     assert len(cv.predictions) == 2 and cv.final.iterations == 8
 
 
+@pytest.mark.slow  # 73 s; the CLI's rerun-from-the-saved-config test covers it
 def test_inversion_is_deterministic(twin_data):
     opts = iv.InvertOptions(iterations=4, A_warmup=2, relax_years=2.0)
     a = iv.invert(twin_data, opts)
@@ -140,7 +142,8 @@ def test_thickness_observed_later_than_the_dem(twin, twin_data):
     assert rel_rmse(result.thickness, twin) <= 0.10
 
 
-@pytest.mark.parametrize("name", ["nn_A_of_T", "nn_diffusivity"])
+@pytest.mark.parametrize("name", [pytest.param("nn_A_of_T", marks=pytest.mark.slow),
+                                  "nn_diffusivity"])
 def test_functional_inversion_through_a_learned_law(twin_data, name):
     law = (laws.NeuralAofT.create(hidden=(4,), seed=0) if name == "nn_A_of_T"
            else laws.NeuralDiffusivity.create(hidden=(4,), seed=0))
@@ -237,6 +240,13 @@ def test_options_validate_in_their_own_terms():
                                   np.asarray(inv.data.obs_count))
     assert failure is None and len(history["total"]) == 1
     assert inv.static is static and inv.consts.keys() == consts.keys()  # run mutates nothing
+    # what the compiled step does not read does not make a new program: folds, iteration
+    # counts and the fields that enter as arrays (dhdt, the mass-balance shift, the DEM)
+    other = iv.Inverter(inv.data, iv.InvertOptions(iterations=7, A_warmup=3, cv_folds=3,
+                                                   relax_years=1.0, dhdt=-0.5,
+                                                   slope_smoothing=100.0))
+    assert other.static == inv.static and hash(other.static) == hash(inv.static)
+    assert iv.Inverter(inv.data, iv.InvertOptions(relax_years=2.0)).static != inv.static
 
 
 def test_a_failing_iteration_keeps_the_last_good_state(twin_data, monkeypatch):

@@ -91,6 +91,7 @@ def test_failure_to_converge_is_reported():
     assert len(result.times) == 1
 
 
+@pytest.mark.slow  # 50 s; run with -m slow (the explicit scheme's test runs by default)
 def test_bedrock_step_volume_within_the_explicit_band():
     """Jarosch et al. (2013) at dx = 200 m, dt = 100 a, 50 ka: measured -3.26 % (the explicit
     scheme: -3.25 %, tests/numerics/test_bedrock_step.py), with the MUSCL-superbee faces; about
