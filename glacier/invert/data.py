@@ -56,11 +56,16 @@ class InversionData:
                    mask=mask, smb=d.smb, thickness_obs=obs, obs_count=count.astype(np.float64),
                    physics=d.physics if physics is None else physics,
                    temperature=d.temperature,
-                   velocity_obs=None if d.velocity_obs is None or not np.any(
-                       np.isfinite(d.velocity_obs)) else np.asarray(d.velocity_obs, np.float64),
-                   dhdt=None if d.dhdt is None or not np.any(np.isfinite(d.dhdt))
-                   else np.asarray(d.dhdt, np.float64))
+                   velocity_obs=_observed_or_none(d.velocity_obs),
+                   dhdt=_observed_or_none(d.dhdt))
 
     @property
     def observed(self) -> np.ndarray:
         return np.isfinite(self.thickness_obs)
+
+
+def _observed_or_none(field) -> np.ndarray | None:
+    """An optional observed field as float64, or None when absent or all NaN (unobserved)."""
+    if field is None or not np.any(np.isfinite(field)):
+        return None
+    return np.asarray(field, np.float64)
