@@ -208,6 +208,7 @@ class InversionTwin:
     thickness_true: np.ndarray
     physics: Physics
     obs_fraction: float
+    fs_true: np.ndarray | None = None
 
     @property
     def surface(self) -> np.ndarray:
@@ -244,13 +245,18 @@ class InversionTwin:
 def twin_inversion(*, nx: int = 31, ny: int = 45, dx: float = 200.0, years: float = 600.0,
                    ela_fraction: float = 0.1, side_rise: float = 800.0,
                    lines: tuple[float, ...] = (0.25, 0.5, 0.75), every: int = 2,
-                   noise: float = 0.0, seed: int = 0) -> InversionTwin:
+                   noise: float = 0.0, seed: int = 0, sliding: float = 0.0) -> InversionTwin:
     """A synthetic valley (``domains.synthetic_valley`` with ``nx`` x ``ny`` cells of ``dx``,
     the ELA ``ela_fraction`` of the valley's drop below its head) grown to steady state over
     ``years`` from no ice (volume change < 1e-4 over the last century at the defaults),
     observed on cross-profiles at the given fractions of the glacier's length, one cell in
     ``every`` ("radar lines"; about 5 % of the ice cells at the defaults), with Gaussian
     ``noise`` [m]. The true thickness is the glacier's; its mass balance is known.
+
+    ``sliding`` > 0: the truth slides over the lower half of the valley, with a Budd fs
+    (``fs_true``) rising smoothly down-glacier to a sliding diffusivity ``sliding`` times the
+    deformation's under 100 m of ice (``laws.budd_fs_for_ratio``) and none at the head;
+    ``physics`` (what an inversion starts from) still has fs = 0.
     """
     from .simulation import run
 
@@ -261,8 +267,16 @@ def twin_inversion(*, nx: int = 31, ny: int = 45, dx: float = 200.0, years: floa
                           bump_length=max(400.0, 2 * dx),
                           bump_width=max(600.0, 3 * dx), t_end=years, save_every=years)
     physics = valley.physics
+    fs_true, rheology = None, None
+    if sliding > 0:
+        down = (valley.grid.y - valley.grid.y.min()) / (valley.grid.y.max() - valley.grid.y.min())
+        ramp = 0.5 * (1.0 + np.tanh((down - 0.4) / 0.08))  # 0 at the head, 1 down-valley
+        fs_true = (laws.budd_fs_for_ratio(physics.A, sliding, n=physics.n)
+                   * np.repeat(ramp[:, None], nx, axis=1))
+        rheology = laws.GlenLaw(A=physics.A, fs=jnp.asarray(fs_true), n=physics.n,
+                                rho=physics.rho, g=physics.g)
     result = run(valley, save_at=slv.SaveAt((0.0, years)),
-                 scheme=ExplicitMUSCL(cfl=0.124, max_dt=1.0))
+                 scheme=ExplicitMUSCL(cfl=0.124, max_dt=1.0), rheology=rheology)
     if result.failure is not None:
         raise ConfigError(f"twin_inversion: the spin-up failed: {result.failure}")
     H = np.asarray(result.thickness[-1], np.float64)
@@ -280,4 +294,5 @@ def twin_inversion(*, nx: int = 31, ny: int = 45, dx: float = 200.0, years: floa
                                  thickness_obs_count=np.isfinite(obs).astype(np.float64),
                                  name="twin_valley")
     return InversionTwin(domain=domain, thickness_true=H, physics=physics,
-                         obs_fraction=float(np.isfinite(obs).sum() / mask.sum()))
+                         obs_fraction=float(np.isfinite(obs).sum() / mask.sum()),
+                         fs_true=fs_true)

@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import losses
 from . import solver as slv
+from .compile import strong_types
 from .domains import Domain
 from .errors import ConfigError, NumericalError
 from .grid import Grid
@@ -389,7 +390,9 @@ class Trainer:
         return loss_fn(law, batch, self.problem if problem is None else problem, self.reg)
 
     def init(self, law) -> TrainState:
-        return TrainState(law=law, opt_state=(self.adam.init(law), self.lbfgs.init(law)),
+        law = strong_types(law)  # one compiled step per phase (compile.py)
+        return TrainState(law=law, opt_state=strong_types((self.adam.init(law),
+                                                           self.lbfgs.init(law))),
                           epoch=jnp.zeros((), jnp.int32))
 
     def _step_impl(self, state: TrainState, batch, *, problem: Problem, adam: bool):

@@ -115,6 +115,7 @@ def run(job: InvertJob, out_dir: Path) -> int:
                    mean_obs_thickness=mean_obs, fit_rmse=fit_rmse,
                    iterations=final.iterations, final_cost=final.history["total"][-1],
                    A_mean=float(np.exp(np.mean(np.log(A_value)))),
+                   sliding_fraction=final.sliding_fraction,
                    volume=float(np.sum(final.thickness) * data.grid.cell_area), **scores)
     if final.balance is not None:
         summary.update(final.balance.as_attrs("balance_"))
@@ -126,7 +127,8 @@ def run(job: InvertJob, out_dir: Path) -> int:
         x=data.grid.x, y=data.grid.y, thickness=final.thickness, bed=final.bed, A=final.A,
         surface=data.surface, mask=data.mask, thickness_obs=obs, obs_count=data.obs_count,
         baseline_thickness=H_base, history=final.history, thickness_std=std, cv_fold=cv_fold,
-        cv_prediction=cv_pred, attrs=summary, config_yaml=config_yaml, provenance=record,
+        cv_prediction=cv_pred, fs=final.fs, attrs=summary, config_yaml=config_yaml,
+        provenance=record,
         crs=domain.attrs.get("crs"))
     path = inio.write_inversion(out_dir / "inversion.nc", ds)
     residual = np.where(seen, final.thickness - obs, np.nan)
@@ -148,7 +150,9 @@ def run(job: InvertJob, out_dir: Path) -> int:
                f"{scores['baseline_cv_rmse']:.1f} m, bias {_signed(scores['baseline_cv_bias'])} m"
                if k else f"fit RMSE {fit_rmse:.1f} m (no cross-validation)")
     print(f"glacier-invert: {domain.name}: {cv_text}; A {summary['A_mean']:.3g} "
-          f"Pa-3 a-1 (prior {summary['A_prior']:.3g}), volume {summary['volume'] / 1e9:.4g} "
+          f"Pa-3 a-1 (prior {summary['A_prior']:.3g}), "
+          + (f"sliding {final.sliding_fraction:.0%} of the speed, "
+             if final.fs is not None else "") + f"volume {summary['volume'] / 1e9:.4g} "
           f"km3, wall {wall:.3g} s"
           + (f", {len(warnings)} warning(s)" if warnings else "") + f" -> {path}", flush=True)
     for w in warnings:

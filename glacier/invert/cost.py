@@ -2,8 +2,8 @@
 optimiser iteration.
 
 The parameters are a dict: ``h`` (thickness control), ``a`` (A control, A="scalar"/"field") or
-``law`` (A="law"); ``consts`` the arrays of the glacier (``Inverter.consts``); ``st`` the
-hashable ``CostStatic``.
+``law`` (A="law"), ``c`` (sliding control, sliding="scalar"/"field"); ``consts`` the arrays of
+the glacier (``Inverter.consts``); ``st`` the hashable ``CostStatic``.
 """
 
 from __future__ import annotations
@@ -103,11 +103,45 @@ def rate_factor(params, consts, st: CostStatic):
     return jnp.exp(log_rate_factor(params, consts, st)) if "a" in params else consts["A_fixed"]
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+FS_START = 0.01
+"""The sliding control starts at fs = ``FS_START`` invert.fs (c = 0): little sliding, so that
+deformation explains the flow until the data ask for more."""
+
+
+def sliding_factor(c, o: InvertOptions):
+    """fs / fs_ref (fs_ref = ``invert.fs``) of the sliding control ``c``:
+    R sigmoid(sliding_step c + logit(FS_START / R)), in (0, R) (R = ``fs_max_factor``) and
+    ``FS_START`` at c = 0; like exp(sliding_step c) FS_START well below the bound, so the control
+    acts on ln fs there."""
+    R = o.fs_max_factor
+    return R * jax.nn.sigmoid(o.sliding_step * c + _logit(FS_START / R))
+
+
+def sliding_control(factor: float, o: InvertOptions) -> float:
+    """The control ``c`` of fs / fs_ref = ``factor`` (clipped into (1e-6, 99.9 %) of the bound
+    R); the inverse of ``sliding_factor``."""
+    p = min(0.999, max(1e-6, factor / o.fs_max_factor))
+    return (_logit(p) - _logit(FS_START / o.fs_max_factor)) / o.sliding_step
+
+
+def sliding(params, consts, st: CostStatic):
+    """fs [Pa^-n m^2 a^-1]: from the control ``c`` when sliding is inverted, else the
+    physics' (fixed)."""
+    if "c" not in params:
+        return st.physics.fs
+    return st.options.fs * sliding_factor(params["c"], st.options)
+
+
 def rheology(params, consts, st: CostStatic):
     """What the solver runs: the learned law's rheology (A="law") or Glen's law."""
     if "law" in params:
         return params["law"].rheology(consts["temperature"], st.physics)
-    return glen_law(st.physics, rate_factor(params, consts, st))
+    return dataclasses.replace(glen_law(st.physics, rate_factor(params, consts, st)),
+                               fs=sliding(params, consts, st))
 
 
 def _run_times(o: InvertOptions) -> tuple[float, ...]:
@@ -161,6 +195,13 @@ def cost_terms(params, weights, consts, st: CostStatic):
     if o.A == "field" and o.smooth_A:
         terms["smooth_A"] = o.smooth_A * grid.dx ** 2 * losses.tikhonov(
             log_rate_factor(params, consts, st), grid.dx, mask)
+    if "c" in params and o.sliding_prior_error > 0:
+        dev = sliding_factor(params["c"], o) / o.sliding_prior_error
+        terms["prior_sliding"] = (jnp.sum(mask * dev * dev) / jnp.sum(mask)
+                                  if o.sliding == "field" else dev * dev)
+    if o.sliding == "field" and o.smooth_sliding:
+        terms["smooth_sliding"] = o.smooth_sliding * grid.dx ** 2 * losses.tikhonov(
+            sliding_factor(params["c"], o), grid.dx, mask)
     return sum(terms.values()), (terms, status)
 
 

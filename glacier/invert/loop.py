@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import solver as slv
+from ..compile import strong_types
 from ..domains.real import smooth_surface
 from ..errors import ConfigError, InputDataError, NumericalError
 from ..laws import NeuralDiffusivity, NeuralScaledDiffusivity
@@ -22,13 +23,16 @@ from . import cost
 from .baseline import baseline
 from .data import InversionData
 from .diagnostics import BalanceCheck, balance_check, flux_divergence
-from .options import InvertA, InvertOptions
+from .options import InvertA, InvertOptions, InvertSliding
 
 
 @dataclasses.dataclass
 class InversionResult:
     """Result of one inversion: thickness, bed, A and the cost history (each term);
-    ``failure`` says why the minimisation stopped early (None: it ran all iterations)."""
+    ``failure`` says why the minimisation stopped early (None: it ran all iterations).
+    ``fs``: the inverted Budd sliding parameter [Pa^-n m^2 a^-1] (None when sliding was not
+    inverted); ``sliding_fraction``: sliding's share of the ice-covered cells' summed surface
+    speed."""
 
     thickness: np.ndarray
     bed: np.ndarray
@@ -40,6 +44,8 @@ class InversionResult:
     failure: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     balance: BalanceCheck | None = None
+    fs: np.ndarray | float | None = None
+    sliding_fraction: float = float("nan")
 
 
 class Inverter:
@@ -104,7 +110,7 @@ class Inverter:
         """The controls at thickness ``H0`` and A = ``A0`` (A="scalar"/"field"), or the
         parameters of ``law`` (A="law")."""
         s = self.options.thickness_scale
-        p = {"h": jnp.asarray(cost.softplus_inv(np.asarray(H0), s))}
+        p = self._sliding_params({"h": jnp.asarray(cost.softplus_inv(np.asarray(H0), s))})
         if self.options.A == InvertA.law:
             if law is None:
                 raise ConfigError("invert.A=law needs a law to invert: choose one with law=NAME "
@@ -119,6 +125,14 @@ class Inverter:
             p["a"] = jnp.asarray(a0)
         else:  # field
             p["a"] = jnp.full(self.data.grid.shape, a0)
+        return p
+
+    def _sliding_params(self, p: dict) -> dict:
+        """``p`` with the sliding control at its start (c = 0) when it is inverted."""
+        if self.options.sliding == InvertSliding.scalar:
+            p["c"] = jnp.zeros(())
+        elif self.options.sliding == InvertSliding.field:
+            p["c"] = jnp.zeros(self.data.grid.shape)
         return p
 
     def thickness(self, params):
@@ -149,7 +163,8 @@ class Inverter:
         failure = None
         weights = jnp.asarray(weights, jnp.float64 if jax.config.jax_enable_x64
                               else jnp.float32)
-        state = cost.make_optimizer(o).init(params)
+        params = strong_types(params)  # one compiled step for every iteration (compile.py)
+        state = strong_types(cost.make_optimizer(o).init(params))
         history: dict[str, list[float]] = {}
         it = 0
         last_good = params
@@ -192,12 +207,47 @@ class Inverter:
         """The ``InversionResult`` of ``params`` (the output of ``run``)."""
         H = np.asarray(self.thickness(params))
         A = np.asarray(self.rate_factor(params))
+        warnings = self.bound_warnings(A) if "a" in params else []
+        fs = None
+        if "c" in params:
+            fs = np.asarray(cost.sliding(params, self.consts, self.static))
+            warnings += self.sliding_warnings(fs)
+            fs = float(fs) if fs.ndim == 0 else fs * self.data.mask
         return InversionResult(thickness=H, bed=self.data.surface - H,
                                A=float(A) if A.ndim == 0 else A, history=history,
                                iterations=len(history.get("total", [])), wall_time=wall,
-                               law=params.get("law"), failure=failure,
-                               warnings=self.bound_warnings(A) if "a" in params else [],
-                               balance=self.balance(params))
+                               law=params.get("law"), failure=failure, warnings=warnings,
+                               balance=self.balance(params), fs=fs,
+                               sliding_fraction=self.sliding_fraction(params))
+
+    def sliding_fraction(self, params) -> float:
+        """Sliding's share of the surface speed, summed over the ice-covered cells (0 without
+        sliding; NaN for a learned law, whose parts are not separable)."""
+        if "law" in params:
+            return float("nan")
+        law = cost.rheology(params, self.consts, self.static)
+        H = self.thickness(params)
+        S = self.consts["S_obs"]
+        total = np.asarray(slv.surface_speed(H, S - H, law, self.data.grid))
+        no_slide = np.asarray(slv.surface_speed(H, S - H, dataclasses.replace(law, fs=0.0),
+                                                self.data.grid))
+        ice = (self.data.mask > 0) & (np.asarray(H) > 0)
+        moving = float(np.sum(total[ice]))
+        return float(np.sum((total - no_slide)[ice]) / moving) if moving > 0 else 0.0
+
+    def sliding_warnings(self, fs) -> list[str]:
+        """An fs within 5 % of its upper bound ``fs_max_factor`` fs_0, where it is."""
+        o = self.options
+        top = o.fs_max_factor * o.fs
+        fs = np.asarray(fs)
+        at = (fs >= 0.95 * top) if fs.ndim == 0 else (fs >= 0.95 * top)[self.data.mask > 0]
+        if not np.any(at):
+            return []
+        where = "" if np.ndim(at) == 0 else f" on {np.mean(at):.0%} of the glacier"
+        return [f"the sliding parameter fs is at its upper bound {top:.3g} Pa-3 m2 a-1{where} "
+                f"(invert.fs={o.fs:.3g} times invert.fs_max_factor={o.fs_max_factor:g}): the "
+                "data ask for more flow than deformation and sliding allow; see the README "
+                "(Inverting observed thickness, when A ends at a bound)"]
 
     def balance(self, params) -> BalanceCheck:
         """How well the flux divergence of ``params`` explains the mass balance the
@@ -249,9 +299,12 @@ def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=
     start = time.perf_counter()
     history: dict[str, list[float]] = {}
     H_start = np.asarray(H_init)
-    if options.warmup:
-        warm = Inverter(data, dataclasses.replace(options, A="none",
-                                                  iterations=options.warmup),
+    if options.warmup:  # A at A0 and fs at its start (when inverted), fixed
+        fs0 = options.fs * cost.FS_START
+        warm_data = (data if options.sliding == InvertSliding.none else
+                     dataclasses.replace(data, physics=data.physics.replace(fs=fs0)))
+        warm = Inverter(warm_data, dataclasses.replace(options, A="none", sliding="none",
+                                                       iterations=options.warmup),
                         H_prior=H_init, A0=A0)
         p, history, failure = warm.run(warm.init_params(H_init), weights, callback=callback)
         if failure:

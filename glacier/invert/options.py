@@ -18,6 +18,14 @@ class InvertA(enum.StrEnum):
     law = "law"
 
 
+class InvertSliding(enum.StrEnum):
+    """How Budd sliding enters the inversion (``InvertOptions.sliding``)."""
+
+    none = "none"
+    scalar = "scalar"
+    field = "field"
+
+
 class Optimizer(enum.StrEnum):
     """Optimiser of the inversion (``InvertOptions.optimizer``)."""
 
@@ -39,9 +47,14 @@ def _choice(name: str, value, cls: type[enum.Enum]) -> enum.Enum:
 
 
 _POSITIVE = ("obs_error", "surface_error", "thickness_scale", "max_dt", "dt", "A_step",
-             "cv_block")
+             "cv_block", "fs", "sliding_step")
 _NON_NEGATIVE = ("relax_years", "obs_time", "smooth_thickness", "smooth_A", "A_prior_error",
-                 "prior_error", "surface_smoothing", "slope_smoothing", "law_l2", "velocity_error")
+                 "prior_error", "surface_smoothing", "slope_smoothing", "law_l2", "velocity_error",
+                 "smooth_sliding", "sliding_prior_error")
+
+FS_OERLEMANS = 5.7e-20 * 365.25 * 86400.0
+"""Budd sliding parameter of Oerlemans (1997), 5.7e-20 Pa^-3 m^2 s^-1, in Pa^-3 m^2 a^-1 (also
+OGGM's): about 12 m a^-1 of sliding under 100 m of ice on a 0.1 slope."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +95,20 @@ class InvertOptions:
             the optimiser stalls there with no flow; the warm-up avoids that basin).
         A_step: ln A = ln A_prior + A_step a with the control a (preconditioning: the
             smaller, the more cautious the first changes of A).
+        sliding: "none" (the physics' fs, fixed), "scalar" or "field": Budd sliding
+            fs = R fs_ref sigmoid(sliding_step c + logit(0.01 / R)) with the control c
+            (``cost.sliding_factor``; c = 0: fs = 0.01 fs_ref), non-negative and below
+            R fs_ref by construction (R = ``fs_max_factor``); an fs within 5 % of the bound is
+            reported (``warnings``). The warm-up holds fs at its start.
+        fs: fs_ref, the scale of sliding [Pa^-3 m^2 a^-1] (default Oerlemans'
+            5.7e-20 Pa^-3 m^2 s^-1).
+        fs_max_factor: R > 1, the upper bound of fs in units of fs_ref.
+        sliding_step: scale of the sliding control (per unit of c, fs changes by about a
+            factor e^sliding_step well below its bound).
+        sliding_prior_error: sigma_s of J_s = mean((fs / fs_ref / sigma_s)^2), a pull toward
+            no sliding (0 switches it off).
+        smooth_sliding: lambda_s, weight of the Tikhonov smoothness of fs / fs_ref
+            (sliding="field").
         law_l2: weight of the squared L2 norm of the law's parameters (A="law").
         velocity_error: sigma_u [m a^-1] of the misfit of the SIA surface speed of the
             initial state to ``velocity_obs`` (0 switches it off).
@@ -131,6 +158,19 @@ class InvertOptions:
                                        "warning); 0 = unbounded")
     A_warmup: int = option(20, "iterations with A held at physics.A before A is inverted too")
     A_step: float = option(0.1, "scale of the A control: ln A = ln physics.A + A_step a")
+    sliding: InvertSliding = option(InvertSliding.none,
+                                    "Budd sliding: none (physics.fs, fixed), scalar (one fs) "
+                                    "or field (a smooth non-negative fs on the grid)")
+    fs: float = option(FS_OERLEMANS, "scale fs_ref of the sliding parameter [Pa-3 m2 a-1] "
+                                     "(default Oerlemans 1997); sliding starts at 0.01 fs_ref")
+    fs_max_factor: float = option(10.0, "fs stays below this factor of invert.fs (an fs at "
+                                        "the bound is reported as a warning)")
+    sliding_step: float = option(1.0, "scale of the sliding control: ln fs changes by about "
+                                      "sliding_step per unit of the control")
+    sliding_prior_error: float = option(1.0, "standard deviation of fs / invert.fs in a pull "
+                                             "toward no sliding; 0 = off")
+    smooth_sliding: float = option(10.0, "weight of the Tikhonov smoothness of fs / invert.fs "
+                                         "(sliding=field)")
     law_l2: float = option(0.0, "weight of the L2 norm of the law's parameters (invert.A=law)")
     velocity_error: float = option(0.0, "error [m a-1] of the surface-speed misfit against "
                                         "the file's velocity_obs; 0 = no speed misfit")
@@ -147,6 +187,7 @@ class InvertOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "A", _choice("A", self.A, InvertA))
+        object.__setattr__(self, "sliding", _choice("sliding", self.sliding, InvertSliding))
         object.__setattr__(self, "optimizer", _choice("optimizer", self.optimizer, Optimizer))
         for key in _POSITIVE:
             if not getattr(self, key) > 0:
@@ -161,6 +202,12 @@ class InvertOptions:
         if not (self.A_max_factor == 0 or self.A_max_factor > 1):
             raise ValueError(f"A_max_factor={self.A_max_factor} must be > 1 (e.g. 10: A within "
                              "a factor 10 of its prior) or 0 (unbounded).")
+        if not self.fs_max_factor > 1:
+            raise ValueError(f"fs_max_factor={self.fs_max_factor} must be > 1 (e.g. 10: fs "
+                             "below 10 invert.fs).")
+        if self.sliding != "none" and self.A == "law":
+            raise ValueError("sliding=" + str(self.sliding) + " with A=law: a learned law "
+                             "has its own sliding; use sliding=none.")
         if self.A_warmup < 0:
             raise ValueError(f"A_warmup={self.A_warmup} must be >= 0.")
         if self.iterations < 1:
@@ -171,6 +218,7 @@ class InvertOptions:
 
     @property
     def warmup(self) -> int:
-        """Iterations run with A fixed before A is a control (0 when A is not inverted or
-        there is no relaxation run to inform it)."""
-        return self.A_warmup if self.A != "none" and self.relax_years > 0 else 0
+        """Iterations run with A (and fs) fixed before they are controls (0 when neither is
+        inverted or there is no relaxation run to inform them)."""
+        inverted = self.A != "none" or self.sliding != "none"
+        return self.A_warmup if inverted and self.relax_years > 0 else 0

@@ -5,9 +5,10 @@ A was inverted), ``thickness_std`` (spread of the cross-validation inversions; N
 cross-validation), ``thickness_obs`` (NaN where not observed), ``residual`` (modelled minus
 observed at the observed cells, NaN elsewhere), ``surface`` (observed), ``mask``,
 ``thickness_obs_count``, ``baseline_thickness``, ``cv_fold`` (fold of each observed cell, -1
-elsewhere) and ``cv_prediction`` (the held-out prediction of each observed cell). The cost
-history has dimension ``iteration``: ``cost_<term>(iteration)`` for every term of the final
-inversion. Global attributes: ``cv_rmse``, ``cv_bias``, ``cv_within_spread``,
+elsewhere) and ``cv_prediction`` (the held-out prediction of each observed cell); ``fs``
+(Budd sliding, a field or a scalar) when sliding was inverted. The cost history has dimension
+``iteration``: ``cost_<term>(iteration)`` for every term of the final inversion. Global
+attributes: ``cv_rmse``, ``cv_bias``, ``cv_within_spread``, ``sliding_fraction``,
 ``cv_error_floor`` (error to add in quadrature to ``thickness_std`` for 95 % coverage),
 ``baseline_cv_rmse``, ``baseline_cv_bias``, ``baseline_tau``, ``mean_obs_thickness``, the
 resolved config and the provenance.
@@ -26,6 +27,8 @@ from .cf import attr_value, common_attrs, write_dataset
 from .netcdf import FIELD_ATTRS
 from .training import A_UNITS
 
+FS_UNITS = "Pa-3 m2 a-1"
+
 TERM_NAMES = {
     "total": "total cost",
     "obs": "thickness misfit (weighted by points per cell, over obs_error^2)",
@@ -34,12 +37,14 @@ TERM_NAMES = {
     "prior_thickness": "departure from the baseline thickness (over prior_error^2)",
     "prior_A": "departure of ln A from the prior (over A_prior_error^2)",
     "smooth_A": "Tikhonov smoothness of log A",
+    "smooth_sliding": "Tikhonov smoothness of fs / invert.fs",
+    "velocity": "surface-speed misfit (over velocity_error^2)",
 }
 
 
 def inversion_dataset(*, x, y, thickness, bed, A, surface, mask, thickness_obs, obs_count,
                       baseline_thickness, history: dict[str, list[float]],
-                      thickness_std=None, cv_fold=None, cv_prediction=None,
+                      thickness_std=None, cv_fold=None, cv_prediction=None, fs=None,
                       attrs: dict[str, Any], config_yaml: str,
                       provenance: dict[str, Any], crs: str | None = None) -> xr.Dataset:
     """The ``inversion.nc`` dataset (see the module docstring)."""
@@ -75,6 +80,11 @@ def inversion_dataset(*, x, y, thickness, bed, A, surface, mask, thickness_obs, 
     A = np.asarray(A, np.float64)
     a_attrs = dict(units=A_UNITS, long_name="Glen's rate factor (inverted)")
     data["A"] = (dims, A, a_attrs) if A.ndim == 2 else ((), A, a_attrs)
+    if fs is not None:
+        fs = np.asarray(fs, np.float64)
+        f_attrs = dict(units=FS_UNITS, long_name="Budd sliding parameter (inverted): sliding "
+                                                 "speed fs (rho g)^n H^(n-1) |grad S|^n")
+        data["fs"] = (dims, fs, f_attrs) if fs.ndim == 2 else ((), fs, f_attrs)
     if cv_fold is not None:
         data["cv_fold"] = (dims, np.asarray(cv_fold, np.int32),
                            dict(units="1", long_name="cross-validation fold of the observed "

@@ -40,7 +40,7 @@ def run(twin_file, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("invert")
     out = cwd / "run"
     proc = glacier_invert("glacier=netcdf", f"glacier.path={twin_file}", *FAST,
-                          f"hydra.run.dir={out}", cwd=cwd)
+                          "invert.sliding=field", f"hydra.run.dir={out}", cwd=cwd)
     return proc, out
 
 
@@ -55,6 +55,10 @@ def test_writes_inversion_nc_as_the_contract_says(run, twin_file):
         for name in ("thickness", "bed", "thickness_std", "thickness_obs", "residual"):
             assert ds[name].dims == ("y", "x") and ds[name].attrs["units"] == "m", name
         assert ds["A"].ndim == 0 and float(ds["A"]) > 0
+        # invert.sliding=field: the sliding field, non-negative, none outside the glacier
+        assert ds["fs"].dims == ("y", "x") and ds["fs"].attrs["units"] == "Pa-3 m2 a-1"
+        assert ds["fs"].values.min() >= 0 and "sliding" in proc.stdout
+        assert 0 <= ds.attrs["sliding_fraction"] <= 1
         for key in ("cv_rmse", "cv_bias", "baseline_cv_rmse", "cv_within_spread", "config",
                     "warnings", "A_prior", "A_prior_source", "balance_band_explained",
                     "balance_flux_ratio", "balance_contour", "balance_flux"):
@@ -73,7 +77,8 @@ def test_writes_inversion_nc_as_the_contract_says(run, twin_file):
         assert np.all(ds["cv_fold"].values[seen] >= 0)
         assert np.all(np.isfinite(ds["cv_prediction"].values[seen]))
         assert ds["cost_total"].dims == ("iteration",) and ds.sizes["iteration"] == 9
-        assert {"cost_obs", "cost_surface", "cost_smooth_thickness"} <= set(ds.data_vars)
+        assert {"cost_obs", "cost_surface", "cost_smooth_thickness",
+                "cost_smooth_sliding"} <= set(ds.data_vars)
         assert "relax_years: 2.0" in ds.attrs["config"]
     assert (out / "inversion.png").stat().st_size > 10_000
     record = json.loads((out / "provenance.json").read_text())

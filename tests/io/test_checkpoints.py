@@ -153,3 +153,13 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_intact_one(tmp_path, dama
     assert ck.load(found, target).epoch == 5
     with pytest.raises(InputDataError, match=name.replace(".", r"\.")):
         ck.load(newest, target)
+
+
+def test_a_fresh_state_is_strongly_typed():
+    """optax's init leaves weakly typed scalars in the L-BFGS state; a compiled step returns
+    them strongly typed, and JAX's cache tells the two apart: the first L-BFGS epoch would
+    compile the step twice. ``Trainer.init`` hands out strongly typed leaves only."""
+    state = trainer().init(laws.NeuralAofT.create(hidden=(4,), seed=0))
+    weak = [jax.tree_util.keystr(k) for k, x in jax.tree_util.tree_leaves_with_path(state)
+            if getattr(x, "weak_type", False)]
+    assert weak == []
