@@ -312,8 +312,7 @@ def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=
         H_start = np.asarray(warm.thickness(p))
     inv = Inverter(data, options, H_prior=H_init, A0=A0)
     params, more, failure = inv.run(inv.init_params(H_start, law=law), weights, callback=callback)
+    n_warm, n_more = len(history.get("total", [])), len(more.get("total", []))
     for k in set(history) | set(more):  # one history; terms absent in a stage are NaN
-        n_warm = len(history.get("total", []))
-        history[k] = (history.get(k, [math.nan] * n_warm)
-                      + more.get(k, [math.nan] * len(more.get("total", []))))
+        history[k] = history.get(k, [math.nan] * n_warm) + more.get(k, [math.nan] * n_more)
     return inv.result(params, history, time.perf_counter() - start, failure)

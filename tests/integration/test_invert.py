@@ -384,6 +384,10 @@ def test_a_sliding_twin_keeps_A_and_finds_the_sliding(sliding_twin):
     H_base, _ = iv.baseline(data, data.obs_count)
     assert err <= 0.13 and err < 0.5 * rel_rmse(H_base, tw)
     assert res.warnings == [] and {"smooth_sliding", "prior_sliding"} <= set(res.history)
+    # terms of the final stage only (not of the warm-up) are NaN there: one length for all
+    n = len(res.history["total"])
+    assert all(len(v) == n for v in res.history.values())
+    assert np.isnan(res.history["prior_sliding"][0]) and np.isfinite(res.history["obs"][0])
 
 
 @pytest.mark.slow  # ~60 s
