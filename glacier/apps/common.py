@@ -17,9 +17,13 @@ def configure_jax(x64: bool) -> None:
     """Turn on JAX's 64-bit mode (``glacier-simulate`` and ``glacier-invert`` always, so that
     time is float64 even for float32 fields; ``glacier-train`` for float64 runs: the library
     itself never changes JAX's global configuration) and quieten the loggers that would print
-    on every run."""
+    on every run. JAX's persistent compilation cache is on (``compile.cache_dir``:
+    ``GLACIER_CACHE_DIR=off`` switches it off)."""
     import jax
 
+    from ..compile import enable_persistent_cache
+
+    enable_persistent_cache()
     if x64:
         jax.config.update("jax_enable_x64", True)
     for name in ("jax", "matplotlib"):  # not "no TPU" or "new font cache" on every run

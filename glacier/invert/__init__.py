@@ -7,6 +7,8 @@ Controls (any combination, by ``InvertOptions``):
   glacier mask and 0 elsewhere, so it is non-negative and confined to the mask by construction;
 - Glen's A as one scalar (log-parameterised), as a smooth field (log A on the grid), or
   through a learned law's parameters (``glacier.laws``; functional inversion);
+- Budd sliding fs as one scalar or a smooth field, non-negative and below
+  ``fs_max_factor`` invert.fs by construction (``cost.sliding_factor``);
 - the start of a transient run is that thickness itself.
 
 Cost (each term reported separately):
@@ -15,6 +17,7 @@ Cost (each term reported separately):
     J_surf   = mean over the mask of ((S(T) - S_obs - T dhdt) / sigma_S)^2
     J_smooth = lambda_H mean((dH / sigma_H)^2) + lambda_A mean((d ln A)^2)   (neighbour diffs)
     J_A      = mean(((ln A - ln A_prior) / sigma_lnA)^2)                (prior on A)
+    J_s      = mean((fs / fs_ref / sigma_s)^2) + lambda_s mean((d fs / fs_ref)^2)  (sliding)
 
 where S(T) is the surface after a relaxation run of T years of the SIA from (S_obs - H, H) with
 the mass balance (optionally shifted to zero glacier-wide balance, the "apparent" mass balance
