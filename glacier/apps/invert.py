@@ -88,6 +88,10 @@ def run(job: InvertJob, out_dir: Path) -> int:
                           cv_error_floor=cv.error_floor,
                           baseline_cv_rmse=cv.baseline_rmse,
                           baseline_cv_bias=cv.baseline_bias)
+            if domain.thickness_reference is not None:
+                scores.update(cv.against(domain.thickness_reference),
+                              reference_source=domain.attrs.get("thickness_reference_source",
+                                                                "thickness_reference"))
             cv_fold, cv_pred = cv.folds, cv.held_out
             failures = cv.failures
         else:
@@ -148,6 +152,10 @@ def run(job: InvertJob, out_dir: Path) -> int:
                f"{scores['cv_within_spread']:.0%} within 2 std (95 % with an error floor of "
                f"{scores['cv_error_floor']:.0f} m); baseline "
                f"{scores['baseline_cv_rmse']:.1f} m, bias {_signed(scores['baseline_cv_bias'])} m"
+               + (f"; reference ({scores['reference_source']}) {scores['reference_cv_rmse']:.1f}"
+                  f" m on its {scores['reference_cells']} cells (ours "
+                  f"{scores['cv_rmse_on_reference_cells']:.1f} m there)"
+                  if scores.get("reference_cells") else "")
                if k else f"fit RMSE {fit_rmse:.1f} m (no cross-validation)")
     print(f"glacier-invert: {domain.name}: {cv_text}; A {summary['A_mean']:.3g} "
           f"Pa-3 a-1 (prior {summary['A_prior']:.3g}), "

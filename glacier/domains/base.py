@@ -37,6 +37,8 @@ class Domain:
         thickness_obs_count: number of observations per cell, or None.
         velocity_obs: observed surface speed [m a^-1], NaN where not observed, or None.
         dhdt: observed surface-elevation change [m a^-1], NaN where unknown, or None.
+        thickness_reference: an independent thickness product [m] to compare inversions with
+            (NaN where it has none), or None; ``attrs["thickness_reference_source"]`` names it.
         temperature: long-term mean air temperature at the glacier [degC], or None.
         exact: callable t -> exact thickness [m] at simulation time t, or None.
         attrs: provenance and metadata (source, licence, crs, ...), copied to outputs.
@@ -55,13 +57,14 @@ class Domain:
     thickness_obs_count: np.ndarray | None = None
     velocity_obs: np.ndarray | None = None
     dhdt: np.ndarray | None = None
+    thickness_reference: np.ndarray | None = None
     temperature: float | None = None
     exact: Callable[[float], np.ndarray] | None = None
     attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for field in ("bed", "thickness", "ice_free", "mask", "thickness_obs",
-                      "thickness_obs_count", "velocity_obs", "dhdt"):
+                      "thickness_obs_count", "velocity_obs", "dhdt", "thickness_reference"):
             value = getattr(self, field)
             if value is not None and np.shape(value) != self.grid.shape:
                 raise ValueError(f"Domain {self.name!r}: {field} has shape {np.shape(value)}, "

@@ -140,6 +140,13 @@ def domain_from_fields(name: str, fields: dict[str, Any], *, dx: float | None = 
             f"mean clim_temp_annual, lapse rate {LAPSE_RATE * 1e3:g} K/km from {ref:g} m to "
             f"{np.mean(glacier_S):.0f} m" if ref is not None else
             "mean clim_temp_annual (no clim_reference_elevation_m: not height-corrected)")
+    reference = fields.get("thickness_reference")
+    if reference is not None:
+        attrs["thickness_reference_source"] = "the file's thickness_reference"
+    elif fields["thickness"] is not None and obs is not None and np.isfinite(obs).any():
+        # a file with radar and a gridded thickness: the latter is another estimate to score
+        reference = np.where(mask > 0, fields["thickness"], np.nan)
+        attrs["thickness_reference_source"] = "the file's thickness"
     return Domain(
         name=name, grid=grid, bed=bed, thickness=H,
         smb=mass_balance.prescribed(smb_ice, reference=S.copy(), gradient=float(smb_gradient)),
@@ -148,7 +155,7 @@ def domain_from_fields(name: str, fields: dict[str, Any], *, dx: float | None = 
         thickness_obs=obs if obs is not None else np.full(S.shape, np.nan),
         thickness_obs_count=count if count is not None else np.zeros(S.shape),
         velocity_obs=fields.get("velocity_obs"), dhdt=fields.get("dhdt"),
-        temperature=temperature, attrs=attrs,
+        thickness_reference=reference, temperature=temperature, attrs=attrs,
     )
 
 
@@ -253,8 +260,8 @@ def resample(fields: dict[str, Any], factor: int) -> dict[str, Any]:
     """Block-average the grids of ``read_glacier_file`` by ``factor`` cells along x and y.
 
     Trailing rows/columns that do not fill a whole block are dropped (at most factor - 1 on the
-    north and east edges). Rules: surface, bed, mask_fraction, smb, velocity_obs, dhdt: mean of
-    the finite values;
+    north and east edges). Rules: surface, bed, mask_fraction, smb, velocity_obs, dhdt,
+    thickness_reference: mean of the finite values;
     thickness: mean with NaN counted as no ice (volume-conserving); mask: 1 where at least half of
     the block is glacier (the >= 0.5 rule of the bundled files), from ``mask_fraction`` when the
     file has it, else from ``mask``; thickness_obs, bed_obs: mean
@@ -274,7 +281,8 @@ def resample(fields: dict[str, Any], factor: int) -> dict[str, Any]:
         s = np.where(np.isfinite(b), b, 0.0).sum(axis=(1, 3))
         return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
-    for key in ("surface", "bed", "mask_fraction", "smb", "velocity_obs", "dhdt"):
+    for key in ("surface", "bed", "mask_fraction", "smb", "velocity_obs", "dhdt",
+                "thickness_reference"):
         if fields.get(key) is not None:
             out[key] = nanmean(fields[key])
     if fields["thickness"] is not None:

@@ -42,6 +42,27 @@ class CrossValidation:
     baseline_thickness: np.ndarray
     baseline_tau: float
     failures: list[str] = dataclasses.field(default_factory=list)
+    baseline_held_out: np.ndarray | None = None
+    observed: np.ndarray | None = None
+
+    def against(self, reference: np.ndarray) -> dict[str, float]:
+        """An independent thickness product ``reference`` [m] (NaN = none) scored on the
+        held-out cells where it has a value, beside the inversion's and the baseline's
+        held-out predictions on the same cells: RMSE and bias [m] of each and the number of
+        cells. The product never saw our folds (it may have seen the radar: then it is a
+        fit, not a prediction, and the README says so)."""
+        held = (self.folds >= 0) & np.isfinite(reference)
+        if not held.any():
+            nan = float("nan")
+            return dict(reference_cv_rmse=nan, reference_cv_bias=nan, reference_cells=0,
+                        cv_rmse_on_reference_cells=nan, baseline_cv_rmse_on_reference_cells=nan)
+        obs = self.observed
+        ref_rmse, ref_bias = _scores(reference, obs, held)
+        return dict(reference_cv_rmse=ref_rmse, reference_cv_bias=ref_bias,
+                    reference_cells=int(held.sum()),
+                    cv_rmse_on_reference_cells=_scores(self.held_out, obs, held)[0],
+                    baseline_cv_rmse_on_reference_cells=_scores(self.baseline_held_out, obs,
+                                                                 held)[0])
 
 
 def _error_floor(residual, std, coverage: float = 0.95) -> float:
@@ -111,4 +132,6 @@ def cross_validate(data: InversionData, options: InvertOptions, k: int | None = 
                            rmse=rmse, bias=bias, within_spread=within, error_floor=floor,
                            baseline_rmse=b_rmse,
                            baseline_bias=b_bias, thickness_std=std, final=final,
-                           baseline_thickness=H_b, baseline_tau=tau, failures=failures)
+                           baseline_thickness=H_b, baseline_tau=tau, failures=failures,
+                           baseline_held_out=held_base,
+                           observed=np.where(held_all, data.thickness_obs, np.nan))

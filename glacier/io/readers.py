@@ -9,7 +9,8 @@ A glacier file holds fields on a regular projected grid:
   0 not), ``mask_fraction`` [1], ``smb`` [m w.e. a^-1], ``thickness_obs`` [m] (NaN = not
   observed), ``thickness_obs_count`` [1], ``bed_obs`` [m], ``velocity_obs`` [m a^-1] (observed
   surface speed, NaN = not observed), ``dhdt`` [m a^-1] (surface-elevation change, NaN =
-  unknown);
+  unknown), ``thickness_reference`` [m] (an independent thickness product, e.g. a consensus
+  estimate, for comparison only; NaN = none);
 - optional series: ``mb_profile(mb_year, mb_altitude)`` [m w.e. a^-1], ``ela(mb_year)`` [m],
   ``clim_temp_annual(clim_year)`` and ``clim_temp_jja(clim_year)`` [degC],
   ``clim_prec_annual(clim_year)`` [mm a^-1];
@@ -35,7 +36,7 @@ from ..errors import InputDataError
 from . import units as un
 
 GRID_VARIABLES = ("surface", "bed", "thickness", "mask", "mask_fraction", "smb", "thickness_obs",
-                  "thickness_obs_count", "bed_obs", "velocity_obs", "dhdt")
+                  "thickness_obs_count", "bed_obs", "velocity_obs", "dhdt", "thickness_reference")
 """Optional (y, x) fields read from a glacier file (``surface`` is required)."""
 
 SERIES_VARIABLES = {
@@ -49,7 +50,8 @@ SERIES_VARIABLES = {
 
 UNIT_KINDS = {
     "x": "length", "y": "length", "surface": "length", "bed": "length", "thickness": "length",
-    "thickness_obs": "length", "bed_obs": "length", "ela": "length", "mb_altitude": "length",
+    "thickness_obs": "length", "thickness_reference": "length", "bed_obs": "length",
+    "ela": "length", "mb_altitude": "length",
     "mask": "dimensionless", "mask_fraction": "dimensionless",
     "thickness_obs_count": "dimensionless", "smb": "mass_balance",
     "mb_profile": "mass_balance", "velocity_obs": "speed", "dhdt": "speed",
@@ -393,6 +395,14 @@ def _validate(f: dict[str, Any], ctx: _Ctx) -> None:
                          f"{np.nanmin(H):g} m).", "thickness must be >= 0 m (NaN = no ice).")
         _check_range(H, "thickness", 0.0, MAX_THICKNESS, "m", ctx,
                      "thickness must be in metres (the thickest ice on Earth is ~4.8 km).")
+    ref = f["thickness_reference"]
+    if ref is not None:
+        with np.errstate(invalid="ignore"):
+            if (ref < 0).any():
+                ctx.fail("thickness_reference", f"is negative at {ctx.locate(ref < 0)}.",
+                         "thickness_reference must be >= 0 m (NaN = no estimate).")
+        _check_range(ref, "thickness_reference", 0.0, MAX_THICKNESS, "m", ctx,
+                     "thickness_reference must be in metres.")
     for name in ("smb", "mb_profile"):
         if f[name] is not None:
             _check_range(f[name], name, *SMB_RANGE, "m w.e. a-1", ctx,

@@ -297,3 +297,25 @@ def test_thickness_change_observations(tmp_path):
     rate[3, 3] = -80.0
     ds = make_dataset(dhdt=(("y", "x"), rate, dict(units="m a-1")))
     expect_error(write(tmp_path, ds), "'dhdt'", "implausible")
+
+
+def test_a_thickness_product_to_compare_with(tmp_path):
+    """``thickness_reference`` [m] is optional (NaN = no estimate), converted from other length
+    units and refused when negative; without it, a file with radar and a gridded ``thickness``
+    offers the latter as the reference; without radar there is nothing to score."""
+    ref = np.full((NY, NX), np.nan)
+    ref[1:5, 1:5] = 7000.0  # cm
+    ds = make_dataset(thickness_reference=(("y", "x"), ref, dict(units="cm")))
+    d = build_domain("netcdf", path=str(write(tmp_path, ds, "ref.nc")))
+    assert d.thickness_reference[2, 2] == pytest.approx(70.0)
+    assert d.attrs["thickness_reference_source"] == "the file's thickness_reference"
+    ref[2, 3] = -1.0
+    ds = make_dataset(thickness_reference=(("y", "x"), ref, dict(units="m")))
+    expect_error(write(tmp_path, ds), "'thickness_reference'", "negative")
+    H = np.where(make_dataset()["mask"].values == 1, 65.0, np.nan)
+    ds = make_dataset(thickness=(("y", "x"), H, dict(units="m")))
+    d = build_domain("netcdf", path=str(write(tmp_path, ds, "thick.nc")))
+    assert d.attrs["thickness_reference_source"] == "the file's thickness"
+    assert d.thickness_reference[2, 2] == 65.0 and np.isnan(d.thickness_reference[0, 0])
+    assert build_domain("netcdf", path=str(write(tmp_path, make_dataset(), "plain.nc"))
+                        ).thickness_reference is None

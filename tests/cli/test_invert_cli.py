@@ -31,7 +31,13 @@ def glacier_invert(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Co
 @pytest.fixture(scope="module")
 def twin_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "twin.nc"
-    experiments.twin_inversion().dataset().to_netcdf(path)
+    twin = experiments.twin_inversion()
+    ds = twin.dataset()
+    # an independent product to compare with: the truth 10 % too thick, none on the west half
+    ref = np.where(twin.domain.mask > 0, 1.1 * twin.thickness_true, np.nan)
+    ref[:, : ref.shape[1] // 2] = np.nan
+    ds["thickness_reference"] = (("y", "x"), ref, dict(units="m", long_name="a product"))
+    ds.to_netcdf(path)
     return path
 
 
@@ -66,6 +72,17 @@ def test_writes_inversion_nc_as_the_contract_says(run, twin_file):
         assert ds.attrs["A_prior_source"].startswith("the default of glacier=netcdf")
         assert np.isfinite(ds.attrs["balance_flux_ratio"]) and ds.attrs["balance_flux"] > 0
         assert 0 < ds.attrs["cv_rmse"] < ds.attrs["baseline_cv_rmse"]
+        # the file's product scored on the held-out cells where it has values
+        ref, obs = src["thickness_reference"].values, src["thickness_obs"].values
+        on = np.isfinite(ref) & np.isfinite(obs)
+        assert ds.attrs["reference_cells"] == on.sum() > 0
+        assert ds.attrs["reference_cv_rmse"] == pytest.approx(
+            np.sqrt(np.mean((ref - obs)[on] ** 2)))
+        assert ds.attrs["reference_source"] == "the file's thickness_reference"
+        held = ds["cv_prediction"].values
+        assert ds.attrs["cv_rmse_on_reference_cells"] == pytest.approx(
+            np.sqrt(np.mean((held - obs)[on] ** 2)))
+        assert "reference (the file's thickness_reference)" in proc.stdout
         H = ds["thickness"].values
         mask = src["mask"].values > 0
         assert H.min() >= 0 and np.all(H[~mask] == 0)
