@@ -75,7 +75,7 @@ stage() {  # stage NAME LIMIT COMMAND...: run with a time limit, record the outc
     fi
 }
 
-stage tests "$T_TESTS" "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" \
+stage tests "$T_TESTS" "$PY" -m pytest -q -n 0 -p no:cacheprovider "${TESTS[@]}" \
     --junitxml="$OUT/tests.xml"
 stage benchmark "$T_SUITE" "$PY" scripts/benchmark.py --out "$OUT/benchmark" "${SUITE[@]}"
 tail -n 40 "$OUT/benchmark.log" >> "$SUMMARY" 2>/dev/null || true
