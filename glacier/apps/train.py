@@ -29,6 +29,7 @@ from ..io import checkpoints as ckio
 from ..io import provenance
 from ..io import training as trio
 from ..schemes import ExplicitMUSCL, Scheme, scheme_from_dict, scheme_to_dict
+from ..simulation import SPEED_CEILING
 from .common import bar, output_location, paragraph, warn
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -403,7 +404,9 @@ def run(job: TrainJob, out_dir: Path) -> int:
     train_wall = history.wall_time[-1] if history.wall_time else 0.0
     if _A_ref(law) is not None:
         errors = dict(errors, A_ref=_A_ref(law), A_ref_fitted=int(constant is not None))
-    summary = dict(status=status_text, experiment=ex_name, law=law_name,
+    warnings = _training_warnings(history, names, H, speed, status)
+    summary = dict(status=status_text, warnings="; ".join(warnings), experiment=ex_name,
+                   law=law_name,
                    epochs_completed=epoch, epochs_total=total, final_loss=final_loss,
                    final_model_loss=float(np.mean(model_loss)), devices=n_dev,
                    step_budget=int(result.problem.scheme.max_steps),
@@ -472,6 +475,8 @@ def run(job: TrainJob, out_dir: Path) -> int:
     print(f"glacier-train: {ex_name}, law={law_name}: {epoch}/{total} epochs"
           f"{f' ({done} this session)' if resume else ''}, loss {final_loss:.4g}{err_text}, "
           f"wall {wall:.3g} s{per_epoch} -> {out_dir}", flush=True)
+    for text in warnings:
+        warn(f"glacier-train: warning: {text}.")
     if failure is not None:
         print(paragraph(
             f"glacier-train: error: {failure} Outputs of the last good epoch are in "
@@ -487,3 +492,27 @@ def run(job: TrainJob, out_dir: Path) -> int:
     return 0
 
 
+def _training_warnings(history, names, H, speed, status) -> list[str]:
+    """What a user should know about a completed training (the ``warnings`` attribute of
+    ``training.nc`` and ``law.nc``; empty: nothing): epochs whose loss was not finite (skipped
+    or rolled back), glaciers whose final forward run failed, ice at a domain edge, and
+    implausible speeds in the final model (``simulation.SPEED_CEILING``)."""
+    out = []
+    bad = int(np.sum(~np.isfinite(np.asarray(history.loss, np.float64))))
+    if bad:
+        out.append(f"{bad} epoch(s) had a non-finite loss and were skipped or rolled back "
+                   "(train.on_nonfinite)")
+    H, speed = np.asarray(H), np.asarray(speed)
+    for g, name in enumerate(names):
+        if np.any(np.asarray(status)[g] != slv.STATUS_OK):
+            out.append(f"the final forward run of glacier {name!r} did not complete")
+        ring = np.zeros(H.shape[-2:], dtype=bool)
+        ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
+        if np.any(H[g][..., ring] > 1.0):
+            out.append(f"ice of glacier {name!r} reaches the domain edge in the final model")
+        top = float(np.nanmax(speed[g])) if speed[g].size else 0.0
+        if top > SPEED_CEILING:
+            out.append(f"the final model's surface speed on glacier {name!r} reaches "
+                       f"{top / 1e3:.3g} km a-1, above the plausible {SPEED_CEILING / 1e3:g} "
+                       "km a-1")
+    return out

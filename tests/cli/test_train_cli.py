@@ -83,6 +83,7 @@ def test_train_writes_the_contract_outputs(runs):
         assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["status"] == "completed"
         assert "n_valleys: 2" in ds.attrs["config"] and "max_dt: 1.0" in ds.attrs["config"]
         assert 0 <= ds.attrs["mean_rel_error"] <= ds.attrs["max_rel_error"]
+        assert ds.attrs["warnings"] == ""  # the contract's attribute; nothing to report here
     with xr.open_dataset(run_dir / "law.nc") as law:
         T = law.temperature.values
         assert T[0] == -30 and T[-1] == 5 and np.allclose(np.diff(T), 0.25)
@@ -91,6 +92,7 @@ def test_train_writes_the_contract_outputs(runs):
         assert np.all(law.A_learned > 0) and np.all(law.A_true > 0)
         np.testing.assert_array_equal(law.glacier_temperature, [-25.0, 0.0])
         assert law.attrs["sampled_T_min"] == -25.0 and law.attrs["sampled_T_max"] == 0.0
+        assert "warnings" in law.attrs
     with xr.open_dataset(run_dir / "simulation.nc") as sim:
         assert sim.thickness.dims == ("glacier", "time", "y", "x")
         assert {"thickness_obs", "thickness_true", "volume", "velocity", "bed"} <= set(sim)

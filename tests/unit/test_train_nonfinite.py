@@ -73,3 +73,25 @@ def test_too_many_bad_epochs_in_a_row_stop():
 def test_an_unknown_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="on_nonfinite"):
         scripted("ignore", set())
+
+
+def test_training_warnings_name_what_a_user_should_know():
+    """``training.nc``/``law.nc``'s ``warnings``: non-finite epochs, failed final runs, ice at
+    the domain edge, implausible speeds; nothing for a clean run."""
+    from glacier.apps.train import _training_warnings
+
+    history = train.History()
+    history.loss.extend([1.0, float("nan"), 0.5])
+    H = np.zeros((2, 2, 5, 5))
+    H[1, -1, 0, 2] = 3.0  # glacier "b" at the south edge
+    speed = np.zeros_like(H)
+    speed[0, -1, 2, 2] = 5e4
+    status = np.array([[0], [slv.STATUS_MAX_STEPS]])
+    out = _training_warnings(history, ("a", "b"), H, speed, status)
+    text = " | ".join(out)
+    assert "1 epoch(s) had a non-finite loss" in text
+    assert "glacier 'b' did not complete" in text and "'b' reaches the domain edge" in text
+    assert "glacier 'a' reaches 50 km a-1" in text
+    clean = train.History()
+    clean.loss.extend([1.0, 0.5])
+    assert _training_warnings(clean, ("a",), H[:1] * 0, speed[:1] * 0, status[:1]) == []
