@@ -115,16 +115,18 @@ def scaling(sizes: list[int], repeat: int, steps: int, dtype: str) -> list[dict]
         # a glacier that flows: the valley's perfect-plasticity-like wedge, 100 m under the ELA
         H0 = jnp.asarray(jnp.clip(2700.0 - bed, 0.0, 150.0), dtype)
         law = glen_law(domain.physics)
-        # about ``steps`` adaptive steps: the steps of one year counted first
+        # about ``steps`` adaptive steps (their rate per year counted first)
         scheme = ExplicitMUSCL(cfl=0.124, max_dt=1.0, max_steps=10_000_000)
 
         def forward(H, t_end, bed=bed, domain=domain, law=law, scheme=scheme):
             return slv.simulate(H, bed, grid=domain.grid, rheology=law, smb=domain.smb,
                                 save_at=slv.SaveAt((0.0, t_end)), scheme=scheme)
 
-        probe = forward(H0, 1.0)
-        per_year = max(1, int(probe.steps.sum()))
-        t_end = steps / per_year
+        t_probe, probe_steps = 1e-4, 0  # a short run whose steps give the rate per year
+        while probe_steps < 20 and t_probe < 1e4:
+            t_probe *= 10.0
+            probe_steps = int(forward(H0, t_probe).steps.sum())
+        t_end = steps * t_probe / max(1, probe_steps)
         t0 = time.perf_counter()
         res = forward(H0, t_end)
         jax.block_until_ready(res.thickness)
