@@ -67,3 +67,34 @@ def enable_persistent_cache() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     return directory
+
+
+class CompileClock:
+    """Seconds JAX spends compiling (tracing, lowering to MLIR and XLA's backend compile) and
+    the number of programs XLA compiled, from JAX's own monitoring events, while the clock
+    runs: ``with CompileClock() as clock: ...; clock.seconds``. A program loaded from the
+    persistent cache counts its (short) tracing and lowering only."""
+
+    EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+              "/jax/core/compile/jaxpr_to_mlir_module_duration",
+              "/jax/core/compile/backend_compile_duration")
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.programs = 0
+        self._on = False
+
+    def _listen(self, name: str, secs: float, **_) -> None:
+        if name in self.EVENTS:
+            self.seconds += float(secs)
+            self.programs += name == self.EVENTS[-1]
+
+    def __enter__(self) -> CompileClock:
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        self._on = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._on:
+            jax.monitoring.unregister_event_duration_listener(self._listen)
+            self._on = False

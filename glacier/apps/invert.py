@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import invert as iv
 from .. import plots
+from ..compile import CompileClock
 from ..domains import Domain
 from ..io import inversion as inio
 from ..io import provenance
@@ -43,6 +44,12 @@ class InvertJob:
 
 
 def run(job: InvertJob, out_dir: Path) -> int:
+    """See ``_run``; JAX's compile time during the run is measured (``CompileClock``)."""
+    with CompileClock() as clock:
+        return _run(job, out_dir, clock)
+
+
+def _run(job: InvertJob, out_dir: Path, clock: CompileClock) -> int:
     """The work of ``glacier-invert`` in ``out_dir``; returns the exit status (0; 3 when an
     inversion failed numerically, with the last good state of each written).
 
@@ -126,6 +133,7 @@ def run(job: InvertJob, out_dir: Path) -> int:
     for term, values in final.history.items():
         summary[f"final_cost_{term}"] = values[-1]
     wall = time.perf_counter() - start
+    summary.update(compile_time_s=clock.seconds, programs_compiled=clock.programs)
     record.update(summary, wall_time_s=wall, outputs=["inversion.nc", "inversion.png"])
     ds = inio.inversion_dataset(
         x=data.grid.x, y=data.grid.y, thickness=final.thickness, bed=final.bed, A=final.A,
@@ -161,7 +169,7 @@ def run(job: InvertJob, out_dir: Path) -> int:
           f"Pa-3 a-1 (prior {summary['A_prior']:.3g}), "
           + (f"sliding {final.sliding_fraction:.0%} of the speed, "
              if final.fs is not None else "") + f"volume {summary['volume'] / 1e9:.4g} "
-          f"km3, wall {wall:.3g} s"
+          f"km3, wall {wall:.3g} s (compiling {clock.seconds:.3g} s)"
           + (f", {len(warnings)} warning(s)" if warnings else "") + f" -> {path}", flush=True)
     for w in warnings:
         print(paragraph(f"glacier-invert: warning: {w}."), file=sys.stderr)

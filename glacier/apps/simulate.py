@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .. import solver as slv
+from ..compile import CompileClock
 from ..domains import Domain
 from ..io import netcdf, provenance
 from ..physics.params import Physics
@@ -41,6 +42,12 @@ class SimulateJob:
 
 
 def run(job: SimulateJob, out_dir: Path) -> int:
+    """See ``_run``; JAX's compile time during the run is measured (``CompileClock``)."""
+    with CompileClock() as clock:
+        return _run(job, out_dir, clock)
+
+
+def _run(job: SimulateJob, out_dir: Path, clock: CompileClock) -> int:
     """The work of ``glacier-simulate`` in ``out_dir``; returns the exit status.
 
     domain, physics, scheme -> forward run (with a progress bar) -> ``simulation.nc`` +
@@ -75,7 +82,8 @@ def run(job: SimulateJob, out_dir: Path) -> int:
                   newton_iterations=int(result.iterations.sum()),
                   solve_wall_time_s=result.wall_time,
                   wall_time_s=wall, simulated_years=float(result.times[-1]),
-                  mass_budget_error=result.budget_error,
+                  mass_budget_error=result.budget_error, compile_time_s=clock.seconds,
+                  programs_compiled=clock.programs,
                   status="completed" if result.failure is None else f"failed: {result.failure}")
     record["warnings"] = result.warnings
     provenance.write_json(out_dir / "provenance.json", record)
@@ -83,7 +91,8 @@ def run(job: SimulateJob, out_dir: Path) -> int:
     its = f" ({newton} Newton iterations)" if newton else ""
     print(f"glacier-simulate: {domain.name}: {steps} steps{its}, "
           f"V = {result.volume[-1] / 1e9:.6g} "
-          f"km3, mass-budget error {result.budget_error:.1e}, wall {wall:.3g} s -> {path}",
+          f"km3, mass-budget error {result.budget_error:.1e}, wall {wall:.3g} s (compiling "
+          f"{clock.seconds:.3g} s) -> {path}",
           flush=True)
     for text in result.warnings:
         print(paragraph(f"glacier-simulate: warning: {text}."), file=sys.stderr)

@@ -24,6 +24,7 @@ from .. import diffusivity_twin as dtwin
 from .. import experiments, laws, losses, plots
 from .. import solver as slv
 from .. import train as tr
+from ..compile import CompileClock
 from ..errors import ConfigError, InputDataError, NumericalError
 from ..io import checkpoints as ckio
 from ..io import provenance
@@ -252,6 +253,12 @@ def _forward(law, batch, problem, n: int):
 
 
 def run(job: TrainJob, out_dir: Path) -> int:
+    """See ``_run``; JAX's compile time during the run is measured (``CompileClock``)."""
+    with CompileClock() as clock:
+        return _run(job, out_dir, clock)
+
+
+def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     """The work of ``glacier-train`` in ``out_dir``; returns the exit status (0; 3 on a
     numerical failure, with the outputs of the last good epoch; 130 / 143 when stopped by
     SIGINT / SIGTERM, with a checkpoint to resume from)."""
@@ -410,7 +417,8 @@ def run(job: TrainJob, out_dir: Path) -> int:
                    epochs_completed=epoch, epochs_total=total, final_loss=final_loss,
                    final_model_loss=float(np.mean(model_loss)), devices=n_dev,
                    step_budget=int(result.problem.scheme.max_steps),
-                   training_wall_time_s=train_wall, **errors)
+                   training_wall_time_s=train_wall, compile_time_s=clock.seconds,
+                   programs_compiled=clock.programs, **errors)
     if curves["kind"] == "temperature":
         summary.update(sampled_T_min=curves["sampled_range"][0],
                        sampled_T_max=curves["sampled_range"][1])
@@ -474,7 +482,8 @@ def run(job: TrainJob, out_dir: Path) -> int:
                 f"{errors['mean_rel_error']:.2%}" if errors else "")
     print(f"glacier-train: {ex_name}, law={law_name}: {epoch}/{total} epochs"
           f"{f' ({done} this session)' if resume else ''}, loss {final_loss:.4g}{err_text}, "
-          f"wall {wall:.3g} s{per_epoch} -> {out_dir}", flush=True)
+          f"wall {wall:.3g} s (compiling {clock.seconds:.3g} s){per_epoch} -> {out_dir}",
+          flush=True)
     for text in warnings:
         warn(f"glacier-train: warning: {text}.")
     if failure is not None:

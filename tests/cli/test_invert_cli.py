@@ -70,6 +70,8 @@ def test_writes_inversion_nc_as_the_contract_says(run, twin_file):
                     "balance_flux_ratio", "balance_contour", "balance_flux"):
             assert key in ds.attrs, key
         assert ds.attrs["A_prior_source"].startswith("the default of glacier=netcdf")
+        assert ds.attrs["compile_time_s"] > 0 and ds.attrs["programs_compiled"] >= 1
+        assert "compiling" in proc.stdout
         assert np.isfinite(ds.attrs["balance_flux_ratio"]) and ds.attrs["balance_flux"] > 0
         assert 0 < ds.attrs["cv_rmse"] < ds.attrs["baseline_cv_rmse"]
         # the file's product scored on the held-out cells where it has values

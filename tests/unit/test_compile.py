@@ -49,3 +49,16 @@ def test_cache_directory_follows_the_environment(monkeypatch, tmp_path, jax_cach
     assert comp.enable_persistent_cache() is None  # cannot be created: no cache, no error
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_own"))
     assert comp.enable_persistent_cache() == tmp_path / "jax_own"  # JAX's own setting wins
+
+
+def test_compile_clock_counts_compilations_only_while_it_runs():
+    f = jax.jit(lambda x: jnp.sin(x) * 3.0 + x)
+    x = jnp.ones(7)
+    with comp.CompileClock() as clock:
+        f(x)
+        first = (clock.seconds, clock.programs)
+        f(x)  # cached in memory: nothing compiled
+    assert first[0] > 0 and first[1] == 1
+    assert (clock.seconds, clock.programs) == first
+    jax.jit(lambda x: x - 1.0)(x)  # after the clock stopped
+    assert clock.programs == 1
