@@ -31,8 +31,8 @@ def strong_types(tree):
     return jax.tree_util.tree_map(strong, tree)
 
 
-CACHE_MAX_BYTES = 2 * 1024**3
-"""Size of the persistent cache beyond which JAX evicts the least recently used programs."""
+MIN_COMPILE_SECS = 0.1
+"""Programs that compile faster than this are not written to the persistent cache."""
 
 
 def cache_dir() -> Path | None:
@@ -65,7 +65,9 @@ def enable_persistent_cache() -> Path | None:
     if not os.access(directory, os.W_OK):
         return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        # JAX's default (1 s) keeps out most of a run's programs, which compile in 0.1-1 s
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)
     return directory
 
 

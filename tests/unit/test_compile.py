@@ -25,20 +25,28 @@ def test_strong_types_keeps_values_and_drops_weak_types():
 @pytest.fixture
 def jax_cache_setting():
     """Put JAX's cache settings back after a test changes them."""
-    saved = (jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size)
+    saved = (jax.config.jax_compilation_cache_dir,
+             jax.config.jax_persistent_cache_min_compile_time_secs)
     yield
     jax.config.update("jax_compilation_cache_dir", saved[0])
-    jax.config.update("jax_compilation_cache_max_size", saved[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", saved[1])
 
 
 def test_cache_directory_follows_the_environment(monkeypatch, tmp_path, jax_cache_setting):
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.delenv("GLACIER_CACHE_DIR", raising=False)
+    monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert comp.cache_dir() == tmp_path / "xdg" / "glacier" / "jax"
     assert comp.enable_persistent_cache() == tmp_path / "xdg" / "glacier" / "jax"
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xdg" / "glacier" / "jax")
     assert (tmp_path / "xdg" / "glacier" / "jax").is_dir()
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == comp.MIN_COMPILE_SECS
+    # and it is used: a compiled program lands there
+    jax.jit(lambda x: jnp.sin(x) @ jnp.cos(x).T + 7.5)(jnp.ones((40, 40)))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.jit(lambda x: jnp.tanh(x) @ jnp.cos(x).T - 3.5)(jnp.ones((40, 40)))
+    assert any((tmp_path / "xdg" / "glacier" / "jax").iterdir())
     monkeypatch.setenv("GLACIER_CACHE_DIR", str(tmp_path / "mine"))
     assert comp.enable_persistent_cache() == tmp_path / "mine"
     for off in ("off", "", "0"):
