@@ -179,7 +179,13 @@ def cost_terms(params, weights, consts, st: CostStatic):
         d = (S_T - (S_obs + o.relax_years * consts["dhdt"])) / o.surface_error
         if o.surface_smoothing > 0:
             d = _smooth(d, mask, o.surface_smoothing / grid.dx)
-        terms["surface"] = jnp.sum(mask * d * d) / jnp.sum(mask)
+        if o.surface_bands > 0:  # band means of the misfit, weighted by the bands' areas
+            bands = consts["bands"]  # (n_bands, ny, nx): 1 on the band's glacier cells
+            area = jnp.sum(bands, axis=(1, 2))
+            mean = jnp.sum(bands * d, axis=(1, 2)) / jnp.maximum(area, 1.0)
+            terms["surface"] = jnp.sum(area * mean * mean) / jnp.sum(area)
+        else:
+            terms["surface"] = jnp.sum(mask * d * d) / jnp.sum(mask)
     if o.prior_error > 0:
         dev = (H - consts["H_prior"]) / o.prior_error
         terms["prior_thickness"] = jnp.sum(mask * dev * dev) / jnp.sum(mask)

@@ -88,6 +88,8 @@ class Inverter:
                            velocity_obs=jnp.asarray(np.full(data.grid.shape, np.nan)
                                                     if data.velocity_obs is None
                                                     else data.velocity_obs))
+        self.consts["bands"] = jnp.asarray(elevation_bands(surface, data.mask,
+                                                           options.surface_bands))
         if options.velocity_error > 0 and data.velocity_obs is None:
             raise InputDataError(f"invert.velocity_error={options.velocity_error} asks for a "
                                  f"speed misfit, but glacier {data.name!r} has no velocity_obs "
@@ -286,6 +288,18 @@ class Inverter:
             return [f"A = {A_mean:.3g} Pa-3 a-1: no flow at all"]
         bad = implausible(self.data.physics.replace(A=A_mean), ["A"])
         return [f"A = {A_mean:.3g} Pa-3 a-1 is implausible: {bad[0]}"] if bad else []
+
+
+def elevation_bands(surface, mask, width: float) -> np.ndarray:
+    """(n_bands, ny, nx): 1 on the glacier cells of each ``width``-metre band of ``surface``
+    (bands from the lowest glacier cell up; one empty band when ``width`` is 0)."""
+    ice = np.asarray(mask) > 0
+    if not width > 0 or not ice.any():
+        return np.zeros((1, *np.shape(surface)))
+    low = float(np.min(surface[ice]))
+    index = np.floor((np.asarray(surface) - low) / width).astype(int)
+    n = int(index[ice].max()) + 1
+    return np.stack([(ice & (index == b)).astype(np.float64) for b in range(n)])
 
 
 def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=None,

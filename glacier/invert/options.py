@@ -49,8 +49,8 @@ def _choice(name: str, value, cls: type[enum.Enum]) -> enum.Enum:
 _POSITIVE = ("obs_error", "surface_error", "thickness_scale", "max_dt", "dt", "A_step",
              "cv_block", "fs", "sliding_step")
 _NON_NEGATIVE = ("relax_years", "obs_time", "smooth_thickness", "smooth_A", "A_prior_error",
-                 "prior_error", "surface_smoothing", "slope_smoothing", "law_l2", "velocity_error",
-                 "smooth_sliding", "sliding_prior_error")
+                 "prior_error", "surface_smoothing", "surface_bands", "slope_smoothing",
+                 "law_l2", "velocity_error", "smooth_sliding", "sliding_prior_error")
 
 FS_OERLEMANS = 5.7e-20 * 365.25 * 86400.0
 """Budd sliding parameter of Oerlemans (1997), 5.7e-20 Pa^-3 m^2 s^-1, in Pa^-3 m^2 a^-1 (also
@@ -77,6 +77,10 @@ class InvertOptions:
         obs_error: sigma_H [m]; surface_error: sigma_S [m].
         surface_smoothing: Gaussian scale [m] of an average of the surface misfit over the
             mask before it is squared (0: cell by cell).
+        surface_bands: width [m] of elevation bands (of the observed surface) over which the
+            surface misfit is averaged before it is squared, each band weighted by its area
+            (0: cell by cell, or ``surface_smoothing``): the glacier-scale comparison of
+            flux divergence and mass balance that OGGM-style flowline inversions make.
         slope_smoothing: standard deviation [m] of a Gaussian smoothing of the DEM over the
             grid (``domains.real.smooth_surface``, planes unchanged) before anything flows:
             the SIA's local flux follows cell-scale bumps of the DEM that the longitudinal
@@ -141,6 +145,8 @@ class InvertOptions:
     surface_smoothing: float = option(0.0, "Gaussian scale [m] over which the surface misfit "
                                            "is averaged before it is squared; 0 = cell by "
                                            "cell")
+    surface_bands: float = option(0.0, "width [m] of the elevation bands over which the "
+                                       "surface misfit is averaged (0 = cell by cell)")
     slope_smoothing: float = option(0.0, "Gaussian scale [m] of the DEM smoothing before the "
                                          "flow is computed (the relaxation run starts from and "
                                          "is compared with the smoothed surface); 0 = the DEM "

@@ -422,3 +422,25 @@ def test_sliding_stays_non_negative_and_bounded():
     assert inv.sliding_warnings(np.full(inv.data.grid.shape, 0.5 * o.fs)) == []
     (top,) = inv.sliding_warnings(np.full(inv.data.grid.shape, 9.9 * o.fs))
     assert "upper bound" in top and "invert.fs_max_factor=10" in top
+
+
+def test_the_surface_misfit_over_elevation_bands(small_data):
+    """invert.surface_bands=W: the relaxed surface's misfit is averaged over W-metre bands of
+    the observed surface and each band's mean squared, weighted by its area: the bands
+    partition the glacier, and the banded term is at most the cell-by-cell one (the square
+    of a mean is at most the mean of the squares)."""
+    from glacier.invert import cost
+    from glacier.invert.loop import elevation_bands
+
+    S, mask = small_data.surface, small_data.mask
+    bands = elevation_bands(S, mask, 50.0)
+    assert np.array_equal(bands.sum(axis=0), (mask > 0).astype(float))  # a partition
+    assert bands.shape[0] == int((S[mask > 0].max() - S[mask > 0].min()) // 50.0) + 1
+    opts = iv.InvertOptions(surface_bands=50.0, relax_years=1.0, iterations=1)
+    inv = iv.Inverter(small_data, opts)
+    p = inv.init_params(inv.data.mask * 50.0)
+    w = np.asarray(small_data.obs_count)
+    banded = float(cost.cost_terms(p, w, inv.consts, inv.static)[1][0]["surface"])
+    plain_inv = iv.Inverter(small_data, dataclasses.replace(opts, surface_bands=0.0))
+    plain = float(cost.cost_terms(p, w, plain_inv.consts, plain_inv.static)[1][0]["surface"])
+    assert 0 < banded <= plain

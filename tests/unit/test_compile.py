@@ -24,12 +24,17 @@ def test_strong_types_keeps_values_and_drops_weak_types():
 
 @pytest.fixture
 def jax_cache_setting():
-    """Put JAX's cache settings back after a test changes them."""
+    """Put JAX's cache settings back after a test changes them (JAX opens its cache at the
+    first compilation with a directory set: ``reset_cache`` makes it open the new one)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
     saved = (jax.config.jax_compilation_cache_dir,
              jax.config.jax_persistent_cache_min_compile_time_secs)
+    compilation_cache.reset_cache()
     yield
     jax.config.update("jax_compilation_cache_dir", saved[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", saved[1])
+    compilation_cache.reset_cache()
 
 
 def test_cache_directory_follows_the_environment(monkeypatch, tmp_path, jax_cache_setting):
