@@ -253,7 +253,8 @@ def twin_inversion(*, nx: int = 31, ny: int = 45, dx: float = 200.0, years: floa
     ``every`` ("radar lines"; about 5 % of the ice cells at the defaults), with Gaussian
     ``noise`` [m]. The true thickness is the glacier's; its mass balance is known.
 
-    ``sliding`` > 0: the truth slides over the lower half of the valley, with a Budd fs
+    ``sliding`` > 0: the truth slides below 40 % of the valley's length (the lower half of the
+    glacier at the defaults), with a Budd fs
     (``fs_true``) rising smoothly down-glacier to a sliding diffusivity ``sliding`` times the
     deformation's under 100 m of ice (``laws.budd_fs_for_ratio``) and none at the head;
     ``physics`` (what an inversion starts from) still has fs = 0.

@@ -86,3 +86,11 @@ def cell_to_face(field, axis: int):
     lo[axis] = slice(None, -1)
     hi[axis] = slice(1, None)
     return 0.5 * (fp[tuple(lo)] + fp[tuple(hi)])
+
+
+def edge_cells(shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean (ny, nx) mask of the outermost ring of cells of a grid of ``shape`` (the last
+    two axes): where ice leaves a non-periodic domain."""
+    ring = np.zeros(shape[-2:], dtype=bool)
+    ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
+    return ring

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import solver as slv
 from .domains import Domain
+from .grid import edge_cells
 from .laws import glen_law
 from .physics.params import Physics
 from .schemes import Scheme, scheme_name
@@ -88,9 +89,7 @@ class SimulationResult:
                        "and physics.fs")
         if not any(self.domain.grid.periodic):
             H = np.asarray(self.thickness)
-            ring = np.zeros(H.shape[1:], dtype=bool)
-            ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
-            at_edge = (H[:, ring] > 1.0).any(axis=1)
+            at_edge = (H[:, edge_cells(H.shape)] > 1.0).any(axis=1)
             if at_edge.any():
                 k = int(np.argmax(at_edge))
                 out.append(f"ice reaches the domain edge (from t = {self.times[k]:g} a) and "

@@ -26,6 +26,7 @@ from .. import solver as slv
 from .. import train as tr
 from ..compile import CompileClock
 from ..errors import ConfigError, InputDataError, NumericalError
+from ..grid import edge_cells
 from ..io import checkpoints as ckio
 from ..io import provenance
 from ..io import training as trio
@@ -515,9 +516,7 @@ def _training_warnings(history, names, H, speed, status) -> list[str]:
     for g, name in enumerate(names):
         if np.any(np.asarray(status)[g] != slv.STATUS_OK):
             out.append(f"the final forward run of glacier {name!r} did not complete")
-        ring = np.zeros(H.shape[-2:], dtype=bool)
-        ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
-        if np.any(H[g][..., ring] > 1.0):
+        if np.any(H[g][..., edge_cells(H.shape)] > 1.0):
             out.append(f"ice of glacier {name!r} reaches the domain edge in the final model")
         top = float(np.nanmax(speed[g])) if speed[g].size else 0.0
         if top > SPEED_CEILING:
