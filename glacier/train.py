@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import losses
 from . import solver as slv
 from .compile import strong_types
+from .distributed import to_host
 from .domains import Domain
 from .errors import ConfigError, NumericalError
 from .grid import Grid
@@ -326,14 +327,26 @@ def device_mesh(n_devices: int | None = None) -> Mesh:
     return Mesh(np.array(devices), ("glaciers",))
 
 
+def _place(tree, sharding: NamedSharding):
+    """``device_put(tree, sharding)``; when the mesh spans devices of other processes, each
+    process places its own part of its (identical) host values."""
+    if all(d.process_index == jax.process_index() for d in sharding.mesh.devices.flat):
+        return jax.device_put(tree, sharding)
+
+    def one(x):
+        host = np.asarray(x)  # NaN gaps: device_put's equality check across processes fails
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.tree_util.tree_map(one, tree)
+
+
 def shard(batch: GlacierBatch, mesh: Mesh) -> GlacierBatch:
-    """Split the glacier axis of every leaf across the mesh's devices."""
-    sharding = NamedSharding(mesh, PartitionSpec("glaciers"))
-    return jax.device_put(batch, sharding)
+    """Split the glacier axis of every leaf across the mesh's devices (of all processes)."""
+    return _place(batch, NamedSharding(mesh, PartitionSpec("glaciers")))
 
 
 def replicate(tree, mesh: Mesh):
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """``tree`` on every device of the mesh (of all processes)."""
+    return _place(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,7 +453,7 @@ class Trainer:
             epoch = int(state.epoch)
             adam = epoch < self.epochs
             new_state, loss, aux = self.step(state, batch, problem)
-            loss = float(loss)
+            loss, aux = float(loss), to_host(aux)  # per glacier: gathered from all processes
             status = np.asarray(aux["status"])
             if np.all((status == slv.STATUS_OK) | (status == slv.STATUS_MAX_STEPS)) \
                     and np.any(status == slv.STATUS_MAX_STEPS) \

@@ -127,7 +127,8 @@ def _child(mode: str, repeat: int, inner: int, n_steps: int) -> dict:
         step = scheme.make_step(b, law(a), d.smb, grid, ice_free)
         z = jnp.zeros((), h.dtype)
         s0 = State(t=jnp.zeros((), jnp.float64), H=h, steps=jnp.zeros((), jnp.int32),
-                   smb_volume=z, outflow_volume=z, status=jnp.zeros((), jnp.int32))
+                   smb_volume=z, outflow_volume=z, status=jnp.zeros((), jnp.int32),
+                   iterations=jnp.zeros((), jnp.int32), residual=z)
         return step(s0, jnp.asarray(1e3, jnp.float64)).H
     ct_st = jnp.asarray(rng.normal(size=grid.shape))
     out["step_fwd"] = per_call(lambda h: step_H(h, bed, log_A) - h)
