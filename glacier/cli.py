@@ -205,8 +205,10 @@ def _simulate(cfg: DictConfig, out_dir: Path) -> int:
 
 
 def _train(cfg: DictConfig, out_dir: Path) -> int:
+    from . import distributed
     from .apps import train
 
+    distributed.initialize(build.distributed_settings(cfg.train))  # before any computation
     return train.run(build.train_job(cfg, tuple(sys.argv)), out_dir)
 
 

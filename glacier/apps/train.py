@@ -1,4 +1,4 @@
-"""``glacier-train``'s work: UDE training of a learned law on the twin experiment.
+"""``glacier-train``'s work: UDE training of a learned law on a twin or a set of glacier files.
 
 twin experiment (glaciers, observations, true law) -> law -> step budget -> ``train.Trainer``
 (Adam + schedule, then L-BFGS) with a progress bar, checkpoints every ``checkpoint_every``
@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import diffusivity_twin as dtwin
-from .. import experiments, laws, losses, plots
+from .. import distributed as dist
+from .. import experiments, glacier_set, laws, losses, plots
 from .. import solver as slv
 from .. import train as tr
 from ..compile import CompileClock
@@ -34,8 +35,10 @@ from ..schemes import ExplicitMUSCL, Scheme, scheme_from_dict, scheme_to_dict
 from ..simulation import SPEED_CEILING
 from .common import bar, output_location, paragraph, warn
 
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
-"""Exit status of a run stopped by a signal (128 + the signal's number)."""
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR2: 128 + signal.SIGUSR2}
+"""Exit status of a run stopped by a signal (128 + the signal's number). SIGUSR2 is the
+warning SLURM sends ``hydra.launcher.signal_delay_s`` before a job's time limit under
+``hydra/launcher=slurm`` (submitit's default signal): the training stops as on SIGTERM."""
 
 
 
@@ -63,6 +66,7 @@ class TrainLoop:
     devices: int = 1
     stop_after: int | None = None
     on_nonfinite: str = "stop"
+    distributed: dist.DistributedSettings = dist.DistributedSettings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +74,9 @@ class TrainJob:
     """Everything a training run needs.
 
     Attributes:
-        experiment: the twin experiment's options; law: the initial law (its parameters are
-            what is trained); law_name: its ``law=`` name.
+        experiment: the experiment's options (a twin's, or ``glacier_set.FilesOptions``);
+            law: the initial law (its parameters are what is trained); law_name: its
+            ``law=`` name.
         optimizer, loop: see ``OptimizerSettings``, ``TrainLoop``.
         reg: weights of the terms added to the misfit; normalise: "sensitivity" (weights that
             balance how strongly each glacier constrains A, around ``A_prior``) or "thickness".
@@ -101,7 +106,7 @@ class TrainJob:
 
 
 class _StopFlag:
-    """Set by SIGINT / SIGTERM (or ``train.stop_after``); checked between epochs.
+    """Set by SIGINT / SIGTERM / SIGUSR2 (or ``train.stop_after``); checked between epochs.
 
     A second signal while the first is being handled interrupts at once (KeyboardInterrupt).
     """
@@ -268,8 +273,15 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     out_dir = output_location(out_dir, "training.nc", "law.nc", "simulation.nc", "loss.png",
                               "law.png", "provenance.json")
     loop = job.loop
-    available = jax.devices()
+    available = jax.devices()  # of all processes when train.distributed is on
     n_dev = int(loop.devices) or len(available)
+    if jax.process_count() > 1:
+        if n_dev not in (1, len(available)):
+            raise ConfigError(f"train.devices={n_dev}: a run of {jax.process_count()} "
+                              f"processes splits the glaciers over all {len(available)} "
+                              "devices of all processes; use train.devices=0.")
+        n_dev = len(available)
+    main = dist.is_main()  # process 0 writes checkpoints and outputs
     if n_dev > len(available):
         raise ConfigError(f"train.devices={n_dev}, but only {len(available)} "
                           f"{available[0].platform} device(s) are available. Use "
@@ -305,6 +317,10 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
         twin = dtwin.twin_diffusivity(job.experiment, seed=int(job.seed), dtype=job.dtype,
                                       scheme=job.scheme, devices=n_dev)
         setup = twin.train
+    elif isinstance(job.experiment, glacier_set.FilesOptions):
+        ex_name = "files"
+        setup = glacier_set.build(job.experiment, dtype=job.dtype, scheme=job.scheme,
+                                  devices=n_dev, velocity=job.reg.velocity > 0)
     else:
         ex_name = "twin_A_of_T"
         setup = experiments.twin_A_of_T(job.experiment, seed=int(job.seed), dtype=job.dtype,
@@ -326,6 +342,7 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     if resume:
         checkpoint = ckio.load(found, state)
         state, history = checkpoint.state, checkpoint.history
+    host_batch = batch
     if n_dev > 1:
         mesh = tr.device_mesh(n_dev)
         batch = tr.shard(batch, mesh)
@@ -339,6 +356,8 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     saved = {"epoch": first_epoch if resume else -1}
 
     def save(state, history):
+        if not main:
+            return
         scheme = scheme_to_dict(current["problem"].scheme)
         ckio.save(ckpt_dir, state, history, keep=keep, meta=dict(
             scheme=scheme, total_epochs=total, devices=n_dev, glaciers=list(names),
@@ -378,8 +397,10 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     if saved["epoch"] != epoch and epoch > 0:
         save(state, history)
 
-    # Outputs of the parameters reached.
-    law = state.law
+    # Outputs of the parameters reached, computed in every process on its own device.
+    dist.barrier("training done")
+    law = jax.tree_util.tree_map(jnp.asarray, dist.to_host(state.law))
+    batch = host_batch
     truth = setup.truth
     T_g = np.asarray(batch.temperature)[:n]
     H, speed, status = _forward(law, batch, result.problem, n)
@@ -417,6 +438,7 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
                    law=law_name,
                    epochs_completed=epoch, epochs_total=total, final_loss=final_loss,
                    final_model_loss=float(np.mean(model_loss)), devices=n_dev,
+                   processes=jax.process_count(),
                    step_budget=int(result.problem.scheme.max_steps),
                    training_wall_time_s=train_wall, compile_time_s=clock.seconds,
                    programs_compiled=clock.programs, **errors)
@@ -427,6 +449,11 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
                   outputs=["training.nc", "law.nc", "simulation.nc", "checkpoints/",
                            "loss.png", "law.png"])
 
+    if not main:
+        print(f"glacier-train: process {jax.process_index()} of {jax.process_count()}: "
+              f"{epoch}/{total} epochs, loss {final_loss:.6g}; "
+              "process 0 writes the outputs", flush=True)
+        return 3 if failure is not None else 0
     common = dict(config_yaml=config_yaml, provenance=record)
     trio.write_training(out_dir / "training.nc", history, names, attrs=summary,
                         weights=np.asarray(batch.weight), **common)
@@ -461,7 +488,8 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     sim = trio.batch_simulation_dataset(
         names=names, x=grid.x, y=grid.y, times=result.problem.times, thickness=H,
         bed=np.asarray(batch.bed)[:n], velocity=speed, thickness_obs=obs_full,
-        thickness_true=np.asarray(setup.H_true)[:n], ice_free=np.asarray(batch.ice_free)[:n],
+        thickness_true=None if truth is None else np.asarray(setup.H_true)[:n],
+        ice_free=np.asarray(batch.ice_free)[:n],
         temperature=T_g, cell_area=grid.cell_area,
         area_threshold=float(job.area_threshold),
         attrs=dict(status="completed" if np.all(status == slv.STATUS_OK) else

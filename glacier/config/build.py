@@ -293,23 +293,38 @@ def simulate_job(cfg: DictConfig, argv: tuple[str, ...] = ()):
                        config_yaml=resolved_config(cfg, physics, run), argv=tuple(argv))
 
 
+def distributed_settings(cfg_train):
+    """``train.distributed`` as ``glacier.distributed.DistributedSettings`` (validated)."""
+    from ..distributed import DistributedSettings
+
+    return DistributedSettings(**plain(cfg_train.distributed))
+
+
+def train_loop_options(cfg_train) -> dict[str, Any]:
+    """The keyword arguments of ``apps.train.TrainLoop`` from ``cfg.train``."""
+    return dict(plain(cfg_train), distributed=distributed_settings(cfg_train))
+
+
 def train_job(cfg: DictConfig, argv: tuple[str, ...] = ()):
     """The ``apps.train.TrainJob`` of a typed and checked ``glacier-train`` config (the
     network is initialised here: JAX's precision must be set first)."""
     from ..apps.train import OptimizerSettings, TrainJob, TrainLoop
     from ..diffusivity_twin import TwinDiffusivityOptions
     from ..experiments import TwinAofTOptions
+    from ..glacier_set import FilesOptions
     from ..train import LossWeights
 
     ex = plain(cfg.experiment)
-    options = {"twin_A_of_T": TwinAofTOptions,
-               "twin_diffusivity": TwinDiffusivityOptions}[ex.pop("name")]
+    options = {"twin_A_of_T": TwinAofTOptions, "twin_diffusivity": TwinDiffusivityOptions,
+               "files": FilesOptions}[ex.pop("name")]
+    if isinstance(ex.get("glaciers"), list):
+        ex["glaciers"] = tuple(ex["glaciers"])
     lo, hi = law_bounds(cfg.law)
     solver = plain(cfg.solver)
     return TrainJob(
         experiment=options(**ex), law=build_law(cfg, dtype=solver["dtype"]),
         law_name=str(cfg.law.name), optimizer=OptimizerSettings(**plain(cfg.optimizer)),
-        loop=TrainLoop(**plain(cfg.train)),
+        loop=TrainLoop(**train_loop_options(cfg.train)),
         reg=LossWeights(l2=float(cfg.loss.l2), velocity=float(cfg.loss.velocity)),
         normalise=str(cfg.loss.normalise), A_prior=math.sqrt(lo * hi),
         fit_A_ref=cfg.law.name == "nn_D" and cfg.law.get("A_ref") is None,

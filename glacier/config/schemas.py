@@ -8,7 +8,8 @@ runs. Defaults and help text exist once:
 
 - ``glacier=NAME``: the library's own domain options (``glacier.domains``: e.g.
   ``domains.synthetic.SyntheticValleyOptions``), with a ``name`` key in front;
-- ``experiment=twin_A_of_T``: ``experiments.TwinAofTOptions``; ``invert``:
+- ``experiment=twin_A_of_T``: ``experiments.TwinAofTOptions`` (``twin_diffusivity``:
+  ``diffusivity_twin.TwinDiffusivityOptions``, ``files``: ``glacier_set.FilesOptions``); ``invert``:
   ``invert.InvertOptions``;
 - the groups that only exist for the command line (``physics`` overrides where null means the
   domain's value, ``solver``, ``law``, ``network``, ``optimizer``, ``loss``, ``train``): here.
@@ -28,6 +29,7 @@ from omegaconf import MISSING
 from .. import domains
 from ..diffusivity_twin import TwinDiffusivityOptions
 from ..experiments import TwinAofTOptions
+from ..glacier_set import FilesOptions
 from ..invert import InvertOptions
 from ..options import field_help
 from ..options import option as _opt
@@ -258,7 +260,8 @@ class LossConfig:
 
 EXPERIMENT_SCHEMAS: dict[str, type] = {
     "twin_A_of_T": schema_of(TwinAofTOptions, ("twin_A_of_T", "experiment")),
-    "twin_diffusivity": schema_of(TwinDiffusivityOptions, ("twin_diffusivity", "experiment"))}
+    "twin_diffusivity": schema_of(TwinDiffusivityOptions, ("twin_diffusivity", "experiment")),
+    "files": schema_of(FilesOptions, ("files", "experiment"))}
 """``experiment=`` option -> its schema."""
 
 
@@ -268,6 +271,20 @@ class OnNonFinite(enum.Enum):
     stop = "stop"
     skip = "skip"
     rollback = "rollback"
+
+
+@dataclass
+class DistributedConfig:
+    """``train.distributed``: one training over several processes (``glacier.distributed``)."""
+
+    enabled: bool = _opt(False, "start JAX's distributed runtime: the glaciers are split "
+                                "over the devices of all processes")
+    coordinator: str | None = _opt(None, "HOST:PORT of process 0; null (with the next two): "
+                                         "from the SLURM job step")
+    num_processes: int | None = _opt(None, "number of processes (null: from SLURM)")
+    process_id: int | None = _opt(None, "rank of this process, 0 .. num_processes-1 (null: "
+                                        "from SLURM)")
+    timeout_s: int = _opt(300, "how long to wait for all processes to join [s]")
 
 
 @dataclass
@@ -286,6 +303,9 @@ class TrainLoopConfig:
                                      "(keep the last good epoch), skip (discard the update, "
                                      "go on) or rollback (also undo the update before it); at "
                                      "most 5 epochs in a row")
+    distributed: DistributedConfig = _opt(DistributedConfig(), "several processes "
+                                          "(jax.distributed): enabled, coordinator, "
+                                          "num_processes, process_id, timeout_s")
 
 
 @dataclass
