@@ -3,12 +3,12 @@ itself: ``tests/cli/test_train_distributed.py``)."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from glacier import distributed as dist
 from glacier.errors import ConfigError
+
 
 @pytest.mark.parametrize("kwargs, words", [
     (dict(coordinator="127.0.0.1:1234"), "all three"),
