@@ -31,8 +31,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["DistributedSettings", "barrier", "initialize", "is_main", "process_count",
-           "to_host"]
+__all__ = ["DistributedSettings", "barrier", "initialize", "is_main", "to_host"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,10 +112,6 @@ def initialize(settings: DistributedSettings) -> None:
 
 
 _started = False  # jax.distributed.initialize may be called once per process
-
-
-def process_count() -> int:
-    return jax.process_count()
 
 
 def is_main() -> bool:
