@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..diffusivity_twin import TwinDiffusivityOptions, check_options
 from ..errors import ConfigError
 from ..experiments import REAL_TWIN_GLACIERS
+from ..glacier_set import FilesOptions, load
 from .build import invert_options, plain, typed
 from .explain import explain, help_of
 from .schemas import LAW_SCHEMAS, SELECTORS
@@ -26,6 +27,25 @@ def _real_glaciers(ex) -> str | None:
                 f"not a bundled glacier. Valid: {', '.join(REAL_TWIN_GLACIERS)}; "
                 "e.g. experiment.real=[hintereisferner] or experiment.real=[].")
     return None
+
+
+def _glacier_files(ex, velocity: bool, positive) -> list[str | None]:
+    """The checks of ``experiment=files``: values, and every file read and checked
+    (``glacier_set.load``), so that a bad file fails before a run (or a SLURM job) starts."""
+    out = [positive("experiment.years", ex["years"], 10.0)]
+    for key, example in (("obs_every", 1.0), ("dx", 200.0)):
+        if ex[key] is not None:
+            out.append(positive(f"experiment.{key}", ex[key], example))
+    if ex["temperature"] is not None and not -80 <= ex["temperature"] <= 40:
+        out.append(f"experiment.temperature={ex['temperature']} must be an air temperature "
+                   "in -80 ... 40 degC.")
+    if not any(out):
+        try:
+            load(FilesOptions(**{k: v for k, v in ex.items() if k != "name"}),
+                 velocity=velocity)
+        except ConfigError as e:
+            out.append(str(e))
+    return out
 
 
 def check_train(cfg: DictConfig) -> str | None:
@@ -129,6 +149,8 @@ def check_train(cfg: DictConfig) -> str | None:
         if c["loss"].get("velocity", 0.0) and not ex.get("velocity_obs", False):
             checks.append(f"loss.velocity={c['loss']['velocity']} needs speed observations: "
                           "add experiment.velocity_obs=true.")
+    if ex["name"] == "files":
+        checks.extend(_glacier_files(ex, bool(c["loss"].get("velocity", 0.0)), positive))
     for key in ("t_end", "save_every"):
         if sol[key] is not None:
             checks.append(f"solver.{key}={sol[key]} does not apply to glacier-train: the "
