@@ -1,4 +1,5 @@
-"""Command-line facts the console scripts check before Hydra runs (no Hydra, no JAX).
+"""Command-line facts the console scripts check before Hydra runs (no JAX; Hydra only for
+its override parser).
 
 - ``sweep_values``: the values of a ``-m`` sweep override, each checked like a single run;
 - ``run_dir_problem``: a ``hydra.run.dir`` that cannot be created or written (exit 2 before
@@ -16,15 +17,24 @@ from pathlib import Path
 
 
 def sweep_values(override: str) -> list[str] | None:
-    """``key=a,b`` -> ["key=a", "key=b"]; a plain override -> [it]; a sweep function -> None."""
-    key, eq, value = override.partition("=")
-    if not eq:
+    """The single-run overrides of a ``-m`` override, parsed as Hydra's basic sweeper does:
+    ``key=a,b`` -> ["key=a", "key=b"], ``network.hidden=[16,16],[32,32]`` -> its two lists,
+    ``seed=range(0,3)`` and ``choice(...)`` -> their values; a plain override -> [it]; a sweep
+    that cannot be enumerated (``interval(...)``, for other sweepers) -> None. An override that
+    does not parse is returned as is: composing it explains the error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_override(override)
+    except HydraException:
         return [override]
-    if "(" in value:
+    if not parsed.is_sweep_override():
+        return [override]
+    if not parsed.is_discrete_sweep():
         return None
-    if "," not in value or value.lstrip().startswith(("[", "{", "'", '"')):
-        return [override]
-    return [f"{key}={v}" for v in value.split(",")]
+    key = parsed.get_key_element()
+    return [f"{key}={value}" for value in parsed.sweep_string_iterator()]
 
 
 def run_dir_problem(args: list[str]) -> str | None:
