@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["DistributedSettings", "barrier", "initialize", "is_main", "to_host"]
+__all__ = ["DistributedSettings", "any_process", "barrier", "initialize", "is_main", "to_host"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +130,16 @@ def to_host(tree):
             return np.asarray(multihost_utils.process_allgather(x, tiled=True))
         return np.asarray(x)
     return jax.tree_util.tree_map(one, tree)
+
+
+def any_process(flag: bool) -> bool:
+    """True when ``flag`` is True in any process (all processes must call this together): a
+    stop signal that reached one task stops every task after the same epoch."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray([int(bool(flag))]))))
 
 
 def barrier(name: str) -> None:

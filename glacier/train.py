@@ -376,7 +376,7 @@ class Trainer:
                  epochs: int = 100, lbfgs_steps: int = 0, reg: LossWeights = LossWeights(),
                  clip_norm: float | None = None, decay: float = 0.1,
                  max_budget: int = 1_000_000, on_nonfinite: str = "stop",
-                 max_bad_epochs: int = 5):
+                 max_bad_epochs: int = 5, updates_per_epoch: int = 1):
         if epochs < 0 or lbfgs_steps < 0:
             raise ConfigError("train.epochs and optimizer.lbfgs_steps must be >= 0.")
         if on_nonfinite not in ON_NONFINITE:
@@ -387,7 +387,9 @@ class Trainer:
         self.problem = problem
         self.epochs = int(epochs)
         self.lbfgs_steps = int(lbfgs_steps)
-        self.schedule = make_schedule(schedule, lr, epochs, decay=decay)
+        self.updates_per_epoch = int(updates_per_epoch)  # optimizer steps per epoch
+        self.schedule = make_schedule(schedule, lr, epochs * self.updates_per_epoch,
+                                      decay=decay)
         chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
         self.adam = optax.chain(*chain, optax.adam(self.schedule))
         self.lbfgs = optax.lbfgs()
@@ -499,7 +501,8 @@ class Trainer:
             # The loss of `state` (before the update) is what this epoch measured.
             history.loss.append(loss)
             history.loss_glacier.append(np.asarray(aux["per_glacier"]))
-            history.learning_rate.append(float(self.schedule(epoch)) if adam else float("nan"))
+            history.learning_rate.append(float(self.schedule(epoch * self.updates_per_epoch))
+                                         if adam else float("nan"))
             history.wall_time.append(time.perf_counter() - start)
             history.phase.append("adam" if adam else "lbfgs")
             state = new_state

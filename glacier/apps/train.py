@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import diffusivity_twin as dtwin
 from .. import distributed as dist
-from .. import experiments, glacier_set, laws, losses, plots
+from .. import experiments, glacier_set, laws, losses, minibatch, plots
 from .. import solver as slv
 from .. import train as tr
 from ..compile import CompileClock
@@ -67,6 +67,8 @@ class TrainLoop:
     stop_after: int | None = None
     on_nonfinite: str = "stop"
     distributed: dist.DistributedSettings = dist.DistributedSettings()
+    batch_size: int | None = None
+    batch_update: str = "step"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,12 +161,19 @@ def _check_resumable(meta: dict[str, Any], fingerprint: dict, path: Path) -> Non
                           "new run in another hydra.run.dir.")
 
 
-def _make_trainer(problem, job: TrainJob) -> tr.Trainer:
-    """The ``train.Trainer`` of ``job`` (optimizer, epochs, regularisation)."""
+def _make_trainer(problem, job: TrainJob, groups=None, size: int = 0,
+                  place=None) -> tr.Trainer:
+    """The ``train.Trainer`` of ``job`` (optimizer, epochs, regularisation); over the
+    ``groups`` of ``minibatch.plan`` when ``train.batch_size`` is set."""
     o = job.optimizer
-    return tr.Trainer(problem, lr=o.lr, schedule=o.schedule, epochs=int(job.loop.epochs),
-                      lbfgs_steps=o.lbfgs_steps, reg=job.reg, clip_norm=o.clip_norm,
-                      decay=o.decay, on_nonfinite=job.loop.on_nonfinite)
+    kwargs = dict(lr=o.lr, schedule=o.schedule, epochs=int(job.loop.epochs),
+                  lbfgs_steps=o.lbfgs_steps, reg=job.reg, clip_norm=o.clip_norm,
+                  decay=o.decay, on_nonfinite=job.loop.on_nonfinite)
+    if groups is None:
+        return tr.Trainer(problem, **kwargs)
+    return minibatch.MiniBatchTrainer(problem, n_groups=len(groups), size=size,
+                                      update=job.loop.batch_update, seed=int(job.seed),
+                                      place=place, **kwargs)
 
 
 def _scheme_of(meta: dict[str, Any]) -> Scheme:
@@ -336,17 +345,20 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
         problem = dataclasses.replace(setup.problem, scheme=_scheme_of(meta0))
     else:
         problem = tr.size_step_budget(law0, setup.batch, setup.problem)
-    trainer = _make_trainer(problem, job)
+    mesh = tr.device_mesh(n_dev) if n_dev > 1 else None
+    place = None if mesh is None else (lambda b: tr.shard(b, mesh))
+    groups = None if loop.batch_size is None else minibatch.plan(
+        batch, problem.grid, int(loop.batch_size), multiple_of=n_dev)
+    trainer = _make_trainer(problem, job, groups, batch.size, place)
     state = trainer.init(law0)
     history = None
     if resume:
         checkpoint = ckio.load(found, state)
         state, history = checkpoint.state, checkpoint.history
     host_batch = batch
-    if n_dev > 1:
-        mesh = tr.device_mesh(n_dev)
-        batch = tr.shard(batch, mesh)
+    if mesh is not None:
         state = tr.replicate(state, mesh)
+    data = groups if groups is not None else batch if place is None else place(batch)
     first_epoch = int(state.epoch)
     total = trainer.total_epochs
     every = int(loop.checkpoint_every)
@@ -384,8 +396,8 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     try:
         if stop_after is not None and first_epoch >= stop_after and first_epoch < total:
             stop.reason = f"train.stop_after={stop_after}"
-        result = trainer.run(state, batch, history=history, on_epoch=on_epoch,
-                             should_stop=stop)
+        result = trainer.run(state, data, history=history, on_epoch=on_epoch,
+                             should_stop=lambda: _agreed(stop))
     except NumericalError as e:
         result, failure = e.run, str(e)
     finally:
@@ -438,7 +450,7 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
                    law=law_name,
                    epochs_completed=epoch, epochs_total=total, final_loss=final_loss,
                    final_model_loss=float(np.mean(model_loss)), devices=n_dev,
-                   processes=jax.process_count(),
+                   processes=jax.process_count(), **_batch_attrs(groups, host_batch, loop),
                    step_budget=int(result.problem.scheme.max_steps),
                    training_wall_time_s=train_wall, compile_time_s=clock.seconds,
                    programs_compiled=clock.programs, **errors)
@@ -528,6 +540,23 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
             file=sys.stderr)
         return EXIT_SIGNAL.get(stop.signal, 0)
     return 0
+
+
+def _agreed(stop: _StopFlag) -> bool:
+    """``stop()`` agreed by all processes: a signal to any task stops all after this epoch."""
+    if jax.process_count() > 1 and dist.any_process(stop()) and stop.reason is None:
+        stop.reason = "a stop signal to another process"
+    return stop()
+
+
+def _batch_attrs(groups, batch, loop) -> dict[str, Any]:
+    """The summary's figures of the mini-batches (none for a full batch)."""
+    if groups is None:
+        return dict(batch_size="all")
+    return dict(batch_size=int(loop.batch_size), batch_update=loop.batch_update,
+                batch_groups=len(groups), batch_windows=len({(g.grid.ny, g.grid.nx)
+                                                             for g in groups}),
+                batch_padding=round(minibatch.padding_ratio(groups, batch), 3))
 
 
 def _training_warnings(history, names, H, speed, status) -> list[str]:

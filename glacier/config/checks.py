@@ -107,6 +107,14 @@ def check_train(cfg: DictConfig) -> str | None:
         checks.append(f"train.devices={tr['devices']} must be >= 0 (0: all available).")
     if tr["stop_after"] is not None and tr["stop_after"] < 1:
         checks.append(f"train.stop_after={tr['stop_after']} must be >= 1 or null.")
+    if tr["batch_size"] is not None and tr["batch_size"] < 1:
+        checks.append(f"train.batch_size={tr['batch_size']} must be a positive number of "
+                      "glaciers, or null (all glaciers in one batch).")
+    if tr["batch_size"] is not None and opt["lbfgs_steps"]:
+        checks.append(f"optimizer.lbfgs_steps={opt['lbfgs_steps']} needs the whole batch "
+                      "(L-BFGS's line search evaluates the full loss): with "
+                      f"train.batch_size={tr['batch_size']} set optimizer.lbfgs_steps=0, or "
+                      "train.batch_size=null.")
     if "F_min" in law:
         checks.append(positive("law.F_min", law["F_min"], 0.01))
         if law["A_ref"] is not None:

@@ -265,6 +265,13 @@ EXPERIMENT_SCHEMAS: dict[str, type] = {
 """``experiment=`` option -> its schema."""
 
 
+class BatchUpdate(enum.Enum):
+    """``train.batch_update``: how the mini-batches of ``train.batch_size`` update the law."""
+
+    step = "step"
+    accumulate = "accumulate"
+
+
 class OnNonFinite(enum.Enum):
     """``train.on_nonfinite``: what a training epoch whose loss or update is not finite does."""
 
@@ -291,7 +298,8 @@ class DistributedConfig:
 class TrainLoopConfig:
     """``train``: epochs, checkpoints, resuming, devices."""
 
-    epochs: int = _opt(20, "Adam epochs (one full-batch step on all glaciers each)")
+    epochs: int = _opt(20, "Adam epochs (one step on all glaciers each, or one per "
+                           "mini-batch: train.batch_size)")
     checkpoint_every: int = _opt(10, "epochs between checkpoints (also at the end and on "
                                      "Ctrl-C / SIGTERM)")
     keep_checkpoints: int = _opt(3, "number of most recent checkpoints kept")
@@ -303,6 +311,11 @@ class TrainLoopConfig:
                                      "(keep the last good epoch), skip (discard the update, "
                                      "go on) or rollback (also undo the update before it); at "
                                      "most 5 epochs in a row")
+    batch_size: int | None = _opt(None, "glaciers per mini-batch, grouped by grid size "
+                                        "(glacier.minibatch); null = all in one batch")
+    batch_update: BatchUpdate = _opt(BatchUpdate.step, "step: one Adam step per mini-batch; "
+                                     "accumulate: their gradients summed into one step per "
+                                     "epoch (the full batch's, in the memory of one group)")
     distributed: DistributedConfig = _opt(DistributedConfig(), "several processes "
                                           "(jax.distributed): enabled, coordinator, "
                                           "num_processes, process_id, timeout_s")

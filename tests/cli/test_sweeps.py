@@ -75,6 +75,11 @@ def test_the_readme_sweep_passes_the_check():
     (["optimizer.lr=0.01,abc"], "optimizer.lr=abc"),
     (["law=nn_A_of_T,nn_A_of_TT"], "nn_A_of_TT"),
     (["optimizer.lr=0.01,0.02", "train.epochs=5,-3"], "train.epochs=-3"),
+    (["train.batch_size=4,0", "optimizer.lbfgs_steps=0"], "train.batch_size=0 must be a "
+                                                           "positive number of glaciers"),
+    (["train.batch_size=8,16"], "optimizer.lbfgs_steps=50 needs the whole batch"),
+    (["train.batch_update=step,sgd", "train.batch_size=4", "optimizer.lbfgs_steps=0"],
+     "train.batch_update"),
 ])
 def test_a_bad_value_in_a_sweep_fails_before_any_job(tmp_path, args, words):
     sweep_dir = tmp_path / "sweep"
@@ -90,7 +95,8 @@ def test_a_bad_value_in_a_sweep_fails_before_any_job(tmp_path, args, words):
 
 def test_a_joblib_sweep_of_glacier_files_runs_each_job_in_its_own_directory(tmp_path):
     """Two jobs at once (joblib), each a glacier-train run of experiment=files on a directory
-    of two glacier files (100 m and 200 m cells, trained on 200 m)."""
+    of two glacier files (100 m and 200 m cells, trained on 200 m), in mini-batches of one
+    glacier (train.batch_size=1)."""
     folder = tmp_path / "glaciers"
     folder.mkdir()
     write_glacier(folder / "a.nc", dhdt=-0.5, velocity=10.0)
@@ -99,7 +105,8 @@ def test_a_joblib_sweep_of_glacier_files_runs_each_job_in_its_own_directory(tmp_
     proc = subprocess.run(
         [*console_script("glacier-train"), "-m", "experiment=files",
          f"experiment.glaciers={folder}", "experiment.years=1", "train.epochs=1",
-         "optimizer.lbfgs_steps=0", "network.hidden=[4],[4,4]", "hydra/launcher=joblib",
+         "optimizer.lbfgs_steps=0", "network.hidden=[4],[4,4]", "train.batch_size=1",
+         "hydra/launcher=joblib",
          "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,6 +124,9 @@ def test_a_joblib_sweep_of_glacier_files_runs_each_job_in_its_own_directory(tmp_
         with xr.open_dataset(job / "training.nc") as ds:
             assert list(ds.glacier.values) == ["a", "b"] and ds.attrs["experiment"] == "files"
             assert ds.sizes["epoch"] == 1 and np.all(np.isfinite(ds.loss))
+            # one glacier per mini-batch: two groups, one Adam step each
+            assert ds.attrs["batch_size"] == 1 and ds.attrs["batch_groups"] == 2
+            assert ds.attrs["batch_update"] == "step"
         with xr.open_dataset(job / "simulation.nc") as ds:
             assert "thickness_obs" in ds and "thickness_true" not in ds  # no truth: files
     assert hidden == [[4], [4, 4]]

@@ -301,6 +301,7 @@ def test_schema_choices_match_the_library():
     assert config.LAW_SCHEMAS["nn_A_of_T"]().T_mean == laws.NeuralAofT.T_mean
 
 
+@pytest.mark.slow  # ~140 s on 2 cores; nn_D's learning: tests/integration/test_twin_diffusivity.py
 def test_twin_diffusivity_writes_the_law_map_and_the_held_out_errors(tmp_path):
     """experiment=twin_diffusivity through the console script (tiny): law.nc holds D_learned,
     D_true and state_density on (thickness, slope); training.nc the held-out errors of the

@@ -64,6 +64,7 @@ def kills(tmp_path_factory):
     return dict(straight=straight, straight_dir=cwd / "straight", runs=runs)
 
 
+@pytest.mark.slow  # ~120 s on 2 cores (a straight run and killed runs): run with -m slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sigkill_at_a_random_moment_resumes_to_the_same_parameters(kills, seed):
     assert kills["straight"].returncode == 0, kills["straight"].stderr
