@@ -10,6 +10,8 @@ memory do not colour the next), and adds what none of them measures:
   accuracy);
 - ``batching``: ``benchmark_batching.py`` (one padded vmapped batch against one program per
   shape: the twin's training epoch);
+- ``glaciers``: ``benchmark_glaciers.py`` (time per epoch and peak memory of training on 32
+  to 512 synthetic glaciers, one padded batch against mini-batches of 32 grouped by size);
 - ``scaling`` (here): the explicit step on N x N valleys (``--sizes``) beside a STREAM-like
   copy of the same arrays in the same run: time per step, cell updates per second, and the
   effective throughput T_eff = bytes a step must move / time per step (thickness and bed read,
@@ -21,7 +23,7 @@ Ratios first, absolute figures second; every JSON carries the CPU model (``lscpu
 device, the JAX version and the options. Not a test: timings depend on the machine.
 
     python scripts/benchmark.py [--out benchmark] [--parts forward,gradient,implicit,batching,
-        scaling] [--repeat 3] [--sizes 64,128,256,512,1024] [--quick]
+        glaciers,scaling] [--repeat 3] [--sizes 64,128,256,512,1024] [--quick]
 
 ``--quick`` (the smoke test of ``scripts/gpu_check.sh --cpu``): forward on the valley only,
 100-step gradient, sizes 32 and 64, no implicit or batching parts.
@@ -39,7 +41,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("forward", "gradient", "implicit", "batching", "scaling")
+PARTS = ("forward", "gradient", "implicit", "batching", "glaciers", "scaling")
 
 
 def cpu_model() -> str:
@@ -77,6 +79,9 @@ def part_commands(args) -> dict[str, list[str]]:
                           "--out", str(out / "implicit.json")],
         "batching": py + [str(HERE / "benchmark_batching.py"), "--repeat", r,
                           "--out", str(out / "batching.json")],
+        "glaciers": py + [str(HERE / "benchmark_glaciers.py"), "--glaciers",
+                          "32,64,128,256,512", "--batch-size", "32",
+                          "--out", str(out / "glaciers.json")],
     }
 
 
@@ -204,6 +209,20 @@ def summary_rows(parts: dict) -> list[dict]:
         add("ratio", "training epoch: per-shape programs / one padded batch",
             per["run_s"] / pad["run_s"], "x")
         add("abs", "training epoch on the twin (padded batch)", pad["run_s"], "s")
+    gl = parts.get("glaciers", {}).get("report")
+    if gl:
+        ok = [r for r in gl["rows"] if "error" not in r]
+        for r in ok:
+            add("abs", f"training epoch, {r['glaciers']} glaciers, {r['layout']}",
+                r["epoch_s"], "s")
+            add("abs", f"peak memory, {r['glaciers']} glaciers, {r['layout']}",
+                r["rss_peak_mb"], "MB")
+        big = max((r["glaciers"] for r in ok), default=None)
+        full = [r for r in ok if r["glaciers"] == big and r["layout"] == "full"]
+        mini = [r for r in ok if r["glaciers"] == big and r["layout"] != "full"]
+        if full and mini:
+            add("ratio", f"{big} glaciers: step memory full batch / {mini[0]['layout']}",
+                full[0]["step_temp_mb"] / max(mini[0]["step_temp_mb"], 1e-9), "x")
     for r in parts.get("scaling", {}).get("rows", []):
         add("ratio", f"explicit step {r['n']}^2: T_eff / copy bandwidth", r["fraction_of_copy"],
             "")
