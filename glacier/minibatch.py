@@ -8,11 +8,11 @@ With ``train.batch_size=B`` the glaciers are instead
   ice-free, with ice or observed; rows in buckets, then columns), cut into groups of B, each
   group cropped to the smallest window of the common grid that holds its glaciers plus
   ``margin`` ice-free cells, its sides rounded up to a multiple of ``bucket`` cells so that
-  groups of similar size share one compiled program. The cropping changes nothing: cells outside a glacier's region are held
-  ice-free and its edge cells repeat the bed, exactly as on the padded grid (a test checks the
-  loss and gradient against the full batch). Every group holds B glaciers (the last one is
-  filled with zero-weight copies, and B is rounded up to a multiple of the devices), so one
-  program per window shape is compiled;
+  groups of similar size share one compiled program. The cropping changes nothing: cells
+  outside a glacier's region are held ice-free and its edge cells repeat the bed, exactly as
+  on the padded grid (a test checks the loss and gradient against the full batch). Every
+  group holds B glaciers (the last one is filled with zero-weight copies, and B is rounded up
+  to a multiple of the devices), so one program per window shape is compiled;
 - **trained one group at a time** (``MiniBatchTrainer``): with ``train.batch_update=step``
   every group is one optimizer step (mini-batch Adam; the groups' order is shuffled every
   epoch from the seed and the epoch, so a resumed run repeats it; the learning-rate schedule

@@ -4,12 +4,14 @@ H / outflow had a derivative -H/outflow^2 that overflowed in float32 and gave Na
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from glacier import experiments as ex
 from glacier import laws
 from glacier import train as tr
 
 
+@pytest.mark.slow  # ~50 s; float32 VJPs: tests/gradients/test_sia_vjp.py::test_vmap_and_float32
 def test_float32_training_gradient_is_finite_and_close_to_float64():
     grads = {}
     for dtype in ("float32", "float64"):

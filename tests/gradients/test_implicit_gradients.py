@@ -75,6 +75,7 @@ def _unrolled_step(H_old, t_new, dt, p, grid, start, iterations=3):
     return jax.lax.scan(newton, jax.lax.stop_gradient(start), None, length=iterations)[0]
 
 
+@pytest.mark.slow  # ~40 s; the central-difference test below checks the same gradient
 def test_implicit_vjp_equals_unrolled_newton(valley):
     domain, H0 = valley
     grid = domain.grid

@@ -111,7 +111,11 @@ def test_forward_is_bitwise_unchanged(name):
         np.testing.assert_array_equal(np.asarray(p), np.asarray(r))
 
 
-@pytest.mark.parametrize("name", sorted(STATES))
+SLOW_STATES = ("integer_ties", "valley_margins")  # ~20-25 s each: run with -m slow
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_STATES
+                                  else n for n in sorted(STATES)])
 def test_vjp_equals_autodiff_of_the_plain_expressions(name):
     grid, H, bed = _state(name)
 
