@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from . import train as tr
 from .distributed import to_host
@@ -196,17 +195,8 @@ class MiniBatchTrainer(tr.Trainer):
                          **kwargs)
         self.update, self.seed, self.size = update, int(seed), int(size)
         self.place = place or (lambda b: jax.tree_util.tree_map(jnp.asarray, b))
-        self._grad = jax.jit(self._grad_impl, static_argnames=("problem",))
-        self._apply = jax.jit(self._apply_impl)
-
-    def _grad_impl(self, law, batch, *, problem):
-        return jax.value_and_grad(lambda p: self.loss(p, batch, problem), has_aux=True)(law)
-
-    def _apply_impl(self, state: tr.TrainState, grads):
-        adam_state, lbfgs_state = state.opt_state
-        updates, adam_state = self.adam.update(grads, adam_state, state.law)
-        return tr.TrainState(optax.apply_updates(state.law, updates),
-                             (adam_state, lbfgs_state), state.epoch + 1)
+        self._grad = jax.jit(self.value_and_grad, static_argnames=("problem",))
+        self._apply = jax.jit(self.adam_update)
 
     def step(self, state: tr.TrainState, groups: Sequence[Group],
              problem: tr.Problem | None = None):

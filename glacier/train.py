@@ -410,16 +410,25 @@ class Trainer:
                                                            self.lbfgs.init(law))),
                           epoch=jnp.zeros((), jnp.int32))
 
-    def _step_impl(self, state: TrainState, batch, *, problem: Problem, adam: bool):
-        loss_of = lambda law: self.loss(law, batch, problem)  # noqa: E731
-        (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(state.law)
+    def value_and_grad(self, law, batch, problem: Problem):
+        """((loss, aux), gradient with respect to ``law``) on ``batch``."""
+        return jax.value_and_grad(lambda p: self.loss(p, batch, problem), has_aux=True)(law)
+
+    def adam_update(self, state: TrainState, grads) -> TrainState:
+        """``state`` after one Adam step along ``grads`` (the epoch counter advanced)."""
         adam_state, lbfgs_state = state.opt_state
+        updates, adam_state = self.adam.update(grads, adam_state, state.law)
+        return TrainState(optax.apply_updates(state.law, updates), (adam_state, lbfgs_state),
+                          state.epoch + 1)
+
+    def _step_impl(self, state: TrainState, batch, *, problem: Problem, adam: bool):
+        (loss, aux), grads = self.value_and_grad(state.law, batch, problem)
         if adam:
-            updates, adam_state = self.adam.update(grads, adam_state, state.law)
-        else:
-            updates, lbfgs_state = self.lbfgs.update(
-                grads, lbfgs_state, state.law, value=loss, grad=grads,
-                value_fn=lambda law: loss_of(law)[0])
+            return self.adam_update(state, grads), loss, aux
+        adam_state, lbfgs_state = state.opt_state
+        updates, lbfgs_state = self.lbfgs.update(
+            grads, lbfgs_state, state.law, value=loss, grad=grads,
+            value_fn=lambda law: self.loss(law, batch, problem)[0])
         law = optax.apply_updates(state.law, updates)
         return TrainState(law, (adam_state, lbfgs_state), state.epoch + 1), loss, aux
 
