@@ -13,10 +13,13 @@ objects:
   mode goes through them:
 
   - ``ForwardOnly()``: a ``lax.while_loop`` (fastest; no reverse mode);
-  - ``Checkpointed(checkpoint_every=0)``: a bounded loop of ``scheme.max_steps`` steps in chunks,
-    each wrapped in ``jax.checkpoint``; steps past the save time are skipped with ``lax.cond``.
-    Reverse mode stores one state per chunk and recomputes a chunk at a time: memory grows as
-    O(sqrt(steps)) instead of O(steps), at the cost of one extra forward pass;
+  - ``Checkpointed(memory_budget=2**31)``: a bounded loop of ``scheme.max_steps`` steps, each
+    step wrapped in ``jax.checkpoint``; steps past the save time are skipped with ``lax.cond``.
+    When every step's state fits in ``memory_budget`` bytes, reverse mode stores them all and
+    recomputes each step's internals once, in its VJP (about the cost of one forward pass
+    plus the VJPs). When they do not, the steps go in chunks of about sqrt(steps), each itself
+    a ``jax.checkpoint``: reverse mode stores one state per chunk and replays a chunk at a
+    time (memory O(sqrt(steps)) instead of O(steps), at the cost of one more forward pass);
   - ``StoreAll()``: the same bounded loop without checkpoints (every step's state is kept for
     the reverse pass: memory O(steps)); the reference the checkpointed gradient must equal.
 
@@ -58,7 +61,7 @@ __all__ = ["STATUS_MAX_STEPS", "STATUS_NAMES", "STATUS_NEWTON", "STATUS_NONFINIT
            "STATUS_OK", "Adjoint",
            "Checkpointed", "ForwardOnly", "SaveAt", "StoreAll", "Trajectory", "area",
            "reverse_adjoint",
-           "save_times", "simulate", "surface_speed", "volume"]
+           "save_times", "simulate", "state_bytes", "surface_speed", "volume"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +133,17 @@ class Adjoint(abc.ABC):
     def advance(self, step, state: State, t_target, max_steps: int) -> State:
         """Step ``state`` until ``t_target``, a failure or ``max_steps`` steps."""
 
+    def split(self, k: int) -> Adjoint:
+        """The adjoint for one of ``k`` loops that share this one's memory (save intervals,
+        glaciers of a batch); the same object unless it has a memory budget."""
+        return self
+
+
+def state_bytes(state) -> int:
+    """Bytes of one loop state (the arrays of a pytree, by their static shapes)."""
+    return sum(math.prod(jnp.shape(x)) * jnp.asarray(x).dtype.itemsize
+               for x in jax.tree_util.tree_leaves(state))
+
 
 @dataclasses.dataclass(frozen=True)
 class ForwardOnly(Adjoint):
@@ -142,30 +156,50 @@ class ForwardOnly(Adjoint):
 
 @dataclasses.dataclass(frozen=True)
 class Checkpointed(Adjoint):
-    """A bounded loop of ``max_steps`` steps in ``jax.checkpoint``ed chunks: reverse mode with
-    O(sqrt(steps)) memory and one extra forward pass.
+    """A bounded loop of ``max_steps`` steps, each a ``jax.checkpoint``: reverse mode stores
+    every step's state when they fit in ``memory_budget`` bytes, else one state per chunk of
+    about sqrt(max_steps) steps (memory O(sqrt(steps)), one more forward pass).
 
     Args:
-        checkpoint_every: steps per chunk; 0 picks about sqrt(max_steps).
+        checkpoint_every: steps per chunk; 0 (default) decides by the memory budget, a
+            positive number always chunks.
+        memory_budget: bytes the reverse pass may spend on stored states, for the whole
+            ``simulate`` call (shared among its save intervals); under ``jax.vmap`` each
+            batch element gets the whole budget unless the caller ``split``s it (the
+            training loss does, by the number of glaciers). 0: always chunk.
     """
 
     checkpoint_every: int = 0
+    memory_budget: int = 2**31
 
     def __post_init__(self):
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
+        if self.memory_budget < 0:
+            raise ValueError(f"memory_budget must be >= 0 bytes, got {self.memory_budget}.")
+
+    def split(self, k: int) -> Checkpointed:
+        return dataclasses.replace(self, memory_budget=self.memory_budget // max(1, int(k)))
+
+    def stores_all(self, max_steps: int, bytes_per_state: int) -> bool:
+        """Whether reverse mode keeps every step's state (no chunk replay). Counts each stored
+        state twice: XLA holds the stack of states and a copy for the reverse sweep
+        (``tests/gradients/test_solver_gradients.py`` measures it)."""
+        return (self.checkpoint_every == 0
+                and 2 * max_steps * bytes_per_state <= self.memory_budget)
 
     def chunks(self, max_steps: int) -> tuple[int, int]:
-        """(number of chunks, steps per chunk) of the bounded loop."""
+        """(number of chunks, steps per chunk) of the chunked loop."""
         per = self.checkpoint_every or max(1, math.isqrt(max_steps))
         return -(-max_steps // per), per
 
     def advance(self, step, state, t_target, max_steps):
-        n_chunks, per_chunk = self.chunks(max_steps)
-        # Two levels: the forward pass stores the state at chunk boundaries; when the reverse
-        # pass replays a chunk it keeps only each step's state and recomputes the step's
-        # internals in its VJP (jax.checkpoint(step)): less memory traffic than storing them.
+        # Each step's internals are recomputed in its VJP (jax.checkpoint(step)): less memory
+        # traffic than storing them (StoreAll, measured about 2x slower on the CPU).
         body = _masked(jax.checkpoint(step), t_target, max_steps)
+        if self.stores_all(max_steps, state_bytes(state)):
+            return lax.scan(body, state, None, length=max_steps)[0]
+        n_chunks, per_chunk = self.chunks(max_steps)
 
         @jax.checkpoint
         def chunk(s, _):
@@ -302,10 +336,12 @@ def _simulate(H0, bed, rheology, smb, ice_free, *, grid, times, scheme, adjoint)
                    smb_volume=zero, outflow_volume=zero, status=jnp.zeros((), jnp.int32),
                    iterations=jnp.zeros((), jnp.int32), residual=zero)
 
+    per_interval = adjoint.split(len(times) - 1)
+
     def interval(state, t_target):
         state = dataclasses.replace(state, steps=jnp.zeros((), jnp.int32),
                                     iterations=jnp.zeros((), jnp.int32), residual=zero)
-        state = adjoint.advance(step, state, t_target, scheme.max_steps)
+        state = per_interval.advance(step, state, t_target, scheme.max_steps)
         short = (state.status == STATUS_OK) & (state.t < t_target)
         state = dataclasses.replace(
             state, status=jnp.where(short, STATUS_MAX_STEPS, state.status))

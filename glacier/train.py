@@ -194,6 +194,7 @@ def simulate_batch(law, batch: GlacierBatch, problem: Problem,
             return traj
         return traj, slv.surface_speed(traj.thickness, bed, rheology, problem.grid)
 
+    adjoint = adjoint.split(batch.H0.shape[0])  # the glaciers share the memory budget
     return jax.vmap(one)(batch.H0, batch.bed, batch.ice_free, batch.smb, batch.temperature)
 
 
@@ -211,7 +212,8 @@ class LossWeights:
 
 
 CHECKPOINTED = slv.Checkpointed()
-"""The adjoint of training with the explicit scheme: chunks of about sqrt(budget) steps."""
+"""The adjoint of training with the explicit scheme: every step's state kept when the batch's
+states fit in 2 GiB, else chunks of about sqrt(budget) steps."""
 
 
 def loss_fn(law, batch: GlacierBatch, problem: Problem, reg: LossWeights = LossWeights(),

@@ -22,7 +22,8 @@ GRID = Grid(ny=12, nx=10, dx=100.0)
 SCHEME = ExplicitMUSCL(cfl=0.1, max_dt=0.5, max_steps=64)
 TIMES = SaveAt((0.0, 1.0, 2.0))
 ADJOINTS = {"none": ForwardOnly(), "checkpointed": Checkpointed(checkpoint_every=8),
-            "plain": StoreAll()}
+            "plain": StoreAll(), "stored": Checkpointed(),
+            "chunked": Checkpointed(memory_budget=0)}
 
 
 def _case():
@@ -73,6 +74,56 @@ def test_checkpointed_equals_plain():
     v_none = _loss(LOG_A, H0, bed, "none")
     assert float(v_none) == pytest.approx(float(_loss(LOG_A, H0, bed, "checkpointed")),
                                           rel=1e-14)
+
+
+def test_memory_budget_decides_between_stored_states_and_chunks():
+    H0, bed = _case()
+    state_bytes = H0.size * 8 + 64  # one thickness field and a few scalars
+    n_intervals = len(TIMES.times) - 1
+    stored, chunked = ADJOINTS["stored"], ADJOINTS["chunked"]
+    assert stored.split(n_intervals).stores_all(SCHEME.max_steps, state_bytes)
+    assert not chunked.stores_all(SCHEME.max_steps, state_bytes)
+    assert not ADJOINTS["checkpointed"].stores_all(SCHEME.max_steps, state_bytes)  # explicit
+    tight = Checkpointed(memory_budget=n_intervals * SCHEME.max_steps * state_bytes // 2)
+    assert not tight.split(n_intervals).stores_all(SCHEME.max_steps, state_bytes)
+    with pytest.raises(ValueError, match="memory_budget"):
+        Checkpointed(memory_budget=-1)
+    # Both paths give the store-everything gradient.
+    g_pl = jax.grad(_loss, argnums=(0, 1))(LOG_A, H0, bed, "plain")
+    for name in ("stored", "chunked"):
+        g = jax.grad(_loss, argnums=(0, 1))(LOG_A, H0, bed, name)
+        for a, b in zip(g, g_pl, strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-300)
+
+
+def test_stored_states_need_memory_linear_in_steps_chunks_sublinear():
+    """XLA's temporary buffers of the compiled gradient: with every state stored they grow
+    with the step budget (and stay within the memory budget); chunked, they grow as its
+    square root."""
+    H0, bed = _case()
+
+    def temp_bytes(adjoint, max_steps):
+        scheme = SCHEME.with_budget(max_steps)
+
+        def loss(log_A):
+            tr = simulate(H0, bed, grid=GRID, rheology=GlenLaw(A=jnp.exp(log_A)),
+                          smb=mass_balance.linear(2750.0, 0.005), save_at=SaveAt((0.0, 1.0)),
+                          scheme=scheme, adjoint=adjoint)
+            return jnp.sum(tr.thickness[-1] ** 2)
+        mem = jax.jit(jax.grad(loss)).lower(LOG_A).compile().memory_analysis()
+        return None if mem is None else mem.temp_size_in_bytes
+
+    state = H0.size * 8
+    small, big = temp_bytes(Checkpointed(), 256), temp_bytes(Checkpointed(), 1024)
+    if small is None:
+        pytest.skip("no memory analysis on this backend")
+    # One field per step in the program, which XLA holds about twice (stack and reverse copy):
+    # what the budget counts.
+    assert 768 * state <= big - small <= 2.2 * 768 * state
+    assert big <= 2 * 1024 * state * 1.1 + 2**20
+    c_small = temp_bytes(Checkpointed(memory_budget=0), 256)
+    c_big = temp_bytes(Checkpointed(memory_budget=0), 1024)
+    assert c_big - c_small < 0.1 * (big - small)  # 32 + 32 states against 16 + 16
 
 
 @pytest.mark.parametrize("eps", [1e-4, 1e-6])
