@@ -194,7 +194,11 @@ def summary_rows(parts: dict) -> list[dict]:
     gr = parts.get("gradient", {}).get("report")
     if gr:
         for r in gr["rows"]:
-            add("ratio", f"gradient / forward, {r['steps']} steps", r["ratio"], "x")
+            add("ratio", f"gradient / forward, {r['steps']} steps ({r.get('default_path')})",
+                r["ratio"], "x")
+            if r.get("ratio_chunked") is not None and r.get("default_path") != "chunked":
+                add("ratio", f"gradient / forward, {r['steps']} steps (chunked)",
+                    r["ratio_chunked"], "x")
             add("abs", f"gradient, {r['steps']} steps: peak RSS", r["peak_rss_mb"], "MB")
     im = parts.get("implicit", {}).get("report")
     if im:
