@@ -96,6 +96,7 @@ def test_memory_budget_decides_between_stored_states_and_chunks():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.slow  # four compilations; the budget's decision is in the default run above
 def test_stored_states_need_memory_linear_in_steps_chunks_sublinear():
     """XLA's temporary buffers of the compiled gradient: with every state stored they grow
     with the step budget (and stay within the memory budget); chunked, they grow as its
