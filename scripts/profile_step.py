@@ -25,6 +25,7 @@ import gzip
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,7 +147,6 @@ def main(argv=None) -> int:
                        PROFILE_DUMP_DIR=os.path.join(tmp, "hlo"),
                        XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_dump_to="
                                   + os.path.join(tmp, "hlo") + " --xla_dump_hlo_as_text"))
-            import subprocess
             proc = subprocess.run([sys.executable, __file__, "--child", mode, "--steps",
                                    str(args.steps)], capture_output=True, text=True, env=env)
         if proc.returncode != 0:
