@@ -20,6 +20,7 @@ from .. import losses
 from .. import solver as slv
 from ..grid import Grid
 from ..laws import glen_law
+from ..physics import sia
 from ..physics.params import Physics
 from ..schemes import make_scheme
 from .options import InvertOptions
@@ -50,7 +51,8 @@ def compiled_options(o: InvertOptions) -> InvertOptions:
     d = InvertOptions()
     return dataclasses.replace(o, iterations=d.iterations, A_warmup=d.A_warmup,
                                cv_folds=d.cv_folds, cv_block=d.cv_block, dhdt=d.dhdt,
-                               apparent_smb=d.apparent_smb, slope_smoothing=d.slope_smoothing)
+                               apparent_smb=d.apparent_smb, slope_smoothing=d.slope_smoothing,
+                               balance_contour=d.balance_contour)
 
 
 def thickness(params, consts, st: CostStatic):
@@ -149,6 +151,25 @@ def _run_times(o: InvertOptions) -> tuple[float, ...]:
     return tuple(sorted({0.0, float(o.obs_time), float(o.relax_years)}))
 
 
+def balance_misfit(H, params, consts, st: CostStatic):
+    """J_balance: the flux of H through every contour of the surface (``consts["above"]``:
+    (n, ny, nx), 1 on the glacier cells above each contour, every ``invert.balance_contour``
+    metres) against the balance flux there, the integral of the target b - dhdt above it.
+    By the divergence theorem of the grid's flux form the flux out of the region above a
+    contour is the sum of div q over it, so F_j = sum over that region of (div q - b + dhdt)
+    [m a^-1 cells]; J = mean_j (F_j / (N sigma_b))^2 with N the glacier's cells and sigma_b
+    ``balance_error`` [m a^-1]: each contour's flux error as the glacier-wide mean balance it
+    would take. This is the constraint of a flowline inversion (the flux at every elevation
+    carries what the mass balance delivers above it); unlike a cell-by-cell comparison it
+    leaves the cell-scale bumps of the DEM and of the thickness alone, and unlike band means
+    it does not depend on where the bands start."""
+    qx, qy, _ = sia.fluxes(H, consts["S_obs"] - H, rheology(params, consts, st), st.grid)
+    r = sia.flux_divergence(qx, qy, st.grid.dx) - consts["balance_target"]
+    above = consts["above"]
+    F = jnp.sum(above * r, axis=(1, 2)) / (jnp.sum(consts["mask"]) * st.options.balance_error)
+    return jnp.mean(F * F)
+
+
 def cost_terms(params, weights, consts, st: CostStatic):
     """The total cost and ``(terms, status)``: every term by name and the worst solver status
     of the relaxation run (``slv.STATUS_OK`` without one)."""
@@ -186,6 +207,8 @@ def cost_terms(params, weights, consts, st: CostStatic):
             terms["surface"] = jnp.sum(area * mean * mean) / jnp.sum(area)
         else:
             terms["surface"] = jnp.sum(mask * d * d) / jnp.sum(mask)
+    if o.balance_error > 0:
+        terms["balance"] = balance_misfit(H, params, consts, st)
     if o.prior_error > 0:
         dev = (H - consts["H_prior"]) / o.prior_error
         terms["prior_thickness"] = jnp.sum(mask * dev * dev) / jnp.sum(mask)

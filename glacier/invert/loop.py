@@ -90,6 +90,10 @@ class Inverter:
                                                     else data.velocity_obs))
         self.consts["bands"] = jnp.asarray(elevation_bands(surface, data.mask,
                                                            options.surface_bands))
+        self.consts["balance_target"] = jnp.asarray(smb(jnp.asarray(surface))) - \
+            self.consts["dhdt"]
+        self.consts["above"] = jnp.asarray(contour_regions(
+            surface, data.mask, options.balance_contour if options.balance_error > 0 else 0.0))
         if options.velocity_error > 0 and data.velocity_obs is None:
             raise InputDataError(f"invert.velocity_error={options.velocity_error} asks for a "
                                  f"speed misfit, but glacier {data.name!r} has no velocity_obs "
@@ -257,7 +261,7 @@ class Inverter:
         as in the cost (the apparent mass balance), on the surface the flow sees."""
         c = self.consts
         S = np.asarray(c["S_obs"])
-        target = np.asarray(c["smb"](jnp.asarray(S))) - np.asarray(c["dhdt"])
+        target = np.asarray(c["balance_target"])
         div = flux_divergence(self.thickness(params), S,
                               cost.rheology(params, c, self.static), self.data.grid)
         return balance_check(target, div, S, self.data.mask, self.data.grid.cell_area)
@@ -300,6 +304,21 @@ def elevation_bands(surface, mask, width: float) -> np.ndarray:
     index = np.floor((np.asarray(surface) - low) / width).astype(int)
     n = int(index[ice].max()) + 1
     return np.stack([(ice & (index == b)).astype(np.float64) for b in range(n)])
+
+
+def contour_regions(surface, mask, interval: float) -> np.ndarray:
+    """(n, ny, nx): 1 on the glacier cells at or above each contour of ``surface``: the
+    multiples of ``interval`` metres (as on a map) between the lowest and the highest glacier
+    cell; one empty region when ``interval`` is 0 or no contour crosses the glacier."""
+    ice = np.asarray(mask) > 0
+    if not interval > 0 or not ice.any():
+        return np.zeros((1, *np.shape(surface)))
+    S = np.asarray(surface)
+    low, high = float(np.min(S[ice])), float(np.max(S[ice]))
+    levels = interval * np.arange(math.floor(low / interval) + 1, math.ceil(high / interval))
+    if levels.size == 0:
+        return np.zeros((1, *S.shape))
+    return np.stack([(ice & (S >= z)).astype(np.float64) for z in levels])
 
 
 def invert(data: InversionData, options: InvertOptions, *, weights=None, H_init=None,

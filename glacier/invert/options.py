@@ -50,7 +50,8 @@ _POSITIVE = ("obs_error", "surface_error", "thickness_scale", "max_dt", "dt", "A
              "cv_block", "fs", "sliding_step")
 _NON_NEGATIVE = ("relax_years", "obs_time", "smooth_thickness", "smooth_A", "A_prior_error",
                  "prior_error", "surface_smoothing", "surface_bands", "slope_smoothing",
-                 "law_l2", "velocity_error", "smooth_sliding", "sliding_prior_error")
+                 "law_l2", "velocity_error", "smooth_sliding", "sliding_prior_error",
+                 "balance_error")
 
 FS_OERLEMANS = 5.7e-20 * 365.25 * 86400.0
 """Budd sliding parameter of Oerlemans (1997), 5.7e-20 Pa^-3 m^2 s^-1, in Pa^-3 m^2 a^-1 (also
@@ -85,6 +86,11 @@ class InvertOptions:
             grid (``domains.real.smooth_surface``, planes unchanged) before anything flows:
             the SIA's local flux follows cell-scale bumps of the DEM that the longitudinal
             stresses it leaves out average over a few ice thicknesses (0: the DEM as given).
+        balance_error: sigma_b [m a^-1] of J_balance (``cost.balance_misfit``): the SIA flux
+            of the thickness through every contour of the surface, ``balance_contour`` [m]
+            apart, against the balance flux there (the integral of b - dhdt above it, b the
+            apparent mass balance), each error as the glacier-wide mean balance it would take;
+            0 switches it off.
         smooth_thickness, smooth_A: lambda_H, lambda_A.
         smooth_residual: apply the thickness smoothness to H - H_b (true) or H (false).
         prior_error: sigma [m] of J_prior = mean over the mask ((H - H_b) / sigma)^2, a pull
@@ -147,6 +153,12 @@ class InvertOptions:
                                            "cell")
     surface_bands: float = option(0.0, "width [m] of the elevation bands over which the "
                                        "surface misfit is averaged (0 = cell by cell)")
+    balance_error: float = option(0.0, "error [m a-1, as a glacier-wide mean balance] of the "
+                                       "SIA flux through every contour against the balance "
+                                       "flux (what the apparent mass balance delivers above "
+                                       "it); 0 = off")
+    balance_contour: float = option(10.0, "interval [m] of the surface contours of the "
+                                          "balance term (invert.balance_error)")
     slope_smoothing: float = option(0.0, "Gaussian scale [m] of the DEM smoothing before the "
                                          "flow is computed (the relaxation run starts from and "
                                          "is compared with the smoothed surface); 0 = the DEM "
@@ -218,6 +230,9 @@ class InvertOptions:
             raise ValueError(f"A_warmup={self.A_warmup} must be >= 0.")
         if self.iterations < 1:
             raise ValueError(f"iterations={self.iterations} must be >= 1.")
+        if not self.balance_contour > 0:
+            raise ValueError(f"balance_contour={self.balance_contour} must be positive "
+                             "(metres of elevation between contours, e.g. 10).")
         if self.cv_folds < 0 or self.cv_folds == 1:
             raise ValueError(f"cv_folds={self.cv_folds}: use 0 (no cross-validation) or at "
                              "least 2 folds.")
@@ -227,4 +242,5 @@ class InvertOptions:
         """Iterations run with A (and fs) fixed before they are controls (0 when neither is
         inverted or there is no relaxation run to inform them)."""
         inverted = self.A != "none" or self.sliding != "none"
-        return self.A_warmup if inverted and self.relax_years > 0 else 0
+        informed = self.relax_years > 0 or self.balance_error > 0
+        return self.A_warmup if inverted and informed else 0

@@ -27,7 +27,10 @@ def volume_per_width(H, dx):
     return float(H[0].sum() * dx / 2.0)
 
 
-@pytest.mark.parametrize("dx, band", [(200.0, 0.035)])
+@pytest.mark.parametrize("dx, band", [
+    (400.0, 0.045),  # measured -3.96 %: the default run
+    pytest.param(200.0, 0.035, marks=pytest.mark.slow),  # -3.25 %, ~115 s on 2 cores
+])
 def test_bedrock_step_volume(dx, band):
     domain = build_domain("bedrock_step", dx=dx)
     result = run_domain(domain, save_times(50_000.0, 1_000.0))
