@@ -88,6 +88,21 @@ def cell_to_face(field, axis: int):
     return 0.5 * (fp[tuple(lo)] + fp[tuple(hi)])
 
 
+def faces_within(mask, axis: int):
+    """1 on the faces normal to ``axis`` between two cells of ``mask`` (0/1), 0 on the faces
+    between a cell of the mask and one outside (the domain edges take the adjacent cell's
+    value, as in ``cell_to_face``)."""
+    mask = jnp.asarray(mask)
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (1, 1)
+    mp = jnp.pad(mask, pad, mode="edge")
+    lo = [slice(None), slice(None)]
+    hi = [slice(None), slice(None)]
+    lo[axis] = slice(None, -1)
+    hi[axis] = slice(1, None)
+    return mp[tuple(lo)] * mp[tuple(hi)]
+
+
 def edge_cells(shape: tuple[int, ...]) -> np.ndarray:
     """Boolean (ny, nx) mask of the outermost ring of cells of a grid of ``shape`` (the last
     two axes): where ice leaves a non-periodic domain."""

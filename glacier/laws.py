@@ -28,7 +28,7 @@ import numpy as np
 
 from . import nn
 from .constants import GLEN_N, GRAVITY, RHO_ICE, SECONDS_PER_YEAR
-from .grid import cell_to_face
+from .grid import cell_to_face, faces_within
 from .physics import sia
 from .physics.params import Physics
 
@@ -246,6 +246,30 @@ def glen_law(physics: Physics, A=None) -> GlenLaw:
     """Glen's law with the parameters of ``physics`` (A from ``physics`` unless given)."""
     return GlenLaw(A=physics.A if A is None else A, fs=physics.fs, n=physics.n,
                    rho=physics.rho, g=physics.g)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ClosedOutline:
+    """``rheology`` whose ice does not cross the outline ``mask`` (0/1, (ny, nx)): the
+    diffusivity is 0 on every face between a cell of the mask and one outside, so the flux
+    there is 0 (a land-terminating glacier's outline is its margin or a drainage divide,
+    which no ice crosses); everything else is ``rheology``'s (its surface speed, its
+    ``stiffness`` when it has one). The domain's own edges stay as they are."""
+
+    rheology: Any
+    mask: jax.Array
+
+    def diffusivity(self, H, slope2, axis):
+        return self.rheology.diffusivity(H, slope2, axis) * faces_within(self.mask, axis)
+
+    def surface_speed(self, H, slope2):
+        return self.rheology.surface_speed(H, slope2)
+
+    def __getattr__(self, name):  # stiffness, rate_factor ... of the wrapped law
+        if name in ("rheology", "mask") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.rheology, name)
 
 
 @jax.tree_util.register_dataclass

@@ -18,10 +18,16 @@ Thicknesses: the calibrated perfect-plasticity baseline and the no-physics fit (
 with ``relax_years=0``: radar, smoothness and the baseline only). Surfaces: the DEM as given and
 smoothed by a Gaussian of ``--smoothing`` metres (``invert.slope_smoothing``).
 
-Prints a table and writes JSON (``--out``). Not a test.
+And the flux profile of the no-physics fit (raw DEM): for every ``--contour`` metres of
+elevation, the balance flux (the integral of b_app above the contour) against the SIA flux out
+of the glacier above it (the sum of div q there, ``invert.balance_error``'s comparison), and
+per band the balance b_app against the divergence, whose difference is the thickness change
+this flux would need (dhdt = b_app - div q) to be in balance with the mass balance.
+
+Prints tables and writes JSON (``--out``). Not a test.
 
     python scripts/diagnose_inversion.py [--glacier south_glacier] [--smoothing 0,100,200,400]
-        [--iterations 40] [--out FILE]
+        [--iterations 40] [--contour 50] [--out FILE]
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ jax.config.update("jax_enable_x64", True)
 from glacier import invert as iv  # noqa: E402
 from glacier.domains import build_domain  # noqa: E402
 from glacier.invert.diagnostics import flux_divergence  # noqa: E402
-from glacier.laws import cuffey_paterson_A, glen_law  # noqa: E402
+from glacier.invert.loop import contour_regions  # noqa: E402
+from glacier.laws import ClosedOutline, cuffey_paterson_A, glen_law  # noqa: E402
 
 
 def cell_explained(target, div, mask) -> float:
@@ -53,6 +60,8 @@ def main(argv=None) -> dict:
     p.add_argument("--smoothing", default="0,100,200,400",
                    help="Gaussian standard deviations of the surface [m], comma-separated")
     p.add_argument("--iterations", type=int, default=40, help="of the no-physics fit")
+    p.add_argument("--contour", type=float, default=50.0,
+                   help="contour interval [m] of the flux profile")
     p.add_argument("--out", default="diagnose_inversion.json")
     args = p.parse_args(argv)
 
@@ -78,8 +87,9 @@ def main(argv=None) -> dict:
                                  (data.surface - S)[data.mask > 0] ** 2))),
                              cell_explained=cell_explained(target, div, data.mask),
                              **check.as_attrs()))
+    profile = flux_profile(data, physics, fit.thickness, args.contour)
     result = dict(glacier=args.glacier, temperature=T, A_cp=physics.A, baseline_tau=tau,
-                  fit_seconds=fit_s, rows=rows)
+                  fit_seconds=fit_s, rows=rows, profile=profile)
     r0 = rows[0]
     print(f"{args.glacier}: T {T:.2f} degC, A_CP {physics.A:.3g} Pa-3 a-1, RMS apparent smb "
           f"{r0['rms_target']:.2f} m a-1; balance flux {r0['flux'] / 1e6:.2f} Mm3 a-1 "
@@ -90,9 +100,53 @@ def main(argv=None) -> dict:
         print(f"{r['smoothing_m']:>7.0f} m {r['thickness']:>15} {r['roughness_m']:>6.2f} | "
               f"{r['rms_divergence']:>9.2f} {r['cell_explained']:>9.2f} | "
               f"{r['band_explained']:>9.2f} {r['flux_ratio']:>10.2f}")
+    print(f"flux profile of the no-physics fit (raw DEM, A_CP), {args.contour:g} m contours:")
+    print("Mm3 a-1 out of the glacier above each contour: the balance flux, the SIA's with the "
+          "outline open and closed (invert.outline); the band above the contour, open outline")
+    print(f"{'contour':>7} {'area km2':>8} | {'balance':>8} {'SIA open':>8} {'ratio':>6} "
+          f"{'closed':>8} {'ratio':>6} | {'b_app':>6} {'div q':>6} {'dhdt needed':>11}")
+    for r in profile:
+        print(f"{r['contour_m']:>7.0f} {r['area_above_km2']:>8.2f} | "
+              f"{r['balance_flux'] / 1e6:>8.3f} {r['sia_flux'] / 1e6:>8.3f} "
+              f"{r['ratio']:>6.2f} {r['sia_flux_closed'] / 1e6:>8.3f} {r['ratio_closed']:>6.2f}"
+              f" | {r['band_b_app']:>6.2f} {r['band_div_q']:>6.2f} "
+              f"{r['band_dhdt_needed']:>11.2f}")
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     return result
+
+
+def flux_profile(data, physics, H, interval: float) -> list[dict]:
+    """Balance flux and SIA flux (at ``physics``' A) out of the glacier above every contour,
+    and the band between a contour and the next: mean b_app, mean div q, their difference."""
+    inv = iv.Inverter(data, iv.InvertOptions(A="none"))
+    S = np.asarray(inv.consts["S_obs"])
+    target = np.asarray(inv.consts["smb"](jnp.asarray(S)))
+    div = flux_divergence(H, S, glen_law(physics), data.grid)
+    closed = flux_divergence(H, S, ClosedOutline(glen_law(physics), jnp.asarray(data.mask)),
+                             data.grid)
+    above = contour_regions(S, data.mask, interval)
+    ice = data.mask > 0
+    levels = interval * (np.floor(S[ice].min() / interval) + 1 + np.arange(len(above)))
+    area = data.grid.cell_area
+    rows = []
+    for j, region in enumerate(above):
+        band = region.astype(bool) & ~(above[j + 1].astype(bool) if j + 1 < len(above)
+                                       else np.zeros_like(ice))
+        bal = float(np.sum(region * target) * area)
+        sia_q = float(np.sum(region * div) * area)
+        sia_closed = float(np.sum(region * closed) * area)
+        rows.append(dict(contour_m=float(levels[j]),
+                         area_above_km2=float(region.sum() * area / 1e6),
+                         balance_flux=bal, sia_flux=sia_q,
+                         ratio=sia_q / bal if bal > 0 else float("nan"),
+                         sia_flux_closed=sia_closed,
+                         ratio_closed=sia_closed / bal if bal > 0 else float("nan"),
+                         band_b_app=float(target[band].mean()) if band.any() else float("nan"),
+                         band_div_q=float(div[band].mean()) if band.any() else float("nan"),
+                         band_dhdt_needed=(float((target - div)[band].mean()) if band.any()
+                                           else float("nan"))))
+    return rows
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import optax
 from .. import losses
 from .. import solver as slv
 from ..grid import Grid
-from ..laws import glen_law
+from ..laws import ClosedOutline, glen_law
 from ..physics import sia
 from ..physics.params import Physics
 from ..schemes import make_scheme
@@ -139,11 +139,14 @@ def sliding(params, consts, st: CostStatic):
 
 
 def rheology(params, consts, st: CostStatic):
-    """What the solver runs: the learned law's rheology (A="law") or Glen's law."""
+    """What the solver runs: the learned law's rheology (A="law") or Glen's law, inside a
+    closed outline with ``invert.outline=closed``."""
     if "law" in params:
-        return params["law"].rheology(consts["temperature"], st.physics)
-    return dataclasses.replace(glen_law(st.physics, rate_factor(params, consts, st)),
-                               fs=sliding(params, consts, st))
+        law = params["law"].rheology(consts["temperature"], st.physics)
+    else:
+        law = dataclasses.replace(glen_law(st.physics, rate_factor(params, consts, st)),
+                                  fs=sliding(params, consts, st))
+    return ClosedOutline(law, consts["mask"]) if st.options.outline == "closed" else law
 
 
 def _run_times(o: InvertOptions) -> tuple[float, ...]:

@@ -159,6 +159,9 @@ class InvertOptions:
                                        "it); 0 = off")
     balance_contour: float = option(10.0, "interval [m] of the surface contours of the "
                                           "balance term (invert.balance_error)")
+    outline: str = option("open", "closed: no ice crosses the glacier's outline (the mask), "
+                                  "in the relaxation run and the flux terms; open: ice "
+                                  "leaves wherever the surface slopes out of the mask")
     slope_smoothing: float = option(0.0, "Gaussian scale [m] of the DEM smoothing before the "
                                          "flow is computed (the relaxation run starts from and "
                                          "is compared with the smoothed surface); 0 = the DEM "
@@ -230,6 +233,8 @@ class InvertOptions:
             raise ValueError(f"A_warmup={self.A_warmup} must be >= 0.")
         if self.iterations < 1:
             raise ValueError(f"iterations={self.iterations} must be >= 1.")
+        if self.outline not in ("open", "closed"):
+            raise ValueError(f"outline={self.outline!r} must be open or closed.")
         if not self.balance_contour > 0:
             raise ValueError(f"balance_contour={self.balance_contour} must be positive "
                              "(metres of elevation between contours, e.g. 10).")

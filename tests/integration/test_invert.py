@@ -243,7 +243,8 @@ def test_options_validate_in_their_own_terms():
                        (dict(obs_error=-1.0), "obs_error=-1"),
                        (dict(cv_folds=1), "cv_folds"), (dict(iterations=0), "iterations"),
                        (dict(balance_error=-0.1), "balance_error=-0.1"),
-                       (dict(balance_contour=0.0), "balance_contour=0.0 must be positive")]:
+                       (dict(balance_contour=0.0), "balance_contour=0.0 must be positive"),
+                       (dict(outline="shut"), "outline='shut' must be open or closed")]:
         with pytest.raises(ValueError, match=words):
             iv.InvertOptions(**bad)
     inv = iv.Inverter(iv.InversionData.from_domain(experiments.twin_inversion(

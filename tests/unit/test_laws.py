@@ -422,3 +422,40 @@ def test_grad_with_respect_to_neural_diffusivity(neural_D):
     g2 = grad(law)
     assert _all_finite(g2)
     assert float(jnp.abs(g2.params["hidden"][0]["kernel"][...]).sum()) > 0
+
+
+def test_a_closed_outline_keeps_the_ice_inside_its_mask():
+    """``ClosedOutline``: D = 0 on the faces between the mask and the cells outside (and only
+    there), so a glacier on a slope running out of its mask keeps every cubic metre inside
+    it (no mass balance), where the open law loses ice across the outline."""
+    from glacier.grid import Grid, faces_within
+    from glacier.physics import mass_balance
+    from glacier.solver import SaveAt, simulate
+
+    mask = np.zeros((12, 14))
+    mask[3:9, 2:10] = 1.0
+    fx, fy = np.asarray(faces_within(mask, 1)), np.asarray(faces_within(mask, 0))
+    assert fx.shape == (12, 15) and fy.shape == (13, 14)
+    assert fx[5, 2] == 0 and fx[5, 3] == 1 and fx[5, 10] == 0 and fx[5, 0] == 0
+    assert fy[3, 5] == 0 and fy[4, 5] == 1 and fy.sum() == 5 * 8
+    grid = Grid(ny=12, nx=14, dx=100.0)
+    X, _ = grid.meshgrid()
+    bed = 2000.0 - 0.1 * X  # slopes down towards +x, out through the mask's side at x = 10
+    H0 = 80.0 * mask
+    glen = laws.GlenLaw(A=2.4e-16)
+    closed = laws.ClosedOutline(glen, jnp.asarray(mask))
+    assert jax.tree_util.tree_leaves(closed)[-1].shape == mask.shape  # a pytree: A, fs, mask
+    np.testing.assert_array_equal(
+        np.asarray(closed.diffusivity(jnp.full((12, 15), 50.0), jnp.full((12, 15), 0.01), 1)),
+        np.asarray(glen.diffusivity(jnp.full((12, 15), 50.0), jnp.full((12, 15), 0.01), 1)) * fx)
+
+    def run(rheology):
+        return simulate(jnp.asarray(H0), jnp.asarray(bed), grid=grid, rheology=rheology,
+                        smb=mass_balance.zero(), save_at=SaveAt((0.0, 20.0)))
+
+    inside = run(closed).thickness[-1]
+    assert float(np.abs(inside * (1 - mask)).max()) == 0.0
+    np.testing.assert_allclose(float(inside.sum()), float(H0.sum()), rtol=1e-12)
+    assert float(inside[:, 9].mean()) > float(H0[:, 9].mean())  # piled up against the side
+    leaky = run(glen).thickness[-1]
+    assert float((leaky * (1 - mask)).sum()) > 0.01 * float(H0.sum())
