@@ -71,6 +71,7 @@ def part_commands(args) -> dict[str, list[str]]:
         }
     return {
         "forward": py + [str(HERE / "benchmark_forward.py"), "--cases", "valley,halfar",
+                         "--rkl2", "valley=1,halfar=250",
                          "--repeat", r, "--out", str(out / "forward.json"),
                          "--oggm-python", args.oggm_python],
         "gradient": py + [str(HERE / "benchmark_gradient.py"), "--steps", "100,1000,10000",
@@ -185,6 +186,11 @@ def summary_rows(parts: dict) -> list[dict]:
             if "comparison" in r:
                 add("ratio", f"forward {case}: OGGM Upstream2D time / ours",
                     r["comparison"]["speed_ratio"], "x")
+            if "oggm_over_rkl2" in r.get("rkl2_comparison", {}):
+                c = r["rkl2_comparison"]
+                add("ratio", f"forward {case}: OGGM time / ours with rkl2 (max_dt "
+                    f"{r['rkl2']['max_dt']:g} a; RMS {100 * c['rms_rel_diff']:.2f} % of our "
+                    "explicit run)", c["oggm_over_rkl2"], "x")
             add("abs", f"forward {case}: time per simulated year", g["s_per_year"], "s/a")
             add("abs", f"forward {case}: cell updates per second",
                 g["cell_updates_per_s"] / 1e6, "Mcell/s")

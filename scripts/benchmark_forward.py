@@ -16,6 +16,13 @@ cells after every step; by default ``glacier`` is given the same ring as ``ice_f
 (``--open-edges`` keeps the domain's own outflow edges instead). OGGM updates the balance once
 per model year ("annual" elevation feedback), ``glacier`` at every step.
 
+``--rkl2 valley=1,halfar=250`` also runs ``glacier``'s super-time-stepping scheme
+(``solver.scheme=rkl2``, ``schemes.ExplicitRKL2``: the same fluxes in Runge-Kutta-Legendre
+super-steps of up to that many years) on the same case, with its errors (Halfar: against the
+exact solution; both: volume and RMS thickness against our explicit run) and its speed against
+OGGM: the ratio a user gets who picks the cheaper scheme at equal accuracy. Its steps (and
+cell updates per second) are super-steps, each of several flux evaluations.
+
 Timing: ours excludes JIT compilation (a first call compiles and runs; then the best of
 ``--repeat`` runs is timed; compile time = first call - best run). OGGM: the best of
 ``--repeat`` runs of its time loop (``run_until``) alone, in its own virtual environment
@@ -48,7 +55,7 @@ from glacier import solver as slv  # noqa: E402
 from glacier.constants import SECONDS_PER_YEAR  # noqa: E402
 from glacier.domains import build_domain  # noqa: E402
 from glacier.laws import glen_law  # noqa: E402
-from glacier.schemes import ExplicitMUSCL  # noqa: E402
+from glacier.schemes import ExplicitMUSCL, ExplicitRKL2  # noqa: E402
 
 PEER = Path(__file__).with_name("_oggm_peer.py")
 CASES = {
@@ -91,13 +98,17 @@ def timed_simulate(H0, bed, domain, law, scheme, times, ice_free):
     return time.perf_counter() - start, traj
 
 
-def run_ours(domain, years: float, *, dtype: str, repeat: int, open_edges: bool) -> dict:
+def run_ours(domain, years: float, *, dtype: str, repeat: int, open_edges: bool,
+             rkl2_dt: float | None = None) -> dict:
+    """Our explicit scheme on the case, or with ``rkl2_dt`` the RKL2 one (super-steps of up
+    to ``rkl2_dt`` years)."""
     fdt = jnp.dtype(dtype)
     H0 = jnp.asarray(domain.thickness, fdt)
     bed = jnp.asarray(domain.bed, fdt)
     law = glen_law(domain.physics)
     ice_free = domain.ice_free if open_edges else ring(domain.grid.shape)
-    scheme = ExplicitMUSCL(cfl=CFL, max_dt=domain.solver["max_dt"])
+    scheme = (ExplicitMUSCL(cfl=CFL, max_dt=domain.solver["max_dt"]) if rkl2_dt is None
+              else ExplicitRKL2(cfl=CFL, max_dt=rkl2_dt))
 
     def once():
         return timed_simulate(H0, bed, domain, law, scheme, (0.0, years), ice_free)
@@ -160,7 +171,7 @@ def table(results: dict) -> str:
             f"{'avH m':>7} {'dome m':>7}")
     lines = [head, "-" * len(head)]
     for case, r in results.items():
-        for label in ("glacier", "oggm"):
+        for label in ("glacier", "rkl2", "oggm"):
             m = r.get(label)
             if m is None:
                 continue
@@ -172,6 +183,13 @@ def table(results: dict) -> str:
                 f"{m['time_per_step']:9.2e} {m['s_per_year']:9.2e} "
                 f"{m['cell_updates_per_s'] / 1e6:8.2f} {comp} {m['volume'] / 1e9:10.4f} "
                 f"{m['area'] / 1e6:9.2f} {m['area_1m'] / 1e6:9.2f} {err}")
+        if "rkl2_comparison" in r:
+            c = r["rkl2_comparison"]
+            lines.append(
+                f"{'':7} {'rkl2':8} against our explicit run: {c['explicit_over_rkl2']:.1f}x "
+                f"faster, dV {100 * c['volume_rel_diff']:+.3f} %, RMS dH "
+                f"{100 * c['rms_rel_diff']:.2f} % of the mean; OGGM/rkl2: "
+                + (f"{c['oggm_over_rkl2']:.1f}x wall" if "oggm_over_rkl2" in c else "-"))
         if "comparison" in r:
             c = r["comparison"]
             lines.append(
@@ -221,6 +239,9 @@ def main(argv=None) -> dict:
                         "single-core comparison; NumPy in OGGM is single-threaded)")
     parser.add_argument("--profile", action="store_true",
                         help="also time a step against grid size (valley, n = 10 .. 400)")
+    parser.add_argument("--rkl2", default="", metavar="CASE=YEARS,...",
+                        help="also run the RKL2 scheme with super-steps of up to YEARS on "
+                        "these cases, e.g. valley=1,halfar=250")
     parser.add_argument("--open-edges", action="store_true",
                         help="keep glacier's outflow edges instead of OGGM's emptied ring")
     args = parser.parse_args(argv)
@@ -228,6 +249,13 @@ def main(argv=None) -> dict:
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {sorted(CASES)}")
+    try:
+        rkl2 = {k.strip(): float(v) for k, v in (kv.split("=") for kv in args.rkl2.split(",")
+                                                 if kv.strip())}
+    except ValueError:
+        parser.error(f"--rkl2 {args.rkl2!r}: give CASE=YEARS pairs, e.g. valley=1,halfar=250")
+    if sorted(set(rkl2) - set(CASES)):
+        parser.error(f"--rkl2: unknown case(s) {sorted(set(rkl2) - set(CASES))}")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.pin_cpu is not None:
@@ -260,6 +288,19 @@ def main(argv=None) -> dict:
                 area_1m_rel_diff=(ours["area_1m"] - peer["area_1m"]) / peer["area_1m"],
                 max_abs_dH=float(dH.max()), mean_abs_dH=float(dH.mean()),
                 balance_max_diff=peer["mb_check_max_diff"])
+        if case in rkl2:
+            fast = run_ours(domain, years, dtype=args.dtype, repeat=args.repeat,
+                            open_edges=args.open_edges, rkl2_dt=rkl2[case])
+            r["rkl2"] = summarise(fast, domain, years)
+            r["rkl2"]["max_dt"] = rkl2[case]
+            ice = ours["thickness"] > 0
+            c = dict(explicit_over_rkl2=ours["wall_time"] / fast["wall_time"],
+                     volume_rel_diff=(fast["volume"] - ours["volume"]) / ours["volume"],
+                     rms_rel_diff=float(np.sqrt(np.mean((fast["thickness"] - ours["thickness"])
+                                                        ** 2)) / ours["thickness"][ice].mean()))
+            if have_oggm:
+                c["oggm_over_rkl2"] = r["oggm"]["wall_time"] / fast["wall_time"]
+            r["rkl2_comparison"] = c
         results[case] = r
 
     print(table(results))
@@ -272,6 +313,7 @@ def main(argv=None) -> dict:
                      cpus=os.cpu_count(), jax=jax.__version__,
                      device=str(jax.devices()[0])),
         options=dict(dtype=args.dtype, repeat=args.repeat, open_edges=args.open_edges,
+                     rkl2=rkl2,
                      pin_cpu=args.pin_cpu,
                      cfl=CFL, oggm_python=args.oggm_python if have_oggm else None),
         cases=results, profile=profile)
