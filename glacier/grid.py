@@ -70,6 +70,19 @@ class Grid:
                     periodic=self.periodic[::-1])
 
 
+def _face_neighbours(field, axis: int):
+    """The two cells beside every face normal to ``axis`` (low side, high side), the domain
+    edges repeating the adjacent cell."""
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (1, 1)
+    fp = jnp.pad(field, pad, mode="edge")
+    lo = [slice(None), slice(None)]
+    hi = [slice(None), slice(None)]
+    lo[axis] = slice(None, -1)
+    hi[axis] = slice(1, None)
+    return fp[tuple(lo)], fp[tuple(hi)]
+
+
 def cell_to_face(field, axis: int):
     """Average a cell field to the faces normal to ``axis`` (0: y-faces, 1: x-faces).
 
@@ -78,29 +91,16 @@ def cell_to_face(field, axis: int):
     field = jnp.asarray(field)
     if field.ndim == 0:
         return field
-    pad = [(0, 0), (0, 0)]
-    pad[axis] = (1, 1)
-    fp = jnp.pad(field, pad, mode="edge")
-    lo = [slice(None), slice(None)]
-    hi = [slice(None), slice(None)]
-    lo[axis] = slice(None, -1)
-    hi[axis] = slice(1, None)
-    return 0.5 * (fp[tuple(lo)] + fp[tuple(hi)])
+    lo, hi = _face_neighbours(field, axis)
+    return 0.5 * (lo + hi)
 
 
 def faces_within(mask, axis: int):
     """1 on the faces normal to ``axis`` between two cells of ``mask`` (0/1), 0 on the faces
     between a cell of the mask and one outside (the domain edges take the adjacent cell's
     value, as in ``cell_to_face``)."""
-    mask = jnp.asarray(mask)
-    pad = [(0, 0), (0, 0)]
-    pad[axis] = (1, 1)
-    mp = jnp.pad(mask, pad, mode="edge")
-    lo = [slice(None), slice(None)]
-    hi = [slice(None), slice(None)]
-    lo[axis] = slice(None, -1)
-    hi[axis] = slice(1, None)
-    return mp[tuple(lo)] * mp[tuple(hi)]
+    lo, hi = _face_neighbours(jnp.asarray(mask), axis)
+    return lo * hi
 
 
 def edge_cells(shape: tuple[int, ...]) -> np.ndarray:

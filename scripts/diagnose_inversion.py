@@ -45,7 +45,7 @@ jax.config.update("jax_enable_x64", True)
 from glacier import invert as iv  # noqa: E402
 from glacier.domains import build_domain  # noqa: E402
 from glacier.invert.diagnostics import flux_divergence  # noqa: E402
-from glacier.invert.loop import contour_regions  # noqa: E402
+from glacier.invert.loop import contour_levels, contour_regions  # noqa: E402
 from glacier.laws import ClosedOutline, cuffey_paterson_A, glen_law  # noqa: E402
 
 
@@ -127,7 +127,7 @@ def flux_profile(data, physics, H, interval: float) -> list[dict]:
                              data.grid)
     above = contour_regions(S, data.mask, interval)
     ice = data.mask > 0
-    levels = interval * (np.floor(S[ice].min() / interval) + 1 + np.arange(len(above)))
+    levels = contour_levels(S, data.mask, interval)
     area = data.grid.cell_area
     rows = []
     for j, region in enumerate(above):

@@ -307,16 +307,24 @@ def elevation_bands(surface, mask, width: float) -> np.ndarray:
     return np.stack([(ice & (index == b)).astype(np.float64) for b in range(n)])
 
 
-def contour_regions(surface, mask, interval: float) -> np.ndarray:
-    """(n, ny, nx): 1 on the glacier cells at or above each contour of ``surface``: the
-    multiples of ``interval`` metres (as on a map) between the lowest and the highest glacier
-    cell; one empty region when ``interval`` is 0 or no contour crosses the glacier."""
+def contour_levels(surface, mask, interval: float) -> np.ndarray:
+    """The contours [m] of ``surface`` that cross the glacier ``mask``: the multiples of
+    ``interval`` metres (as on a map) between its lowest and highest cell (none when
+    ``interval`` is 0)."""
     ice = np.asarray(mask) > 0
     if not interval > 0 or not ice.any():
-        return np.zeros((1, *np.shape(surface)))
+        return np.zeros(0)
+    S = np.asarray(surface)[ice]
+    return interval * np.arange(math.floor(S.min() / interval) + 1,
+                                math.ceil(S.max() / interval))
+
+
+def contour_regions(surface, mask, interval: float) -> np.ndarray:
+    """(n, ny, nx): 1 on the glacier cells at or above each of the ``contour_levels``; one
+    empty region when there is none."""
+    ice = np.asarray(mask) > 0
     S = np.asarray(surface)
-    low, high = float(np.min(S[ice])), float(np.max(S[ice]))
-    levels = interval * np.arange(math.floor(low / interval) + 1, math.ceil(high / interval))
+    levels = contour_levels(S, mask, interval)
     if levels.size == 0:
         return np.zeros((1, *S.shape))
     return np.stack([(ice & (S >= z)).astype(np.float64) for z in levels])
