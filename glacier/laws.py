@@ -68,6 +68,11 @@ class GlenLaw:
         return sia.glen_surface_speed(H, slope2, self.A, n=self.n, rho=self.rho, g=self.g,
                                       fs=self.fs)
 
+    def native_coefficients(self):
+        """The coefficients for ``sia.fluxes``'s native kernel (n = 3, scalar A and fs), or
+        None (the law's own ``diffusivity`` then runs as XLA expressions)."""
+        return sia.glen3_coefficients(self.A, self.fs, n=self.n, rho=self.rho, g=self.g)
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)

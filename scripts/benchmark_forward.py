@@ -16,6 +16,11 @@ cells after every step; by default ``glacier`` is given the same ring as ``ice_f
 (``--open-edges`` keeps the domain's own outflow edges instead). OGGM updates the balance once
 per model year ("annual" elevation feedback), ``glacier`` at every step.
 
+``--xla`` also runs the explicit scheme without the native face kernel
+(``physics.native``, ``GLACIER_NATIVE=0``): the XLA expressions it replaces, side by side in
+the same run. ``GLACIER_NATIVE_MARCH=haswell`` with ``XLA_FLAGS=--xla_cpu_max_isa=AVX2``
+measures what an AVX2 machine (no AVX-512) gets on one that has AVX-512.
+
 ``--rkl2 valley=1,halfar=250`` also runs ``glacier``'s super-time-stepping scheme
 (``solver.scheme=rkl2``, ``schemes.ExplicitRKL2``: the same fluxes in Runge-Kutta-Legendre
 super-steps of up to that many years) on the same case, with its errors (Halfar: against the
@@ -55,6 +60,7 @@ from glacier import solver as slv  # noqa: E402
 from glacier.constants import SECONDS_PER_YEAR  # noqa: E402
 from glacier.domains import build_domain  # noqa: E402
 from glacier.laws import glen_law  # noqa: E402
+from glacier.physics import native  # noqa: E402
 from glacier.schemes import ExplicitMUSCL, ExplicitRKL2  # noqa: E402
 
 PEER = Path(__file__).with_name("_oggm_peer.py")
@@ -165,13 +171,37 @@ def summarise(model: dict, domain, years: float) -> dict:
     return out
 
 
+def _cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return platform.processor()
+    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
+    return names[0] if names else platform.processor()
+
+
+def _without_native(run):
+    """``run()`` with the native kernel off (its programs traced anew, and again after)."""
+    before = os.environ.get("GLACIER_NATIVE")
+    os.environ["GLACIER_NATIVE"] = "0"
+    jax.clear_caches()
+    try:
+        return run()
+    finally:
+        if before is None:
+            os.environ.pop("GLACIER_NATIVE")
+        else:
+            os.environ["GLACIER_NATIVE"] = before
+        jax.clear_caches()
+
+
 def table(results: dict) -> str:
     head = (f"{'case':7} {'model':8} {'wall s':>8} {'steps':>7} {'s/step':>9} {'s/a':>9} "
             f"{'Mcell/s':>8} {'compile':>8} {'V km3':>10} {'A>0 km2':>9} {'A>1m km2':>9} "
             f"{'avH m':>7} {'dome m':>7}")
     lines = [head, "-" * len(head)]
     for case, r in results.items():
-        for label in ("glacier", "rkl2", "oggm"):
+        for label in ("glacier", "xla", "rkl2", "oggm"):
             m = r.get(label)
             if m is None:
                 continue
@@ -190,6 +220,13 @@ def table(results: dict) -> str:
                 f"faster, dV {100 * c['volume_rel_diff']:+.3f} %, RMS dH "
                 f"{100 * c['rms_rel_diff']:.2f} % of the mean; OGGM/rkl2: "
                 + (f"{c['oggm_over_rkl2']:.1f}x wall" if "oggm_over_rkl2" in c else "-"))
+        if "xla_comparison" in r:
+            c = r["xla_comparison"]
+            lines.append(
+                f"{'':7} {'xla':8} the same explicit run without the native kernel: "
+                f"{c['xla_over_native']:.2f}x the time, max|dH| {c['max_abs_dH']:.1e} m; "
+                "OGGM/xla: " + (f"{c['oggm_over_xla']:.1f}x wall" if "oggm_over_xla" in c
+                                else "-"))
         if "comparison" in r:
             c = r["comparison"]
             lines.append(
@@ -242,6 +279,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--rkl2", default="", metavar="CASE=YEARS,...",
                         help="also run the RKL2 scheme with super-steps of up to YEARS on "
                         "these cases, e.g. valley=1,halfar=250")
+    parser.add_argument("--xla", action="store_true",
+                        help="also run the explicit scheme without the native kernel "
+                        "(GLACIER_NATIVE=0: XLA's expressions of the face fluxes) in this run")
     parser.add_argument("--open-edges", action="store_true",
                         help="keep glacier's outflow edges instead of OGGM's emptied ring")
     args = parser.parse_args(argv)
@@ -288,6 +328,15 @@ def main(argv=None) -> dict:
                 area_1m_rel_diff=(ours["area_1m"] - peer["area_1m"]) / peer["area_1m"],
                 max_abs_dH=float(dH.max()), mean_abs_dH=float(dH.mean()),
                 balance_max_diff=peer["mb_check_max_diff"])
+        if args.xla:
+            plain = _without_native(lambda d=domain, y=years: run_ours(
+                d, y, dtype=args.dtype, repeat=args.repeat, open_edges=args.open_edges))
+            r["xla"] = summarise(plain, domain, years)
+            c = dict(xla_over_native=plain["wall_time"] / ours["wall_time"],
+                     max_abs_dH=float(np.abs(plain["thickness"] - ours["thickness"]).max()))
+            if have_oggm:
+                c["oggm_over_xla"] = r["oggm"]["wall_time"] / plain["wall_time"]
+            r["xla_comparison"] = c
         if case in rkl2:
             fast = run_ours(domain, years, dtype=args.dtype, repeat=args.repeat,
                             open_edges=args.open_edges, rkl2_dt=rkl2[case])
@@ -311,7 +360,9 @@ def main(argv=None) -> dict:
     report = dict(
         machine=dict(platform=platform.platform(), python=platform.python_version(),
                      cpus=os.cpu_count(), jax=jax.__version__,
-                     device=str(jax.devices()[0])),
+                     device=str(jax.devices()[0]), cpu=_cpu_model(),
+                     native_kernel=native.usable(jnp.zeros(1)),
+                     native_march=native.march()),
         options=dict(dtype=args.dtype, repeat=args.repeat, open_edges=args.open_edges,
                      rkl2=rkl2,
                      pin_cpu=args.pin_cpu,

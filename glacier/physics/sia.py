@@ -28,6 +28,7 @@ from typing import Protocol
 import jax.numpy as jnp
 
 from ..grid import Grid
+from . import native
 from .faces import face_states_autodiff
 from .faces_adjoint import face_states_custom
 from .stencils import ghost_surface, pad
@@ -77,6 +78,22 @@ def glen_diffusivity_parts(H, slope2, A, *, n: float, rho: float, g: float, fs=0
     return deform, slide
 
 
+def glen3_coefficients(A, fs, *, n: float, rho: float, g: float):
+    """(Gamma, fs (rho g)^n) as one array, the coefficients of ``coef_diffusivity``, when the
+    native kernel can take the law (n = 3, scalar A and fs); None otherwise."""
+    if float(n) != 3.0 or jnp.ndim(A) != 0 or jnp.ndim(fs) != 0:
+        return None
+    return jnp.stack([jnp.asarray(glen_gamma(A, n, rho, g)),
+                      jnp.asarray(fs * (rho * g) ** n, dtype=jnp.result_type(A))])
+
+
+def coef_diffusivity(H, slope2, coef):
+    """Glen's n = 3 diffusivity from ``glen3_coefficients``: Gamma H^5 s2 + fs (rho g)^3 H^3 s2
+    (``glen_diffusivity_parts`` summed)."""
+    coef = coef.astype(H.dtype)
+    return coef[0] * power(H, 5.0) * slope2 + coef[1] * power(H, 3.0) * slope2
+
+
 def face_states(H, bed, grid: Grid, *, custom_vjp: bool = True):
     """Upstream MUSCL thickness, squared slope and normal surface gradient at the faces.
 
@@ -114,6 +131,18 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
     slope2, axis)`` (a learned law, whose D may grow faster with slope or thickness than
     Glen's n = 3, for which the step limits were set), the largest D times that factor.
     """
+    # Looked up on the class: a wrapper that forwards attributes (laws.ClosedOutline) changes
+    # the diffusivity, so it must not hand over its wrapped law's coefficients.
+    native_coef = getattr(type(rheology), "native_coefficients", None)
+    coef = native_coef(rheology) if (native_coef is not None and custom_vjp) else None
+    if coef is not None and jnp.ndim(H) == 2 and native.usable(H):
+        def reference(H, bed, coef):  # the same quantities as XLA expressions, for gradients
+            (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid, custom_vjp=True)
+            Dx = coef_diffusivity(Hx, s2x, coef)
+            Dy = coef_diffusivity(Hy, s2y, coef)
+            return -Dx * gx, -Dy * gy, jnp.maximum(jnp.max(Dx), jnp.max(Dy))
+        return native.fluxes_native(H, bed, coef, reference, dx=grid.dx,
+                                    periodic=grid.periodic)
     (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid, custom_vjp=custom_vjp)
     Dx = rheology.diffusivity(Hx, s2x, 1)
     Dy = rheology.diffusivity(Hy, s2y, 0)

@@ -1,0 +1,181 @@
+"""A native CPU kernel for the SIA face fluxes of Glen's law (an XLA FFI custom call).
+
+``sia.fluxes`` spends most of an explicit step in two XLA fusions that build the MUSCL face
+states, the cross slopes, the diffusivity and the flux of one direction each
+(``scripts/profile_step.py``). For Glen's law with n = 3 and a scalar A and sliding (forward
+simulations, the benchmarks, the relaxation runs of a scalar-A inversion), ``sia_faces.cc``
+computes the same in one pass. It is
+
+- **built on first use** with the C++ compiler (``$CXX``, else ``g++``, ``c++``) against the
+  FFI headers that jaxlib ships, into ``$GLACIER_CACHE_DIR/native`` (default
+  ``~/.cache/glacier/native``; ``GLACIER_CACHE_DIR=off``: a temporary folder), one library
+  per source, compiler flags (``-march=native``; ``$GLACIER_NATIVE_MARCH`` to choose) and
+  jaxlib version, written atomically so that processes started
+  together (test workers, sweep jobs) share it;
+- **used only where it changes nothing but the speed:** on the CPU backend with one device
+  (sharded batches keep XLA's expressions, which the SPMD partitioner splits), outside
+  differentiation: ``fluxes_native`` is a ``jax.custom_vjp`` whose forward and reverse rules
+  are those of the XLA expressions, so gradients, their values and their hand-derived
+  adjoint are exactly as without it. The kernel agrees with the XLA expressions to round-off
+  (``tests/numerics/test_native.py``: 1e-13 relative, faces, slopes and D_max, in float64
+  and float32, periodic or not, batched);
+- **optional:** ``GLACIER_NATIVE=0`` turns it off, and without a compiler (or when the
+  build fails, said once in a warning) the XLA expressions run instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = Path(__file__).with_name("sia_faces.cc")
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno")
+
+
+def march() -> str:
+    """The target of ``-march``: ``$GLACIER_NATIVE_MARCH`` (e.g. ``haswell`` to measure what an
+    AVX2 machine gets), else ``native``."""
+    return os.environ.get("GLACIER_NATIVE_MARCH", "").strip() or "native"
+TARGETS = {np.dtype("float64"): "glacier_sia_faces_f64",
+           np.dtype("float32"): "glacier_sia_faces_f32"}
+
+
+def enabled_by_environment() -> bool:
+    """False when ``GLACIER_NATIVE`` is 0, off, false or no."""
+    return os.environ.get("GLACIER_NATIVE", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def _build_dir() -> Path:
+    value = os.environ.get("GLACIER_CACHE_DIR")
+    if value is not None and value.strip().lower() in ("", "off"):
+        return Path(tempfile.gettempdir()) / f"glacier-native-{os.getuid()}"
+    if value:
+        return Path(value).expanduser() / "native"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "glacier" / "native"
+
+
+def _cpu_signature() -> bytes:
+    """The CPU's model and feature flags: a library built with -march=native on one machine
+    of a cluster must not be loaded on a node with fewer instructions (shared home)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+        return platform.processor().encode()
+    keep = [line for line in text.splitlines() if line.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(keep))).encode()
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def build(directory: Path | None = None) -> Path:
+    """Compile ``sia_faces.cc`` (once per source, flags and jaxlib) and return the library.
+
+    Raises ``RuntimeError`` with the compiler's message when there is no compiler or it fails.
+    """
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
+    source = SOURCE.read_bytes()
+    flags = (*FLAGS, f"-march={march()}")
+    key = hashlib.sha256(source + " ".join(flags).encode() + cxx.encode()
+                         + jax.__version__.encode() + _cpu_signature()).hexdigest()[:16]
+    directory = Path(directory) if directory is not None else _build_dir()
+    library = directory / f"sia_faces-{key}.so"
+    if library.exists():
+        return library
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(suffix=".so", dir=directory)
+    os.close(fd)
+    command = [cxx, *flags, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", partial]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+        os.replace(partial, library)  # atomic: a concurrent build writes the same file
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return library
+
+
+@functools.cache
+def load() -> bool:
+    """Build (if needed) and register the kernel with XLA; False, with one warning, when it
+    cannot be had. Cached: tried once per process."""
+    if not enabled_by_environment():
+        return False
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(build()))
+        jax.ffi.register_ffi_target(TARGETS[np.dtype("float64")],
+                                    jax.ffi.pycapsule(lib.GlacierSiaFacesF64), platform="cpu")
+        jax.ffi.register_ffi_target(TARGETS[np.dtype("float32")],
+                                    jax.ffi.pycapsule(lib.GlacierSiaFacesF32), platform="cpu")
+    except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as err:
+        warnings.warn(f"glacier: the native SIA kernel is not available ({err}); the XLA "
+                      "expressions run instead (same results, slower on the CPU). "
+                      "GLACIER_NATIVE=0 silences this.", RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+def usable(H) -> bool:
+    """Whether ``fluxes_native`` may run for ``H`` here: enabled, built, CPU backend with a
+    single device, float32 or float64."""
+    if not enabled_by_environment():
+        return False
+    if np.dtype(H.dtype) not in TARGETS:
+        return False
+    if jax.default_backend() != "cpu" or jax.device_count() != 1:
+        return False
+    return load()
+
+
+def faces_call(H, bed, coef, *, dx: float, periodic: tuple[bool, bool]):
+    """The FFI call: (qx, qy, D_max) for H, bed (..., ny, nx) and coef (..., 2) = (Gamma,
+    fs (rho g)^n)."""
+    *lead, ny, nx = H.shape
+    dtype = H.dtype
+    out = (jax.ShapeDtypeStruct((*lead, ny, nx + 1), dtype),
+           jax.ShapeDtypeStruct((*lead, ny + 1, nx), dtype),
+           jax.ShapeDtypeStruct(tuple(lead), dtype))
+    call = jax.ffi.ffi_call(TARGETS[np.dtype(dtype)], out, vmap_method="broadcast_all")
+    return call(H, bed, coef, dx=np.float64(dx), periodic_y=np.int64(bool(periodic[0])),
+                periodic_x=np.int64(bool(periodic[1])))
+
+
+def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, bool]):
+    """(qx, qy, D_max) by the kernel, differentiated as ``reference(H, bed, coef)`` (the XLA
+    expressions of the same quantities): its VJP is used in reverse mode, and its values are
+    the primal ones there, so a gradient is exactly the one without the kernel."""
+
+    @jax.custom_vjp
+    def f(H, bed, coef):
+        return faces_call(H, bed, coef, dx=dx, periodic=periodic)
+
+    def fwd(H, bed, coef):
+        out, vjp = jax.vjp(reference, H, bed, coef)
+        return out, vjp
+
+    def bwd(vjp, ct):
+        return vjp(ct)
+
+    f.defvjp(fwd, bwd)
+    return f(H, bed, jnp.asarray(coef, H.dtype))
