@@ -131,11 +131,11 @@ class ExplicitMUSCL(Scheme):
             last = dt_stable >= remaining
             dt = jnp.where(last, remaining, dt_stable)
             dt_h = dt.astype(H.dtype)
-            qx, qy = sia.limit_outflow(H, qx, qy, dt_h, grid)
-            H_flow = H - dt_h * sia.flux_divergence(qx, qy, dx)
+            div, edge = sia.limited_divergence(H, qx, qy, dt_h, grid, custom_vjp=custom_vjp)
+            H_flow = H - dt_h * div
             H_new = jnp.maximum(H_flow + dt_h * smb(S, t), 0.0)
             applied = jnp.sum(H_new - H_flow) * cell_area
-            outflow = dt_h * dx * sia.edge_outflow(qx, qy)
+            outflow = dt_h * dx * edge
             if ice_free is not None:
                 removed = H_new * ice_free
                 H_new = H_new - removed
@@ -325,8 +325,9 @@ class ExplicitRKL2(Scheme):
             # explicit scheme's every-step emptying makes them).
             Hc = jnp.maximum(Y, 0.0) * keep
             qx, qy, D_max = sia.fluxes(Hc, bed, rheology, grid, custom_vjp=custom_vjp)
-            qx, qy = sia.limit_outflow(Hc, qx, qy, dt_limit, grid)
-            return -sia.flux_divergence(qx, qy, dx), D_max
+            div, _ = sia.limited_divergence(Hc, qx, qy, dt_limit, grid,
+                                            custom_vjp=custom_vjp)
+            return -div, D_max
 
         def half_smb(H, t, dt):
             H_new = jnp.maximum(H + dt * smb(bed + H, t), 0.0)

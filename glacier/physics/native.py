@@ -16,7 +16,9 @@ computes the same in one pass. It is
   (sharded batches keep XLA's expressions, which the SPMD partitioner splits), outside
   differentiation: ``fluxes_native`` is a ``jax.custom_vjp`` whose forward and reverse rules
   are those of the XLA expressions, so gradients, their values and their hand-derived
-  adjoint are exactly as without it. The kernel agrees with the XLA expressions to round-off
+  adjoint are exactly as without it. The same holds for the second kernel, the outflow
+  limiter and the flux divergence (``sia.limited_divergence``), which takes any law's
+  fluxes. The kernels agree with the XLA expressions to round-off
   (``tests/numerics/test_native.py``: 1e-13 relative, faces, slopes and D_max, in float64
   and float32, periodic or not, batched);
 - **optional:** ``GLACIER_NATIVE=0`` turns it off, and without a compiler (or when the
@@ -40,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SOURCE = Path(__file__).with_name("sia_faces.cc")
-FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno")
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math")
 
 
 def march() -> str:
@@ -49,6 +51,12 @@ def march() -> str:
     return os.environ.get("GLACIER_NATIVE_MARCH", "").strip() or "native"
 TARGETS = {np.dtype("float64"): "glacier_sia_faces_f64",
            np.dtype("float32"): "glacier_sia_faces_f32"}
+LIMIT_TARGETS = {np.dtype("float64"): "glacier_sia_limit_f64",
+                 np.dtype("float32"): "glacier_sia_limit_f32"}
+_SYMBOLS = {"glacier_sia_faces_f64": "GlacierSiaFacesF64",
+            "glacier_sia_faces_f32": "GlacierSiaFacesF32",
+            "glacier_sia_limit_f64": "GlacierSiaLimitF64",
+            "glacier_sia_limit_f32": "GlacierSiaLimitF32"}
 
 
 def enabled_by_environment() -> bool:
@@ -78,7 +86,7 @@ def _cpu_signature() -> bytes:
     return "\n".join(sorted(set(keep))).encode()
 
 
-def _compiler() -> str | None:
+def compiler() -> str | None:
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
         if name and shutil.which(name):
             return name
@@ -90,7 +98,7 @@ def build(directory: Path | None = None) -> Path:
 
     Raises ``RuntimeError`` with the compiler's message when there is no compiler or it fails.
     """
-    cxx = _compiler()
+    cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
     source = SOURCE.read_bytes()
@@ -124,10 +132,9 @@ def load() -> bool:
         return False
     try:
         lib = ctypes.cdll.LoadLibrary(str(build()))
-        jax.ffi.register_ffi_target(TARGETS[np.dtype("float64")],
-                                    jax.ffi.pycapsule(lib.GlacierSiaFacesF64), platform="cpu")
-        jax.ffi.register_ffi_target(TARGETS[np.dtype("float32")],
-                                    jax.ffi.pycapsule(lib.GlacierSiaFacesF32), platform="cpu")
+        for target, symbol in _SYMBOLS.items():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                        platform="cpu")
     except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as err:
         warnings.warn(f"glacier: the native SIA kernel is not available ({err}); the XLA "
                       "expressions run instead (same results, slower on the CPU). "
@@ -161,21 +168,45 @@ def faces_call(H, bed, coef, *, dx: float, periodic: tuple[bool, bool]):
                 periodic_x=np.int64(bool(periodic[1])))
 
 
-def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, bool]):
-    """(qx, qy, D_max) by the kernel, differentiated as ``reference(H, bed, coef)`` (the XLA
-    expressions of the same quantities): its VJP is used in reverse mode, and its values are
-    the primal ones there, so a gradient is exactly the one without the kernel."""
+def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
+    """The FFI call: (div q, edge outflow) of the outflow-limited fluxes (``sia.limit_outflow``,
+    ``sia.flux_divergence``, ``sia.edge_outflow``) for H (..., ny, nx) and a step dt (...)."""
+    *lead, ny, nx = H.shape
+    dtype = H.dtype
+    out = (jax.ShapeDtypeStruct((*lead, ny, nx), dtype),
+           jax.ShapeDtypeStruct(tuple(lead), dtype))
+    call = jax.ffi.ffi_call(LIMIT_TARGETS[np.dtype(dtype)], out, vmap_method="broadcast_all")
+    return call(H, qx, qy, dt, dx=np.float64(dx), periodic_y=np.int64(bool(periodic[0])),
+                periodic_x=np.int64(bool(periodic[1])))
+
+
+def with_reference_vjp(kernel, reference, *args):
+    """``kernel(*args)``, differentiated in reverse mode as ``reference(*args)`` (the XLA
+    expressions of the same quantities): its VJP is used, and its values are the primal ones
+    under differentiation, so a gradient is exactly the one without the kernel."""
 
     @jax.custom_vjp
-    def f(H, bed, coef):
-        return faces_call(H, bed, coef, dx=dx, periodic=periodic)
+    def f(*args):
+        return kernel(*args)
 
-    def fwd(H, bed, coef):
-        out, vjp = jax.vjp(reference, H, bed, coef)
-        return out, vjp
+    def fwd(*args):
+        return jax.vjp(reference, *args)
 
     def bwd(vjp, ct):
         return vjp(ct)
 
     f.defvjp(fwd, bwd)
-    return f(H, bed, jnp.asarray(coef, H.dtype))
+    return f(*args)
+
+
+def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, bool]):
+    """(qx, qy, D_max) by the kernel, differentiated as ``reference(H, bed, coef)``."""
+    return with_reference_vjp(functools.partial(faces_call, dx=dx, periodic=periodic),
+                              reference, H, bed, jnp.asarray(coef, H.dtype))
+
+
+def limited_divergence_native(H, qx, qy, dt, reference, *, dx: float,
+                              periodic: tuple[bool, bool]):
+    """(div q, edge outflow) by the kernel, differentiated as ``reference(H, qx, qy, dt)``."""
+    return with_reference_vjp(functools.partial(limit_call, dx=dx, periodic=periodic),
+                              reference, H, qx, qy, jnp.asarray(dt, H.dtype))

@@ -180,6 +180,20 @@ def limit_outflow(H, qx, qy, dt, grid: Grid):
     return qx, qy
 
 
+def limited_divergence(H, qx, qy, dt, grid: Grid, *, custom_vjp: bool = True):
+    """div q [m a-1] of the fluxes limited by ``limit_outflow`` and their net outflow through
+    the domain edges per unit face length [m^2 a^-1]: one native kernel on the CPU
+    (``physics.native``), else the XLA expressions (which reverse mode always goes through).
+    ``custom_vjp=False``: the XLA expressions only (forward mode, as in ``fluxes``)."""
+    def reference(H, qx, qy, dt):
+        lx, ly = limit_outflow(H, qx, qy, dt, grid)
+        return flux_divergence(lx, ly, grid.dx), edge_outflow(lx, ly)
+    if custom_vjp and jnp.ndim(H) == 2 and native.usable(H):
+        return native.limited_divergence_native(H, qx, qy, dt, reference, dx=grid.dx,
+                                                periodic=grid.periodic)
+    return reference(H, qx, qy, dt)
+
+
 def flux_divergence(qx, qy, dx: float):
     """div q at cell centres [m a^-1], shape (ny, nx)."""
     return (qx[:, 1:] - qx[:, :-1] + qy[1:, :] - qy[:-1, :]) / dx

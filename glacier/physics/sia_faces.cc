@@ -13,9 +13,13 @@
 // element]; attributes dx, periodic_y, periodic_x. Outputs: qx (..., ny, nx + 1),
 // qy (..., ny + 1, nx), dmax (...).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -89,16 +93,33 @@ inline int64_t wrap_or_out(int64_t k, int64_t n, bool periodic) {
   return ((k % n) + n) % n;
 }
 
+// Rows of cells per band: the kernel works band by band (each band's scratch stays in the
+// first-level caches on any grid), recomputing the few padded and limiter rows that two
+// neighbouring bands share.
+constexpr int64_t kBand = 16;
+
+// Fluxes of x-face rows [r0, r1) and y-face rows [r0, fe) (fe = r1, or ny + 1 for the last
+// band), with the running maxima of D in m8 and NaN seen in nan8.
 template <typename T>
-void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int64_t nx,
-               bool py, bool px, T* qx, T* qy, T* dmax_out) {
-  // Padded thickness (2 ghosts, zero or wrapped) and surface (1 ghost: the edge cell's bed
-  // with no ice, or wrapped).
-  const int64_t W = nx + 4, Hh = ny + 4;
+void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny, int64_t nx,
+                bool py, bool px, int64_t r0, int64_t r1, T* qx, T* qy, T* m8, T* nan8) {
+  const int64_t fe = (r1 == ny) ? ny + 1 : r1;
+  const int64_t W = nx + 4, SW = nx + 2;
+  // Padded thickness Hp (2 ghosts: zero, or wrapped) rows [r0, fe + 3); padded surface Sp
+  // (1 ghost: the edge cell's bed with no ice, or wrapped) rows [r0, r1 + 2). Row indices
+  // below are those of the padded arrays; the scratch holds them from r0 on.
   thread_local std::vector<T> Hp, Sp, cx, cy, sbx, sby, drow;
-  Hp.resize(static_cast<size_t>(W * Hh));
-  for (int64_t a = 0; a < Hh; ++a) {
-    T* row = &Hp[a * W];
+  Hp.resize(static_cast<size_t>((fe + 3 - r0) * W));
+  Sp.resize(static_cast<size_t>((r1 + 2 - r0) * SW));
+  cx.resize(static_cast<size_t>((fe + 1 - r0) * nx));
+  cy.resize(static_cast<size_t>((r1 - r0) * SW));
+  sbx.resize(static_cast<size_t>((r1 - r0) * (nx + 2)));
+  sby.resize(static_cast<size_t>((fe + 1 - r0) * nx));
+  drow.resize(static_cast<size_t>(nx + 1));
+  auto hp = [&](int64_t a) { return &Hp[(a - r0) * W]; };
+  auto sp = [&](int64_t a) { return &Sp[(a - r0) * SW]; };
+  for (int64_t a = r0; a < fe + 3; ++a) {
+    T* row = hp(a);
     int64_t i = wrap_or_out(a - 2, ny, py);
     if (i < 0) {
       std::fill(row, row + W, T(0));
@@ -111,83 +132,111 @@ void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int
     row[nx + 2] = px ? src[0] : T(0);
     row[nx + 3] = px ? src[1 % nx] : T(0);
   }
-  const int64_t SW = nx + 2, SH = ny + 2;
-  Sp.resize(static_cast<size_t>(SW * SH));
-  for (int64_t a = 0; a < SH; ++a) {
+  for (int64_t a = r0; a < r1 + 2; ++a) {
     int64_t i = wrap_or_out(a - 1, ny, py);
     if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
-    const T* b = bed + i * nx;
-    const T* h = &Hp[(a + 1) * W + 1];
-    T* row = &Sp[a * SW];
+    const T* __restrict b = bed + i * nx;
+    const T* __restrict h = hp(a + 1) + 1;
+    T* __restrict row = sp(a);
     for (int64_t j = 0; j < nx; ++j) row[j + 1] = b[j] + h[j + 1];
     row[0] = (px ? b[nx - 1] : b[0]) + h[0];
     row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
   }
-  // Cell limiters, once per cell. cx: (ny + 2, nx) x-slopes on the surface's rows a;
-  // cy: (ny, nx + 2) y-slopes on its columns b. sbx: (ny, nx + 2) superbee corrections along
-  // x of padded cells 1 .. nx + 2; sby: (ny + 2, nx) along y.
-  const T inv_dx = T(1) / dx;
-  cx.resize(static_cast<size_t>(SH * nx));
-  cy.resize(static_cast<size_t>(ny * SW));
-  for (int64_t a = 0; a < SH; ++a) {
-    const T* s = &Sp[a * SW];
-    T* c = &cx[a * nx];
+  // Cell limiters, once per cell: cx, the x-slopes of the surface's rows a (nx each); cy, the
+  // y-slopes of cell row i on the surface's columns (nx + 2); sbx, the superbee corrections
+  // along x of the padded cells 1 .. nx + 2 of cell row i; sby, along y of padded row k + 1.
+  for (int64_t a = r0; a < fe + 1; ++a) {
+    const T* __restrict s = sp(a);
+    T* __restrict c = &cx[(a - r0) * nx];
     for (int64_t j = 0; j < nx; ++j) c[j] = mc_slope(s[j + 2] - s[j + 1], s[j + 1] - s[j]) * inv_dx;
   }
-  for (int64_t i = 0; i < ny; ++i) {
-    const T* up = &Sp[(i + 2) * SW];
-    const T* mid = &Sp[(i + 1) * SW];
-    const T* lo = &Sp[i * SW];
-    T* c = &cy[i * SW];
+  for (int64_t i = r0; i < r1; ++i) {
+    const T* __restrict up = sp(i + 2);
+    const T* __restrict mid = sp(i + 1);
+    const T* __restrict lo = sp(i);
+    T* __restrict c = &cy[(i - r0) * SW];
     for (int64_t b = 0; b < SW; ++b) c[b] = mc_slope(up[b] - mid[b], mid[b] - lo[b]) * inv_dx;
   }
-  sbx.resize(static_cast<size_t>(ny * (nx + 2)));
-  sby.resize(static_cast<size_t>((ny + 2) * nx));
-  for (int64_t i = 0; i < ny; ++i) {
-    const T* h = &Hp[(i + 2) * W];
-    T* c = &sbx[i * (nx + 2)];
+  for (int64_t i = r0; i < r1; ++i) {
+    const T* __restrict h = hp(i + 2);
+    T* __restrict c = &sbx[(i - r0) * (nx + 2)];
     for (int64_t k = 0; k < nx + 2; ++k)  // padded cell k + 1
       c[k] = T(0.5) * superbee_slope(h[k + 1] - h[k], h[k + 2] - h[k + 1]);
   }
-  for (int64_t k = 0; k < ny + 2; ++k) {  // padded row k + 1
-    const T* h0 = &Hp[k * W + 2];
-    const T* h1 = &Hp[(k + 1) * W + 2];
-    const T* h2 = &Hp[(k + 2) * W + 2];
-    T* c = &sby[k * nx];
+  for (int64_t k = r0; k < fe + 1; ++k) {  // padded row k + 1
+    const T* __restrict h0 = hp(k) + 2;
+    const T* __restrict h1 = hp(k + 1) + 2;
+    const T* __restrict h2 = hp(k + 2) + 2;
+    T* __restrict c = &sby[(k - r0) * nx];
     for (int64_t j = 0; j < nx; ++j) c[j] = T(0.5) * superbee_slope(h1[j] - h0[j], h2[j] - h1[j]);
   }
-  T m8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, nan8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  drow.resize(static_cast<size_t>(std::max(nx, ny) + 1));
-  T* __restrict d = drow.data();
+  T* d = drow.data();
   // x-faces: face f of row i lies between cells f - 1 and f (padded f + 1 and f + 2).
-  for (int64_t i = 0; i < ny; ++i) {
-    const T* h = &Hp[(i + 2) * W];
-    const T* s = &Sp[(i + 1) * SW];
-    const T* c = &cy[i * SW];
-    const T* sb = &sbx[i * (nx + 2)];
+  for (int64_t i = r0; i < r1; ++i) {
+    const T* h = hp(i + 2);
+    const T* s = sp(i + 1);
+    const T* c = &cy[(i - r0) * SW];
+    const T* sb = &sbx[(i - r0) * (nx + 2)];
     face_row<T>(nx + 1, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide, inv_dx,
-                &qx[i * (nx + 1)], d);
+                qx + i * (nx + 1), d);
     lane_max(d, nx + 1, m8, nan8);
   }
   // y-faces: face f of column j lies between cells f - 1 and f (padded rows f + 1, f + 2).
-  for (int64_t f = 0; f <= ny; ++f) {
-    face_row<T>(nx, &Sp[f * SW + 1], &Sp[(f + 1) * SW + 1], &cx[f * nx], &cx[(f + 1) * nx],
-                &Hp[(f + 1) * W + 2], &Hp[(f + 2) * W + 2], &sby[f * nx], &sby[(f + 1) * nx],
-                gamma, slide, inv_dx, &qy[f * nx], d);
+  for (int64_t f = r0; f < fe; ++f) {
+    face_row<T>(nx, sp(f) + 1, sp(f + 1) + 1, &cx[(f - r0) * nx], &cx[(f + 1 - r0) * nx],
+                hp(f + 1) + 2, hp(f + 2) + 2, &sby[(f - r0) * nx], &sby[(f + 1 - r0) * nx],
+                gamma, slide, inv_dx, qy + f * nx, d);
     lane_max(d, nx, m8, nan8);
   }
+}
+
+// Cells from which a glacier's bands are shared with XLA's intra-op threads (below, waking a
+// thread costs more than it saves).
+constexpr int64_t kParallelCells = 32768;
+
+// One glacier: its bands, pulled from a shared counter by the calling thread and by up to
+// ``threads - 1`` tasks on XLA's intra-op pool. The caller works through the bands itself if
+// no task starts, and waits only for bands that a task claimed; the shared state lives as
+// long as the last task that holds it.
+template <typename T>
+void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int64_t nx,
+               bool py, bool px, T* qx, T* qy, T* dmax_out, ffi::ThreadPool* pool) {
+  const T inv_dx = T(1) / dx;
+  const int64_t nb = (ny + kBand - 1) / kBand;
+  struct Shared {
+    std::atomic<int64_t> next{0}, done{0};
+    std::vector<T> m8, nan8;  // per band
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->m8.assign(static_cast<size_t>(8 * nb), T(0));
+  shared->nan8.assign(static_cast<size_t>(8 * nb), T(0));
+  auto work = [=]() {
+    for (int64_t b = shared->next.fetch_add(1); b < nb; b = shared->next.fetch_add(1)) {
+      const int64_t r0 = b * kBand;
+      faces_band<T>(H, bed, gamma, slide, inv_dx, ny, nx, py, px, r0, std::min(ny, r0 + kBand),
+                    qx, qy, &shared->m8[8 * b], &shared->nan8[8 * b]);
+      shared->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  int64_t helpers = 0;
+  if (pool != nullptr && ny * nx >= kParallelCells)
+    helpers = std::min<int64_t>(pool->num_threads(), nb) - 1;
+  for (int64_t k = 0; k < helpers; ++k) pool->Schedule(std::function<void()>(work));
+  work();
+  while (shared->done.load(std::memory_order_acquire) < nb) std::this_thread::yield();
   T dmax = T(0), nan = T(0);
-  for (int k = 0; k < 8; ++k) {
-    dmax = (m8[k] > dmax) ? m8[k] : dmax;
-    nan += nan8[k];
+  for (int64_t k = 0; k < 8 * nb; ++k) {
+    dmax = (shared->m8[k] > dmax) ? shared->m8[k] : dmax;
+    nan += shared->nan8[k];
   }
   *dmax_out = (nan == nan) ? dmax : std::numeric_limits<T>::quiet_NaN();
 }
 
 template <ffi::DataType DT>
-ffi::Error faces_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> coef, double dx,
-                      int64_t periodic_y, int64_t periodic_x, ffi::ResultBuffer<DT> qx,
-                      ffi::ResultBuffer<DT> qy, ffi::ResultBuffer<DT> dmax) {
+ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> bed,
+                      ffi::Buffer<DT> coef, double dx, int64_t periodic_y, int64_t periodic_x,
+                      ffi::ResultBuffer<DT> qx, ffi::ResultBuffer<DT> qy,
+                      ffi::ResultBuffer<DT> dmax) {
   using T = ffi::NativeType<DT>;
   auto dims = H.dimensions();
   if (dims.size() < 2) return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
@@ -205,7 +254,7 @@ ffi::Error faces_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> co
   for (int64_t g = 0; g < batch; ++g) {
     faces_one<T>(h + g * ny * nx, b + g * ny * nx, c[2 * g], c[2 * g + 1], T(dx), ny, nx,
                  periodic_y != 0, periodic_x != 0, ox + g * ny * (nx + 1),
-                 oy + g * (ny + 1) * nx, om + g);
+                 oy + g * (ny + 1) * nx, om + g, &pool);
   }
   return ffi::Error::Success();
 }
@@ -214,6 +263,7 @@ ffi::Error faces_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> co
 
 #define GLACIER_BIND(DT)                         \
   ffi::Ffi::Bind()                               \
+      .Ctx<ffi::ThreadPool>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
@@ -226,3 +276,117 @@ ffi::Error faces_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> co
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaFacesF64, faces_impl<ffi::F64>, GLACIER_BIND(ffi::F64));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaFacesF32, faces_impl<ffi::F32>, GLACIER_BIND(ffi::F32));
+
+// ---------------------------------------------------------------------------------------------
+// The outflow limiter and the flux divergence of ``sia.limit_outflow`` + ``sia.flux_divergence``
+// + ``sia.edge_outflow``: each face flux scaled by its donor cell's min(1, H / (dt * outflow /
+// dx)) (ghost cells: factor 0, or wrapped), then div q [m a-1] at the cells and the net flux out
+// through the domain's edges. Inputs: H (..., ny, nx), qx (..., ny, nx + 1), qy (..., ny + 1,
+// nx), dt (...); attributes dx, periodic_y, periodic_x. Outputs: div (..., ny, nx), edge (...).
+namespace {
+
+template <typename T>
+void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int64_t nx,
+               bool py, bool px, T* div, T* edge) {
+  const T floor = sizeof(T) == 8 ? T(1e-30) : T(1e-6);
+  const T rate = dt / dx;
+  const int64_t W = nx + 2;
+  const T inv_dx = T(1) / dx;
+  thread_local std::vector<T> sc, lx, ly;
+  sc.resize(static_cast<size_t>((ny + 2) * W));  // donor factors with a ghost ring (0: no ice)
+  std::fill(sc.begin(), sc.begin() + W, T(0));
+  std::fill(sc.end() - W, sc.end(), T(0));
+  for (int64_t i = 1; i <= ny; ++i) sc[i * W] = sc[i * W + nx + 1] = T(0);
+  lx.resize(static_cast<size_t>(ny * (nx + 1)));
+  ly.resize(static_cast<size_t>((ny + 1) * nx));
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* __restrict q = qx + i * (nx + 1);
+    const T* __restrict qlo = qy + i * nx;
+    const T* __restrict qhi = qy + (i + 1) * nx;
+    const T* __restrict h = H + i * nx;
+    T* __restrict s = &sc[(i + 1) * W + 1];
+    for (int64_t j = 0; j < nx; ++j) {
+      T out = ((((q[j + 1] > T(0)) ? q[j + 1] : T(0)) + ((-q[j] > T(0)) ? -q[j] : T(0)))
+               + ((qhi[j] > T(0)) ? qhi[j] : T(0))) + ((-qlo[j] > T(0)) ? -qlo[j] : T(0));
+      out = out * rate;
+      T ratio = h[j] / ((out > floor) ? out : floor);
+      s[j] = (ratio < T(1)) ? ratio : T(1);
+    }
+  }
+  if (px)
+    for (int64_t i = 1; i <= ny; ++i) {
+      sc[i * W] = sc[i * W + nx];
+      sc[i * W + nx + 1] = sc[i * W + 1];
+    }
+  if (py) {
+    std::copy(&sc[ny * W + 1], &sc[ny * W + 1] + nx, &sc[1]);
+    std::copy(&sc[1 * W + 1], &sc[1 * W + 1] + nx, &sc[(ny + 1) * W + 1]);
+  }
+  // Limited fluxes: a face takes the factor of the cell its flux leaves.
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* __restrict q = qx + i * (nx + 1);
+    const T* __restrict s = &sc[(i + 1) * W];  // s[f]: the cell left of face f (ghost at 0)
+    T* __restrict l = &lx[i * (nx + 1)];
+    for (int64_t f = 0; f <= nx; ++f) l[f] = q[f] * ((q[f] > T(0)) ? s[f] : s[f + 1]);
+  }
+  for (int64_t f = 0; f <= ny; ++f) {
+    const T* __restrict q = qy + f * nx;
+    const T* __restrict slo = &sc[f * W + 1];
+    const T* __restrict shi = &sc[(f + 1) * W + 1];
+    T* __restrict l = &ly[f * nx];
+    for (int64_t j = 0; j < nx; ++j) l[j] = q[j] * ((q[j] > T(0)) ? slo[j] : shi[j]);
+  }
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* __restrict l = &lx[i * (nx + 1)];
+    const T* __restrict lo = &ly[i * nx];
+    const T* __restrict hi = &ly[(i + 1) * nx];
+    T* __restrict d = div + i * nx;
+    for (int64_t j = 0; j < nx; ++j) d[j] = (((l[j + 1] - l[j]) + hi[j]) - lo[j]) * inv_dx;
+  }
+  T e = T(0);
+  for (int64_t i = 0; i < ny; ++i) e += lx[i * (nx + 1) + nx];
+  for (int64_t i = 0; i < ny; ++i) e -= lx[i * (nx + 1)];
+  for (int64_t j = 0; j < nx; ++j) e += ly[ny * nx + j];
+  for (int64_t j = 0; j < nx; ++j) e -= ly[j];
+  *edge = e;
+}
+
+template <ffi::DataType DT>
+ffi::Error limit_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
+                      ffi::Buffer<DT> dt, double dx, int64_t periodic_y, int64_t periodic_x,
+                      ffi::ResultBuffer<DT> div, ffi::ResultBuffer<DT> edge) {
+  using T = ffi::NativeType<DT>;
+  auto dims = H.dimensions();
+  if (dims.size() < 2) return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
+  const int64_t ny = dims[dims.size() - 2], nx = dims[dims.size() - 1];
+  int64_t batch = 1;
+  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
+  if (qx.element_count() != batch * ny * (nx + 1) || qy.element_count() != batch * (ny + 1) * nx
+      || dt.element_count() != batch)
+    return ffi::Error::InvalidArgument("qx, qy and dt must fit H");
+  for (int64_t g = 0; g < batch; ++g)
+    limit_one<T>(H.typed_data() + g * ny * nx, qx.typed_data() + g * ny * (nx + 1),
+                 qy.typed_data() + g * (ny + 1) * nx, dt.typed_data()[g], T(dx), ny, nx,
+                 periodic_y != 0, periodic_x != 0, div->typed_data() + g * ny * nx,
+                 edge->typed_data() + g);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define GLACIER_BIND_LIMIT(DT)                   \
+  ffi::Ffi::Bind()                               \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Attr<double>("dx")                        \
+      .Attr<int64_t>("periodic_y")               \
+      .Attr<int64_t>("periodic_x")               \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitF64, limit_impl<ffi::F64>,
+                              GLACIER_BIND_LIMIT(ffi::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitF32, limit_impl<ffi::F32>,
+                              GLACIER_BIND_LIMIT(ffi::F32));
