@@ -182,15 +182,18 @@ def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
 
 def with_reference_vjp(kernel, reference, *args):
     """``kernel(*args)``, differentiated in reverse mode as ``reference(*args)`` (the XLA
-    expressions of the same quantities): its VJP is used, and its values are the primal ones
-    under differentiation, so a gradient is exactly the one without the kernel."""
+    expressions of the same quantities, equal to the kernel's values to round-off): its VJP
+    is the cotangent rule, and the values are the kernel's in the forward sweep too."""
 
     @jax.custom_vjp
     def f(*args):
         return kernel(*args)
 
     def fwd(*args):
-        return jax.vjp(reference, *args)
+        # The primal values from the kernel, the residuals from the reference: a checkpointed
+        # forward sweep keeps no residuals, so it runs the kernel alone.
+        _, vjp = jax.vjp(reference, *args)
+        return kernel(*args), vjp
 
     def bwd(vjp, ct):
         return vjp(ct)
