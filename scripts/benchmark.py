@@ -3,8 +3,8 @@
 Runs the part benchmarks, each in its own process (so that one part's compiled programs and
 memory do not colour the next), and adds what none of them measures:
 
-- ``forward``: ``benchmark_forward.py`` (valley and Halfar against OGGM's ``Upstream2D``
-  where OGGM's interpreter exists: ``--oggm-python``);
+- ``forward``: ``benchmark_forward.py --xla`` (valley and Halfar against OGGM's ``Upstream2D``
+  where OGGM's interpreter exists: ``--oggm-python``; and ours without the native kernels);
 - ``gradient``: ``benchmark_gradient.py`` (gradient over forward at 10^2..10^4 steps, memory);
 - ``implicit``: ``benchmark_implicit.py`` (explicit against implicit and RKL2 at equal
   accuracy);
@@ -71,7 +71,7 @@ def part_commands(args) -> dict[str, list[str]]:
         }
     return {
         "forward": py + [str(HERE / "benchmark_forward.py"), "--cases", "valley,halfar",
-                         "--rkl2", "valley=1,halfar=250",
+                         "--rkl2", "valley=1,halfar=250", "--xla",
                          "--repeat", r, "--out", str(out / "forward.json"),
                          "--oggm-python", args.oggm_python],
         "gradient": py + [str(HERE / "benchmark_gradient.py"), "--steps", "100,1000,10000",
@@ -186,6 +186,10 @@ def summary_rows(parts: dict) -> list[dict]:
             if "comparison" in r:
                 add("ratio", f"forward {case}: OGGM Upstream2D time / ours",
                     r["comparison"]["speed_ratio"], "x")
+            if "xla_comparison" in r:
+                add("ratio", f"forward {case}: ours without / with the native kernels "
+                    "(XLA's expressions, GLACIER_NATIVE=0)",
+                    r["xla_comparison"]["xla_over_native"], "x")
             if "oggm_over_rkl2" in r.get("rkl2_comparison", {}):
                 c = r["rkl2_comparison"]
                 add("ratio", f"forward {case}: OGGM time / ours with rkl2 (max_dt "
