@@ -232,17 +232,26 @@ void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int
   *dmax_out = (nan == nan) ? dmax : std::numeric_limits<T>::quiet_NaN();
 }
 
+// (ny, nx) of the trailing two dimensions and the number of glaciers before them.
+template <typename Dims>
+bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
+  if (dims.size() < 2) return false;
+  ny = dims[dims.size() - 2];
+  nx = dims[dims.size() - 1];
+  batch = 1;
+  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
+  return true;
+}
+
 template <ffi::DataType DT>
 ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> bed,
                       ffi::Buffer<DT> coef, double dx, int64_t periodic_y, int64_t periodic_x,
                       ffi::ResultBuffer<DT> qx, ffi::ResultBuffer<DT> qy,
                       ffi::ResultBuffer<DT> dmax) {
   using T = ffi::NativeType<DT>;
-  auto dims = H.dimensions();
-  if (dims.size() < 2) return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
-  const int64_t ny = dims[dims.size() - 2], nx = dims[dims.size() - 1];
-  int64_t batch = 1;
-  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
+  int64_t ny, nx, batch;
+  if (!grid_dims(H.dimensions(), ny, nx, batch))
+    return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
   if (bed.element_count() != H.element_count() || coef.element_count() != 2 * batch)
     return ffi::Error::InvalidArgument("bed must match H and coef hold 2 values per glacier");
   const T* h = H.typed_data();
@@ -356,11 +365,9 @@ ffi::Error limit_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
                       ffi::Buffer<DT> dt, double dx, int64_t periodic_y, int64_t periodic_x,
                       ffi::ResultBuffer<DT> div, ffi::ResultBuffer<DT> edge) {
   using T = ffi::NativeType<DT>;
-  auto dims = H.dimensions();
-  if (dims.size() < 2) return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
-  const int64_t ny = dims[dims.size() - 2], nx = dims[dims.size() - 1];
-  int64_t batch = 1;
-  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
+  int64_t ny, nx, batch;
+  if (!grid_dims(H.dimensions(), ny, nx, batch))
+    return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
   if (qx.element_count() != batch * ny * (nx + 1) || qy.element_count() != batch * (ny + 1) * nx
       || dt.element_count() != batch)
     return ffi::Error::InvalidArgument("qx, qy and dt must fit H");
