@@ -124,12 +124,14 @@ def build(directory: Path | None = None) -> Path:
     return library
 
 
-@functools.cache
 def load() -> bool:
-    """Build (if needed) and register the kernel with XLA; False, with one warning, when it
-    cannot be had. Cached: tried once per process."""
-    if not enabled_by_environment():
-        return False
+    """Build (if needed) and register the kernels with XLA; False when ``GLACIER_NATIVE=0``,
+    or, with one warning, when they cannot be had (tried once per process)."""
+    return enabled_by_environment() and _load_once()
+
+
+@functools.cache
+def _load_once() -> bool:
     try:
         lib = ctypes.cdll.LoadLibrary(str(build()))
         for target, symbol in _SYMBOLS.items():
@@ -152,7 +154,7 @@ def usable(H) -> bool:
         return False
     if jax.default_backend() != "cpu" or jax.device_count() != 1:
         return False
-    return load()
+    return _load_once()
 
 
 def faces_call(H, bed, coef, *, dx: float, periodic: tuple[bool, bool]):

@@ -180,3 +180,12 @@ def test_a_step_with_both_kernels_matches_and_conserves_mass():
     V = jnp.sum(fast.thickness, axis=(1, 2)) * grid.cell_area
     budget = V[-1] - V[0] - (fast.smb_volume[-1] - fast.outflow_volume[-1])
     assert abs(float(budget)) <= 1e-9 * float(V[0])
+
+
+@needs_kernel
+def test_switched_off_by_the_environment_and_back(monkeypatch):
+    monkeypatch.setenv("GLACIER_NATIVE", "off")
+    assert not native.load() and not native.usable(jnp.zeros((3, 3)))
+    monkeypatch.delenv("GLACIER_NATIVE")
+    assert native.load() and native.usable(jnp.zeros((3, 3)))
+    assert not native.usable(jnp.zeros((3, 3), jnp.int32))
