@@ -28,14 +28,13 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-template <typename T>
-inline T minmod(T a, T b) {
-  return (a * b > T(0)) ? ((std::fabs(a) < std::fabs(b)) ? a : b) : T(0);
-}
-
+// minmod((a + b) / 2, 2 minmod(a, b)) (``stencils.mc_slope``), written as what it is when a and
+// b have one sign: that sign times min(|a + b| / 2, 2 |a|, 2 |b|) (the same value, bit for
+// bit: |a + b| = |a| + |b| then, and the factors of 2 are exact), else 0.
 template <typename T>
 inline T mc_slope(T a, T b) {
-  return minmod(T(0.5) * (a + b), T(2) * minmod(a, b));
+  T mag = std::min(T(0.5) * std::fabs(a + b), T(2) * std::min(std::fabs(a), std::fabs(b)));
+  return (a * b > T(0)) ? std::copysign(mag, a) : T(0);
 }
 
 template <typename T>
@@ -93,6 +92,35 @@ inline int64_t wrap_or_out(int64_t k, int64_t n, bool periodic) {
   return ((k % n) + n) % n;
 }
 
+// Scratch arrays of one thread, grown when a larger grid comes.
+template <typename T>
+struct FaceScratch {
+  std::vector<T> Hp, Sp, cx, cy, sbx, sby, d;
+};
+
+template <typename T>
+FaceScratch<T>& face_scratch() {
+  thread_local FaceScratch<T> scratch;
+  return scratch;
+}
+
+template <typename T>
+struct LimitScratch {
+  std::vector<T> sc, lx, ly;
+};
+
+template <typename T>
+LimitScratch<T>& limit_scratch() {
+  thread_local LimitScratch<T> scratch;
+  return scratch;
+}
+
+template <typename T>
+T* grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
 // Rows of cells per band: the kernel works band by band (each band's scratch stays in the
 // first-level caches on any grid), recomputing the few padded and limiter rows that two
 // neighbouring bands share.
@@ -108,16 +136,18 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
   // Padded thickness Hp (2 ghosts: zero, or wrapped) rows [r0, fe + 3); padded surface Sp
   // (1 ghost: the edge cell's bed with no ice, or wrapped) rows [r0, r1 + 2). Row indices
   // below are those of the padded arrays; the scratch holds them from r0 on.
-  thread_local std::vector<T> Hp, Sp, cx, cy, sbx, sby, drow;
-  Hp.resize(static_cast<size_t>((fe + 3 - r0) * W));
-  Sp.resize(static_cast<size_t>((r1 + 2 - r0) * SW));
-  cx.resize(static_cast<size_t>((fe + 1 - r0) * nx));
-  cy.resize(static_cast<size_t>((r1 - r0) * SW));
-  sbx.resize(static_cast<size_t>((r1 - r0) * (nx + 2)));
-  sby.resize(static_cast<size_t>((fe + 1 - r0) * nx));
-  drow.resize(static_cast<size_t>(nx + 1));
-  auto hp = [&](int64_t a) { return &Hp[(a - r0) * W]; };
-  auto sp = [&](int64_t a) { return &Sp[(a - r0) * SW]; };
+  // The thread's scratch, looked up once (a thread_local's every use costs a TLS call in a
+  // shared library); raw pointers from here on.
+  FaceScratch<T>& scratch = face_scratch<T>();
+  T* Hp = grow(scratch.Hp, (fe + 3 - r0) * W);
+  T* Sp = grow(scratch.Sp, (r1 + 2 - r0) * SW);
+  T* cx = grow(scratch.cx, (fe + 1 - r0) * nx);
+  T* cy = grow(scratch.cy, (r1 - r0) * SW);
+  T* sbx = grow(scratch.sbx, (r1 - r0) * (nx + 2));
+  T* sby = grow(scratch.sby, (fe + 1 - r0) * nx);
+  T* d = grow(scratch.d, nx + 1);
+  auto hp = [=](int64_t a) { return Hp + (a - r0) * W; };
+  auto sp = [=](int64_t a) { return Sp + (a - r0) * SW; };
   for (int64_t a = r0; a < fe + 3; ++a) {
     T* row = hp(a);
     int64_t i = wrap_or_out(a - 2, ny, py);
@@ -147,19 +177,19 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
   // along x of the padded cells 1 .. nx + 2 of cell row i; sby, along y of padded row k + 1.
   for (int64_t a = r0; a < fe + 1; ++a) {
     const T* __restrict s = sp(a);
-    T* __restrict c = &cx[(a - r0) * nx];
+    T* __restrict c = cx + (a - r0) * nx;
     for (int64_t j = 0; j < nx; ++j) c[j] = mc_slope(s[j + 2] - s[j + 1], s[j + 1] - s[j]) * inv_dx;
   }
   for (int64_t i = r0; i < r1; ++i) {
     const T* __restrict up = sp(i + 2);
     const T* __restrict mid = sp(i + 1);
     const T* __restrict lo = sp(i);
-    T* __restrict c = &cy[(i - r0) * SW];
+    T* __restrict c = cy + (i - r0) * SW;
     for (int64_t b = 0; b < SW; ++b) c[b] = mc_slope(up[b] - mid[b], mid[b] - lo[b]) * inv_dx;
   }
   for (int64_t i = r0; i < r1; ++i) {
     const T* __restrict h = hp(i + 2);
-    T* __restrict c = &sbx[(i - r0) * (nx + 2)];
+    T* __restrict c = sbx + (i - r0) * (nx + 2);
     for (int64_t k = 0; k < nx + 2; ++k)  // padded cell k + 1
       c[k] = T(0.5) * superbee_slope(h[k + 1] - h[k], h[k + 2] - h[k + 1]);
   }
@@ -167,24 +197,23 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
     const T* __restrict h0 = hp(k) + 2;
     const T* __restrict h1 = hp(k + 1) + 2;
     const T* __restrict h2 = hp(k + 2) + 2;
-    T* __restrict c = &sby[(k - r0) * nx];
+    T* __restrict c = sby + (k - r0) * nx;
     for (int64_t j = 0; j < nx; ++j) c[j] = T(0.5) * superbee_slope(h1[j] - h0[j], h2[j] - h1[j]);
   }
-  T* d = drow.data();
   // x-faces: face f of row i lies between cells f - 1 and f (padded f + 1 and f + 2).
   for (int64_t i = r0; i < r1; ++i) {
     const T* h = hp(i + 2);
     const T* s = sp(i + 1);
-    const T* c = &cy[(i - r0) * SW];
-    const T* sb = &sbx[(i - r0) * (nx + 2)];
+    const T* c = cy + (i - r0) * SW;
+    const T* sb = sbx + (i - r0) * (nx + 2);
     face_row<T>(nx + 1, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide, inv_dx,
                 qx + i * (nx + 1), d);
     lane_max(d, nx + 1, m8, nan8);
   }
   // y-faces: face f of column j lies between cells f - 1 and f (padded rows f + 1, f + 2).
   for (int64_t f = r0; f < fe; ++f) {
-    face_row<T>(nx, sp(f) + 1, sp(f + 1) + 1, &cx[(f - r0) * nx], &cx[(f + 1 - r0) * nx],
-                hp(f + 1) + 2, hp(f + 2) + 2, &sby[(f - r0) * nx], &sby[(f + 1 - r0) * nx],
+    face_row<T>(nx, sp(f) + 1, sp(f + 1) + 1, cx + (f - r0) * nx, cx + (f + 1 - r0) * nx,
+                hp(f + 1) + 2, hp(f + 2) + 2, sby + (f - r0) * nx, sby + (f + 1 - r0) * nx,
                 gamma, slide, inv_dx, qy + f * nx, d);
     lane_max(d, nx, m8, nan8);
   }
@@ -294,6 +323,22 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaFacesF32, faces_impl<ffi::F32>, GLACIER_
 // nx), dt (...); attributes dx, periodic_y, periodic_x. Outputs: div (..., ny, nx), edge (...).
 namespace {
 
+// Fluxes q scaled by their donor's factor: s_lo's where q flows towards + (out of the low
+// cell), s_hi's otherwise.
+template <typename T>
+__attribute__((noinline)) void donor_row(int64_t n, const T* __restrict q,
+                                         const T* __restrict s_lo, const T* __restrict s_hi,
+                                         T* __restrict out) {
+  for (int64_t f = 0; f < n; ++f) out[f] = q[f] * ((q[f] > T(0)) ? s_lo[f] : s_hi[f]);
+}
+
+template <typename T>
+__attribute__((noinline)) void divergence_row(int64_t n, const T* __restrict l,
+                                              const T* __restrict lo, const T* __restrict hi,
+                                              T inv_dx, T* __restrict d) {
+  for (int64_t j = 0; j < n; ++j) d[j] = (((l[j + 1] - l[j]) + hi[j]) - lo[j]) * inv_dx;
+}
+
 template <typename T>
 void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int64_t nx,
                bool py, bool px, T* div, T* edge) {
@@ -301,13 +346,13 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
   const T rate = dt / dx;
   const int64_t W = nx + 2;
   const T inv_dx = T(1) / dx;
-  thread_local std::vector<T> sc, lx, ly;
-  sc.resize(static_cast<size_t>((ny + 2) * W));  // donor factors with a ghost ring (0: no ice)
-  std::fill(sc.begin(), sc.begin() + W, T(0));
-  std::fill(sc.end() - W, sc.end(), T(0));
+  LimitScratch<T>& scratch = limit_scratch<T>();
+  T* sc = grow(scratch.sc, (ny + 2) * W);  // donor factors with a ghost ring (0: no ice)
+  T* lx = grow(scratch.lx, nx + 1);  // one row of limited x-fluxes
+  T* ly = grow(scratch.ly, 2 * nx);  // its two rows of limited y-fluxes
+  std::fill(sc, sc + W, T(0));
+  std::fill(sc + (ny + 1) * W, sc + (ny + 2) * W, T(0));
   for (int64_t i = 1; i <= ny; ++i) sc[i * W] = sc[i * W + nx + 1] = T(0);
-  lx.resize(static_cast<size_t>(ny * (nx + 1)));
-  ly.resize(static_cast<size_t>((ny + 1) * nx));
   for (int64_t i = 0; i < ny; ++i) {
     const T* __restrict q = qx + i * (nx + 1);
     const T* __restrict qlo = qy + i * nx;
@@ -331,32 +376,26 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
     std::copy(&sc[ny * W + 1], &sc[ny * W + 1] + nx, &sc[1]);
     std::copy(&sc[1 * W + 1], &sc[1 * W + 1] + nx, &sc[(ny + 1) * W + 1]);
   }
-  // Limited fluxes: a face takes the factor of the cell its flux leaves.
-  for (int64_t i = 0; i < ny; ++i) {
-    const T* __restrict q = qx + i * (nx + 1);
-    const T* __restrict s = &sc[(i + 1) * W];  // s[f]: the cell left of face f (ghost at 0)
-    T* __restrict l = &lx[i * (nx + 1)];
-    for (int64_t f = 0; f <= nx; ++f) l[f] = q[f] * ((q[f] > T(0)) ? s[f] : s[f + 1]);
-  }
-  for (int64_t f = 0; f <= ny; ++f) {
-    const T* __restrict q = qy + f * nx;
-    const T* __restrict slo = &sc[f * W + 1];
-    const T* __restrict shi = &sc[(f + 1) * W + 1];
-    T* __restrict l = &ly[f * nx];
-    for (int64_t j = 0; j < nx; ++j) l[j] = q[j] * ((q[j] > T(0)) ? slo[j] : shi[j]);
-  }
-  for (int64_t i = 0; i < ny; ++i) {
-    const T* __restrict l = &lx[i * (nx + 1)];
-    const T* __restrict lo = &ly[i * nx];
-    const T* __restrict hi = &ly[(i + 1) * nx];
-    T* __restrict d = div + i * nx;
-    for (int64_t j = 0; j < nx; ++j) d[j] = (((l[j + 1] - l[j]) + hi[j]) - lo[j]) * inv_dx;
-  }
+  // Limited fluxes (a face takes the factor of the cell its flux leaves) and their divergence,
+  // row by row: the row's x-faces once, its two rows of y-faces (each y-face is computed by
+  // the two rows it separates, the same product both times).
   T e = T(0);
-  for (int64_t i = 0; i < ny; ++i) e += lx[i * (nx + 1) + nx];
-  for (int64_t i = 0; i < ny; ++i) e -= lx[i * (nx + 1)];
-  for (int64_t j = 0; j < nx; ++j) e += ly[ny * nx + j];
-  for (int64_t j = 0; j < nx; ++j) e -= ly[j];
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* q = qx + i * (nx + 1);
+    const T* s = sc + (i + 1) * W;  // s[f]: the cell left of face f (ghost at 0)
+    T* l = lx;
+    T* lo = ly;
+    T* hi = ly + nx;
+    donor_row<T>(nx + 1, q, s, s + 1, l);
+    donor_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1, lo);
+    donor_row<T>(nx, qy + (i + 1) * nx, sc + (i + 1) * W + 1, sc + (i + 2) * W + 1, hi);
+    divergence_row<T>(nx, l, lo, hi, inv_dx, div + i * nx);
+    e += l[nx] - l[0];
+    if (i == 0)
+      for (int64_t j = 0; j < nx; ++j) e -= lo[j];
+    if (i == ny - 1)
+      for (int64_t j = 0; j < nx; ++j) e += hi[j];
+  }
   *edge = e;
 }
 
