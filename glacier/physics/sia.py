@@ -130,6 +130,10 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
     explicit step is sized from: the largest D, or, for a rheology with a ``stiffness(H,
     slope2, axis)`` (a learned law, whose D may grow faster with slope or thickness than
     Glen's n = 3, for which the step limits were set), the largest D times that factor.
+
+    A law with ``native_coefficients`` (Glen's, n = 3, scalar A and sliding) runs on the CPU
+    as one native kernel (``physics.native``): the same values to round-off, and reverse mode
+    through the expressions below.
     """
     # Looked up on the class: a wrapper that forwards attributes (laws.ClosedOutline) changes
     # the diffusivity, so it must not hand over its wrapped law's coefficients.
