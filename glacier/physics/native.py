@@ -1,27 +1,34 @@
-"""A native CPU kernel for the SIA face fluxes of Glen's law (an XLA FFI custom call).
+"""Native CPU kernels of the explicit SIA step (XLA FFI custom calls), built on first use.
 
 ``sia.fluxes`` spends most of an explicit step in two XLA fusions that build the MUSCL face
 states, the cross slopes, the diffusivity and the flux of one direction each
-(``scripts/profile_step.py``). For Glen's law with n = 3 and a scalar A and sliding (forward
-simulations, the benchmarks, the relaxation runs of a scalar-A inversion), ``sia_faces.cc``
-computes the same in one pass. It is
+(``scripts/profile_step.py``). ``sia_faces.cc`` holds
+
+- the **face kernel**: for Glen's law with n = 3 and a scalar A and sliding (forward
+  simulations, the benchmarks, the relaxation runs of a scalar-A inversion) the same
+  quantities in one pass, each cell's limiters once, row bands in the first-level cache, XLA's
+  intra-op threads from 32 768 cells;
+- the **limiter kernel** (``sia.limited_divergence``, any law's fluxes): the outflow limiter,
+  the flux divergence and the edge outflow. On one core it is no faster than XLA's fusion of
+  them, but it keeps the step on one core where XLA would split its small fusions over two and
+  move the step's arrays between their caches every step (README, "The native kernels").
+
+They are
 
 - **built on first use** with the C++ compiler (``$CXX``, else ``g++``, ``c++``) against the
   FFI headers that jaxlib ships, into ``$GLACIER_CACHE_DIR/native`` (default
   ``~/.cache/glacier/native``; ``GLACIER_CACHE_DIR=off``: a temporary folder), one library
-  per source, compiler flags (``-march=native``; ``$GLACIER_NATIVE_MARCH`` to choose) and
-  jaxlib version, written atomically so that processes started
-  together (test workers, sweep jobs) share it;
-- **used only where it changes nothing but the speed:** on the CPU backend with one device
-  (sharded batches keep XLA's expressions, which the SPMD partitioner splits), outside
-  differentiation: ``fluxes_native`` is a ``jax.custom_vjp`` whose forward and reverse rules
-  are those of the XLA expressions, so gradients, their values and their hand-derived
-  adjoint are exactly as without it. The same holds for the second kernel, the outflow
-  limiter and the flux divergence (``sia.limited_divergence``), which takes any law's
-  fluxes. The kernels agree with the XLA expressions to round-off
-  (``tests/numerics/test_native.py``: 1e-13 relative, faces, slopes and D_max, in float64
-  and float32, periodic or not, batched);
-- **optional:** ``GLACIER_NATIVE=0`` turns it off, and without a compiler (or when the
+  per source, compiler flags (``-march=native``; ``$GLACIER_NATIVE_MARCH`` to choose),
+  jaxlib version and CPU, written atomically so that processes started together (test
+  workers, sweep jobs) share it;
+- **used only where they change nothing but the speed:** on the CPU backend with one device
+  (sharded batches keep XLA's expressions, which the SPMD partitioner splits). Each call is a
+  ``jax.custom_vjp`` (``with_reference_vjp``) whose cotangent rule is the VJP of the XLA
+  expressions of the same quantities, so gradients and their hand-derived adjoints are as
+  without the kernels; the kernels agree with those expressions to round-off
+  (``tests/numerics/test_native.py``: 1e-13 relative in float64, 1e-5 in float32, periodic
+  or not, batched);
+- **optional:** ``GLACIER_NATIVE=0`` turns them off, and without a compiler (or when the
   build fails, said once in a warning) the XLA expressions run instead.
 """
 
@@ -49,6 +56,8 @@ def march() -> str:
     """The target of ``-march``: ``$GLACIER_NATIVE_MARCH`` (e.g. ``haswell`` to measure what an
     AVX2 machine gets), else ``native``."""
     return os.environ.get("GLACIER_NATIVE_MARCH", "").strip() or "native"
+
+
 TARGETS = {np.dtype("float64"): "glacier_sia_faces_f64",
            np.dtype("float32"): "glacier_sia_faces_f32"}
 LIMIT_TARGETS = {np.dtype("float64"): "glacier_sia_limit_f64",
