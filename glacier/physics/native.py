@@ -166,29 +166,30 @@ def usable(H) -> bool:
     return _load_once()
 
 
+def _ffi(target: str, out, *args, dx: float, periodic: tuple[bool, bool]):
+    """One of the kernels on ``args``, with the grid's spacing and periodicity as attributes."""
+    call = jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")
+    return call(*args, dx=np.float64(dx), periodic_y=np.int64(bool(periodic[0])),
+                periodic_x=np.int64(bool(periodic[1])))
+
+
 def faces_call(H, bed, coef, *, dx: float, periodic: tuple[bool, bool]):
     """The FFI call: (qx, qy, D_max) for H, bed (..., ny, nx) and coef (..., 2) = (Gamma,
     fs (rho g)^n)."""
     *lead, ny, nx = H.shape
-    dtype = H.dtype
-    out = (jax.ShapeDtypeStruct((*lead, ny, nx + 1), dtype),
-           jax.ShapeDtypeStruct((*lead, ny + 1, nx), dtype),
-           jax.ShapeDtypeStruct(tuple(lead), dtype))
-    call = jax.ffi.ffi_call(TARGETS[np.dtype(dtype)], out, vmap_method="broadcast_all")
-    return call(H, bed, coef, dx=np.float64(dx), periodic_y=np.int64(bool(periodic[0])),
-                periodic_x=np.int64(bool(periodic[1])))
+    out = (jax.ShapeDtypeStruct((*lead, ny, nx + 1), H.dtype),
+           jax.ShapeDtypeStruct((*lead, ny + 1, nx), H.dtype),
+           jax.ShapeDtypeStruct(tuple(lead), H.dtype))
+    return _ffi(TARGETS[np.dtype(H.dtype)], out, H, bed, coef, dx=dx, periodic=periodic)
 
 
 def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
     """The FFI call: (div q, edge outflow) of the outflow-limited fluxes (``sia.limit_outflow``,
     ``sia.flux_divergence``, ``sia.edge_outflow``) for H (..., ny, nx) and a step dt (...)."""
     *lead, ny, nx = H.shape
-    dtype = H.dtype
-    out = (jax.ShapeDtypeStruct((*lead, ny, nx), dtype),
-           jax.ShapeDtypeStruct(tuple(lead), dtype))
-    call = jax.ffi.ffi_call(LIMIT_TARGETS[np.dtype(dtype)], out, vmap_method="broadcast_all")
-    return call(H, qx, qy, dt, dx=np.float64(dx), periodic_y=np.int64(bool(periodic[0])),
-                periodic_x=np.int64(bool(periodic[1])))
+    out = (jax.ShapeDtypeStruct((*lead, ny, nx), H.dtype),
+           jax.ShapeDtypeStruct(tuple(lead), H.dtype))
+    return _ffi(LIMIT_TARGETS[np.dtype(H.dtype)], out, H, qx, qy, dt, dx=dx, periodic=periodic)
 
 
 def with_reference_vjp(kernel, reference, *args):
