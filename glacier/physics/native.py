@@ -22,12 +22,16 @@ They are
   jaxlib version and CPU, written atomically so that processes started together (test
   workers, sweep jobs) share it;
 - **used only where they change nothing but the speed:** on the CPU backend with one device
-  (sharded batches keep XLA's expressions, which the SPMD partitioner splits). Each call is a
-  ``jax.custom_vjp`` (``with_reference_vjp``) whose cotangent rule is the VJP of the XLA
-  expressions of the same quantities, so gradients and their hand-derived adjoints are as
-  without the kernels; the kernels agree with those expressions to round-off
-  (``tests/numerics/test_native.py``: 1e-13 relative in float64, 1e-5 in float32, periodic
-  or not, batched);
+  (sharded batches keep XLA's expressions, which the SPMD partitioner splits). The kernels
+  agree with those expressions to round-off (``tests/numerics/test_native.py``: 1e-13
+  relative in float64, 1e-5 in float32, periodic or not, batched);
+- **differentiated by their adjoint kernels** (``sia_faces_adjoint.cc``,
+  ``sia_limit_adjoint.cc``; ``with_native_vjp``): each call is a ``jax.custom_vjp`` whose
+  residuals are its inputs and outputs and whose cotangent rule is a second custom call, the
+  hand-derived VJP with JAX's one-sided derivatives at every kink, so gradients equal those of
+  the XLA expressions to round-off (``tests/numerics/test_native_adjoint.py``,
+  ``test_native_limit_vjp.py``). ``GLACIER_NATIVE_VJP=0`` differentiates through the XLA
+  expressions instead (``with_reference_vjp``: the kernels still give the values);
 - **optional:** ``GLACIER_NATIVE=0`` turns them off, and without a compiler (or when the
   build fails, said once in a warning) the XLA expressions run instead.
 """
@@ -48,7 +52,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = Path(__file__).with_name("sia_faces.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in
+                ("sia_faces.cc", "sia_faces_adjoint.cc", "sia_limit_adjoint.cc"))
+"""The kernels' sources, compiled together into one library."""
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math")
 
 
@@ -62,10 +68,18 @@ TARGETS = {np.dtype("float64"): "glacier_sia_faces_f64",
            np.dtype("float32"): "glacier_sia_faces_f32"}
 LIMIT_TARGETS = {np.dtype("float64"): "glacier_sia_limit_f64",
                  np.dtype("float32"): "glacier_sia_limit_f32"}
+FACES_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_faces_vjp_f64",
+                     np.dtype("float32"): "glacier_sia_faces_vjp_f32"}
+LIMIT_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_limit_vjp_f64",
+                     np.dtype("float32"): "glacier_sia_limit_vjp_f32"}
 _SYMBOLS = {"glacier_sia_faces_f64": "GlacierSiaFacesF64",
             "glacier_sia_faces_f32": "GlacierSiaFacesF32",
             "glacier_sia_limit_f64": "GlacierSiaLimitF64",
-            "glacier_sia_limit_f32": "GlacierSiaLimitF32"}
+            "glacier_sia_limit_f32": "GlacierSiaLimitF32",
+            "glacier_sia_faces_vjp_f64": "GlacierSiaFacesVjpF64",
+            "glacier_sia_faces_vjp_f32": "GlacierSiaFacesVjpF32",
+            "glacier_sia_limit_vjp_f64": "GlacierSiaLimitVjpF64",
+            "glacier_sia_limit_vjp_f32": "GlacierSiaLimitVjpF32"}
 
 
 def enabled_by_environment() -> bool:
@@ -103,14 +117,14 @@ def compiler() -> str | None:
 
 
 def build(directory: Path | None = None) -> Path:
-    """Compile ``sia_faces.cc`` (once per source, flags and jaxlib) and return the library.
+    """Compile ``SOURCES`` into one library (once per sources, flags and jaxlib) and return it.
 
     Raises ``RuntimeError`` with the compiler's message when there is no compiler or it fails.
     """
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
-    source = SOURCE.read_bytes()
+    source = b"".join(path.read_bytes() for path in SOURCES)
     flags = (*FLAGS, f"-march={march()}")
     key = hashlib.sha256(source + " ".join(flags).encode() + cxx.encode()
                          + jax.__version__.encode() + _cpu_signature()).hexdigest()[:16]
@@ -121,7 +135,7 @@ def build(directory: Path | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(suffix=".so", dir=directory)
     os.close(fd)
-    command = [cxx, *flags, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", partial]
+    command = [cxx, *flags, f"-I{jax.ffi.include_dir()}", *map(str, SOURCES), "-o", partial]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
@@ -192,6 +206,55 @@ def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
     return _ffi(LIMIT_TARGETS[np.dtype(H.dtype)], out, H, qx, qy, dt, dx=dx, periodic=periodic)
 
 
+def faces_vjp_call(H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax, *, dx: float,
+                   periodic: tuple[bool, bool]):
+    """The FFI call of the face kernel's adjoint: (ct_H, ct_bed, ct_coef) of ``faces_call``'s
+    outputs (qx, qy, D_max) for their cotangents, with D_max (the forward's) for the ties of
+    the maximum."""
+    out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(H.shape, H.dtype),
+           jax.ShapeDtypeStruct(coef.shape, H.dtype))
+    return _ffi(FACES_VJP_TARGETS[np.dtype(H.dtype)], out, H, bed, coef, dmax, ct_qx, ct_qy,
+                ct_dmax, dx=dx, periodic=periodic)
+
+
+def limit_vjp_call(H, qx, qy, dt, ct_div, ct_edge, *, dx: float,
+                   periodic: tuple[bool, bool]):
+    """The FFI call of the limiter kernel's adjoint: (ct_H, ct_qx, ct_qy, ct_dt) of
+    ``limit_call``'s outputs (div q, edge outflow) for their cotangents."""
+    out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(qx.shape, H.dtype),
+           jax.ShapeDtypeStruct(qy.shape, H.dtype), jax.ShapeDtypeStruct(dt.shape, H.dtype))
+    return _ffi(LIMIT_VJP_TARGETS[np.dtype(H.dtype)], out, H, qx, qy, dt, ct_div, ct_edge,
+                dx=dx, periodic=periodic)
+
+
+def native_vjp_enabled() -> bool:
+    """False when ``GLACIER_NATIVE_VJP`` is 0, off, false or no: the kernels' reverse mode
+    then goes through the XLA expressions (``with_reference_vjp``)."""
+    value = os.environ.get("GLACIER_NATIVE_VJP", "1").strip().lower()
+    return value not in ("0", "off", "false", "no")
+
+
+def with_native_vjp(kernel, adjoint, *args):
+    """``kernel(*args)``, differentiated in reverse mode by the adjoint kernel:
+    ``adjoint(args, outputs, cotangents)`` returns the cotangents of ``args``. The residuals
+    are the inputs and the outputs; the adjoint recomputes what else it needs."""
+
+    @jax.custom_vjp
+    def f(*args):
+        return kernel(*args)
+
+    def fwd(*args):
+        out = kernel(*args)
+        return out, (args, out)
+
+    def bwd(res, ct):
+        args, out = res
+        return tuple(adjoint(args, out, ct))
+
+    f.defvjp(fwd, bwd)
+    return f(*args)
+
+
 def with_reference_vjp(kernel, reference, *args):
     """``kernel(*args)``, differentiated in reverse mode as ``reference(*args)`` (the XLA
     expressions of the same quantities, equal to the kernel's values to round-off): its VJP
@@ -215,13 +278,32 @@ def with_reference_vjp(kernel, reference, *args):
 
 
 def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, bool]):
-    """(qx, qy, D_max) by the kernel, differentiated as ``reference(H, bed, coef)``."""
-    return with_reference_vjp(functools.partial(faces_call, dx=dx, periodic=periodic),
-                              reference, H, bed, jnp.asarray(coef, H.dtype))
+    """(qx, qy, D_max) by the kernel, differentiated by the adjoint kernel (or, with
+    ``GLACIER_NATIVE_VJP=0``, as ``reference(H, bed, coef)``)."""
+    kernel = functools.partial(faces_call, dx=dx, periodic=periodic)
+    coef = jnp.asarray(coef, H.dtype)
+    if not native_vjp_enabled():
+        return with_reference_vjp(kernel, reference, H, bed, coef)
+
+    def adjoint(args, out, ct):
+        H, bed, coef = args
+        ct_qx, ct_qy, ct_dmax = ct
+        return faces_vjp_call(H, bed, coef, out[2], ct_qx, ct_qy, ct_dmax, dx=dx,
+                              periodic=periodic)
+
+    return with_native_vjp(kernel, adjoint, H, bed, coef)
 
 
 def limited_divergence_native(H, qx, qy, dt, reference, *, dx: float,
                               periodic: tuple[bool, bool]):
-    """(div q, edge outflow) by the kernel, differentiated as ``reference(H, qx, qy, dt)``."""
-    return with_reference_vjp(functools.partial(limit_call, dx=dx, periodic=periodic),
-                              reference, H, qx, qy, jnp.asarray(dt, H.dtype))
+    """(div q, edge outflow) by the kernel, differentiated by the adjoint kernel (or, with
+    ``GLACIER_NATIVE_VJP=0``, as ``reference(H, qx, qy, dt)``)."""
+    kernel = functools.partial(limit_call, dx=dx, periodic=periodic)
+    dt = jnp.asarray(dt, H.dtype)
+    if not native_vjp_enabled():
+        return with_reference_vjp(kernel, reference, H, qx, qy, dt)
+
+    def adjoint(args, out, ct):
+        return limit_vjp_call(*args, *ct, dx=dx, periodic=periodic)
+
+    return with_native_vjp(kernel, adjoint, H, qx, qy, dt)

@@ -132,8 +132,9 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
     Glen's n = 3, for which the step limits were set), the largest D times that factor.
 
     A law with ``native_coefficients`` (Glen's, n = 3, scalar A and sliding) runs on the CPU
-    as one native kernel (``physics.native``): the same values to round-off, and reverse mode
-    through the expressions below.
+    as one native kernel (``physics.native``), differentiated by its adjoint kernel: the same
+    values and gradients to round-off (``GLACIER_NATIVE_VJP=0``: reverse mode through the
+    expressions below).
     """
     # Looked up on the class: a wrapper that forwards attributes (laws.ClosedOutline) changes
     # the diffusivity, so it must not hand over its wrapped law's coefficients.
@@ -187,7 +188,7 @@ def limit_outflow(H, qx, qy, dt, grid: Grid):
 def limited_divergence(H, qx, qy, dt, grid: Grid, *, custom_vjp: bool = True):
     """div q [m a-1] of the fluxes limited by ``limit_outflow`` and their net outflow through
     the domain edges per unit face length [m^2 a^-1]: one native kernel on the CPU
-    (``physics.native``), else the XLA expressions (which reverse mode always goes through).
+    (``physics.native``, differentiated by its adjoint kernel), else the XLA expressions.
     ``custom_vjp=False``: the XLA expressions only (forward mode, as in ``fluxes``)."""
     def reference(H, qx, qy, dt):
         lx, ly = limit_outflow(H, qx, qy, dt, grid)

@@ -101,8 +101,8 @@ def test_other_laws_and_fields_keep_the_xla_expressions():
 
 @needs_kernel
 def test_gradients_are_those_of_the_xla_expressions():
-    """Reverse mode goes through the XLA expressions' VJP: the same gradient to round-off,
-    with respect to the thickness and to A."""
+    """Reverse mode through the adjoint kernel gives the XLA expressions' gradient to
+    round-off, with respect to the thickness and to A."""
     grid = Grid(ny=10, nx=11, dx=100.0)
     H, bed = _case(np.random.default_rng(4), 10, 11, jnp.float64)
 

@@ -1,0 +1,537 @@
+// The reverse-mode adjoint (vector-Jacobian product) of the face kernel of ``sia_faces.cc``:
+// the cotangents of H, bed and the law's coefficients (gamma, slide) from those of the face
+// fluxes qx, qy and of D_max. An XLA FFI custom call, built with the face kernel by
+// ``physics.native``; the rule of ``native.fluxes_native``'s ``jax.custom_vjp``.
+//
+// It is ``physics.faces_adjoint.face_states_adjoint`` followed through the diffusivity
+// (``sia.coef_diffusivity``) and the flux q = -D dS/dn, in C++: the cell limiters and their
+// weights once per cell, then per face the cotangents of the face-normal slope, the cross
+// slope and the upwind MUSCL thickness, then back through the limiters to the padded surface
+// and thickness, and the transposes of the ghost padding. Kinks take the one-sided
+// derivatives that JAX's AD takes of the XLA expressions (``physics.faces_adjoint``'s module
+// docstring): the limiters' weights (``mc_slope_weights``, ``superbee_slope_weights``), the
+// upwind switch (no cotangent to the predicate), and for D_max = max(max Dx, max Dy) the
+// cotangent shared equally by every face equal to the maximum, halved between the two
+// directions at a tie (``lax.max``'s balanced rule). So the gradients equal those of the XLA
+// expressions to round-off (``tests/numerics/test_native_adjoint.py``).
+//
+// Inputs: H, bed (..., ny, nx), coef (..., 2), dmax (...) (the forward's D_max, unused: the
+// maxima of the two directions are recomputed), ct_qx (..., ny, nx + 1), ct_qy (..., ny + 1,
+// nx), ct_dmax (...); attributes dx, periodic_y, periodic_x. Outputs: ct_H, ct_bed (..., ny,
+// nx), ct_coef (..., 2).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// The value of ``stencils.mc_slope(a, b)`` (as in sia_faces.cc, bit for bit) and its weights
+// (d/da, d/db) as ``faces_adjoint.mc_slope_weights``: (1/2, 1/2) where the centred difference
+// is taken, 2 on the smaller one-sided difference where it is (b at |a| = |b|), else 0.
+template <typename T>
+inline T mc_weights(T a, T b, T& wa, T& wb) {
+  T aa = std::fabs(a), ab = std::fabs(b);
+  T half = T(0.5) * std::fabs(a + b), two_min = T(2) * std::min(aa, ab);
+  T same = T(a * b > T(0)), centred = T(half < two_min), pick_a = T(aa < ab);
+  // Branch-free (so that the loops over cells vectorise): 0/1 flags times the weights.
+  T side = same * (T(1) - centred) * T(2);
+  wa = same * centred * T(0.5) + side * pick_a;
+  wb = same * centred * T(0.5) + side * (T(1) - pick_a);
+  return (a * b > T(0)) ? std::copysign(std::min(half, two_min), a) : T(0);
+}
+
+// ``stencils.superbee_slope(a, b)`` and its weights as ``faces_adjoint.superbee_slope_weights``
+// (JAX's balanced min/max: 1/2 to each argument at a tie), by r = |a| / |b|:
+//   r < 1/2: (2, 0)   r = 1/2: (1, 1/2)   1/2 < r < 1: (0, 1)   r = 1: (1/2, 1/2)
+//   1 < r < 2: (1, 0)   r = 2: (1/2, 1)   r > 2: (0, 2).
+template <typename T>
+inline T superbee_weights(T a, T b, T& wa, T& wb) {
+  T aa = std::fabs(a), ab = std::fabs(b);
+  T two_a = T(2) * aa, two_b = T(2) * ab;
+  // Branch-free: with the (nested) flags r < 1/2, r <= 1/2, r < 1, r <= 1, r < 2, r <= 2
+  // (each implies the next where a b > 0), the table above is a sum of flags.
+  T f1 = T(two_a < ab), f2 = T(two_a <= ab), f3 = T(aa < ab), f4 = T(aa <= ab);
+  T f5 = T(aa < two_b), f6 = T(aa <= two_b);
+  T same = T(a * b > T(0));
+  wa = same * (f1 + f2 + T(0.5) * (f5 + f6 - f3 - f4));
+  wb = same * (T(2) + T(0.5) * (f3 + f4 - f1 - f2) - f5 - f6);
+  T mag = std::max(std::min(two_a, ab), std::min(aa, two_b));
+  return (a * b > T(0)) ? std::copysign(mag, b) : T(0);
+}
+
+// A row of limited slopes mc_slope(a1 - a0, b1 - b0) / dx and their weights.
+template <typename T>
+__attribute__((noinline)) void mc_row(int64_t n, const T* __restrict a1, const T* __restrict a0,
+                                      const T* __restrict b1, const T* __restrict b0, T inv_dx,
+                                      T* __restrict c, T* __restrict wa, T* __restrict wb) {
+  for (int64_t j = 0; j < n; ++j) {
+    T x, y;
+    c[j] = mc_weights(a1[j] - a0[j], b1[j] - b0[j], x, y) * inv_dx;
+    wa[j] = x;
+    wb[j] = y;
+  }
+}
+
+// A row of MUSCL corrections superbee_slope(a1 - a0, b1 - b0) / 2 and their weights.
+template <typename T>
+__attribute__((noinline)) void superbee_row(int64_t n, const T* __restrict a0,
+                                            const T* __restrict a1, const T* __restrict b0,
+                                            const T* __restrict b1, T* __restrict c,
+                                            T* __restrict wa, T* __restrict wb) {
+  for (int64_t j = 0; j < n; ++j) {
+    T x, y;
+    c[j] = T(0.5) * superbee_weights(a1[j] - a0[j], b1[j] - b0[j], x, y);
+    wa[j] = x;
+    wb[j] = y;
+  }
+}
+
+// The adjoint of a three-point stencil along a row, g[k] -= ca[k], g[k + 1] += ca[k] - cb[k],
+// g[k + 2] += cb[k] (k < n), written as a gather so that it vectorises; ca and cb hold two
+// zeros before and after their n values.
+template <typename T>
+__attribute__((noinline)) void three_point_adjoint(int64_t n, const T* __restrict ca,
+                                                   const T* __restrict cb, T* __restrict g) {
+  for (int64_t b = 0; b < n + 2; ++b) g[b] += (cb[b] - ca[b + 2]) + (ca[b + 1] - cb[b + 1]);
+}
+
+// The same stencil's adjoint across three rows (no dependence between columns).
+template <typename T>
+__attribute__((noinline)) void three_row_adjoint(int64_t n, const T* __restrict g,
+                                                 const T* __restrict wa, const T* __restrict wb,
+                                                 T scale, T* __restrict g0, T* __restrict g1,
+                                                 T* __restrict g2) {
+  for (int64_t j = 0; j < n; ++j) {
+    T ca = wa[j] * (g[j] * scale), cb = wb[j] * (g[j] * scale);
+    g0[j] -= ca;
+    g1[j] += ca - cb;
+    g2[j] += cb;
+  }
+}
+
+// A row of y-faces' terms into the rows of cotangents on their two sides.
+template <typename T>
+__attribute__((noinline)) void y_face_scatter(
+    int64_t n, const T* __restrict G, const T* __restrict K, const T* __restrict L,
+    const T* __restrict R, T* __restrict gs0, T* __restrict gs1, T* __restrict gc0,
+    T* __restrict gc1, T* __restrict gb0, T* __restrict gb1, T* __restrict gh0,
+    T* __restrict gh1) {
+  for (int64_t j = 0; j < n; ++j) {
+    gs1[j] += G[j];
+    gs0[j] -= G[j];
+    gc0[j] += K[j];
+    gc1[j] += K[j];
+    gb0[j] += L[j];
+    gb1[j] -= R[j];
+    gh0[j] += L[j];
+    gh1[j] += R[j];
+  }
+}
+
+// A row of x-faces' terms (from index 1, zeros at 0 and n + 1) into the row of cotangents.
+template <typename T>
+__attribute__((noinline)) void x_face_gather(int64_t n, const T* __restrict G,
+                                             const T* __restrict K, const T* __restrict L,
+                                             const T* __restrict R, T* __restrict gs,
+                                             T* __restrict gc, T* __restrict gb,
+                                             T* __restrict gh) {
+  for (int64_t b = 0; b <= n; ++b) {  // face b - 1 (index b) and face b (index b + 1)
+    gs[b] += G[b] - G[b + 1];
+    gc[b] += K[b] + K[b + 1];
+    gb[b] += L[b + 1] - R[b];
+  }
+  for (int64_t b = 1; b <= n + 1; ++b) gh[b] += L[b] + R[b - 1];
+}
+
+inline int64_t wrap_or_out(int64_t k, int64_t n, bool periodic) {
+  if (k >= 0 && k < n) return k;
+  if (!periodic) return -1;
+  return ((k % n) + n) % n;
+}
+
+template <typename T>
+T* grown(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+template <typename T>
+T* zeroed(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  std::fill(v.begin(), v.begin() + n, T(0));
+  return v.data();
+}
+
+template <typename T>
+struct Scratch {
+  // Forward: padded H and S, cell limiters (values and weights), face diffusivities.
+  std::vector<T> Hp, Sp, cx, cxa, cxb, cy, cya, cyb, sbx, sba_x, sbb_x, sby, sba_y, sbb_y, Dx, Dy;
+  // Adjoint: cotangents of the above, and one row of face terms.
+  std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB;
+};
+
+template <typename T>
+Scratch<T>& scratch() {
+  thread_local Scratch<T> s;
+  return s;
+}
+
+// One face's quantities, shared by the maximum pass and the adjoint pass.
+template <typename T>
+struct Face {
+  T grad, cross, s2, Hu, D;
+  bool low;
+};
+
+template <typename T>
+inline Face<T> face(T s_lo, T s_hi, T c_lo, T c_hi, T h_lo, T h_hi, T sb_lo, T sb_hi, T gamma,
+                    T slide, T inv_dx) {
+  Face<T> F;
+  F.grad = (s_hi - s_lo) * inv_dx;
+  F.cross = T(0.5) * (c_lo + c_hi);
+  F.s2 = F.grad * F.grad + F.cross * F.cross;
+  F.low = F.grad <= T(0);
+  F.Hu = F.low ? h_lo + sb_lo : h_hi - sb_hi;
+  T H2 = F.Hu * F.Hu, H3 = H2 * F.Hu;
+  F.D = gamma * (H3 * H2) * F.s2 + slide * H3 * F.s2;
+  return F;
+}
+
+// The adjoint terms of a row of n faces, into G (d/dS differences: ct_grad / dx), K (half the
+// cross slope's cotangent, to each of the two cells), L and R (the upwind thickness's
+// cotangent, to the low or the high side's MUSCL state), and E5, E3 (each face's part of the
+// coefficients' cotangents, summed by ``lane_sum``: a sum in the loop would not vectorise).
+template <typename T>
+__attribute__((noinline)) void face_row_adjoint(
+    int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
+    const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
+    const T* __restrict sb_lo, const T* __restrict sb_hi, const T* __restrict ct_q,
+    const T* __restrict D, T at_max, T share, T gamma, T slide, T inv_dx, T* __restrict G,
+    T* __restrict K, T* __restrict L, T* __restrict R, T* __restrict E5, T* __restrict E3) {
+  for (int64_t f = 0; f < n; ++f) {
+    Face<T> F = face(s_lo[f], s_hi[f], c_lo[f], c_hi[f], h_lo[f], h_hi[f], sb_lo[f], sb_hi[f],
+                     gamma, slide, inv_dx);
+    T ctD = -(ct_q[f] * F.grad) + ((D[f] == at_max) ? share : T(0));
+    T H2 = F.Hu * F.Hu, H3 = H2 * F.Hu, H5 = H3 * H2;
+    E5[f] = ctD * H5 * F.s2;
+    E3[f] = ctD * H3 * F.s2;
+    T ct_s2 = ctD * (gamma * H5 + slide * H3);
+    T ct_Hu = ctD * F.s2 * (gamma * T(5) * (H2 * H2) + slide * T(3) * H2);
+    T ct_grad = -(ct_q[f] * F.D) + T(2) * F.grad * ct_s2;
+    G[f] = ct_grad * inv_dx;
+    K[f] = F.cross * ct_s2;  // (2 cross ct_s2) / 2 to each cell
+    L[f] = F.low ? ct_Hu : T(0);
+    R[f] = F.low ? T(0) : ct_Hu;
+  }
+}
+
+// Sums of a row in 8 lanes (vectorisable), added to s8.
+template <typename T>
+inline void lane_sum(const T* __restrict d, int64_t n, T* __restrict s8) {
+  int64_t f = 0;
+  for (; f + 8 <= n; f += 8)
+    for (int k = 0; k < 8; ++k) s8[k] += d[f + k];
+  for (; f < n; ++f) s8[0] += d[f];
+}
+
+// The faces' diffusivities of a row (vectorisable), and their maximum in 8 lanes (NaN kept).
+template <typename T>
+__attribute__((noinline)) void face_row_d(
+    int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
+    const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
+    const T* __restrict sb_lo, const T* __restrict sb_hi, T gamma, T slide, T inv_dx,
+    T* __restrict D) {
+  for (int64_t f = 0; f < n; ++f)
+    D[f] = face(s_lo[f], s_hi[f], c_lo[f], c_hi[f], h_lo[f], h_hi[f], sb_lo[f], sb_hi[f], gamma,
+                slide, inv_dx).D;
+}
+
+template <typename T>
+__attribute__((noinline)) T array_max(const T* __restrict d, int64_t n) {
+  T m8[8], nan8[8];
+  for (int k = 0; k < 8; ++k) {
+    m8[k] = -std::numeric_limits<T>::infinity();
+    nan8[k] = T(0);
+  }
+  int64_t f = 0;
+  for (; f + 8 <= n; f += 8)
+    for (int k = 0; k < 8; ++k) {
+      m8[k] = std::max(m8[k], d[f + k]);  // (m < v) ? v : m: one vector max
+      nan8[k] += d[f + k] * T(0);  // NaN (or Inf) makes it NaN
+    }
+  for (; f < n; ++f) {
+    m8[0] = std::max(m8[0], d[f]);
+    nan8[0] += d[f] * T(0);
+  }
+  T m = m8[0], nan = T(0);
+  for (int k = 0; k < 8; ++k) {
+    m = std::max(m, m8[k]);
+    nan += nan8[k];
+  }
+  return (nan == nan) ? m : std::numeric_limits<T>::quiet_NaN();
+}
+
+template <typename T>
+void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int64_t nx,
+                   bool py, bool px, const T* ct_qx, const T* ct_qy, T ct_dmax, T* ct_H,
+                   T* ct_bed, T* ct_coef) {
+  const T inv_dx = T(1) / dx;
+  const int64_t W4 = nx + 4, W2 = nx + 2;
+  Scratch<T>& s = scratch<T>();
+  T* Hp = grown(s.Hp, (ny + 4) * W4);
+  T* Sp = grown(s.Sp, (ny + 2) * W2);
+  // Padded thickness (zero ghosts, or wrapped) and surface (the edge cell's bed, or wrapped).
+  for (int64_t a = 0; a < ny + 4; ++a) {
+    int64_t i = wrap_or_out(a - 2, ny, py);
+    T* row = Hp + a * W4;
+    if (i < 0) {  // zero ghosts
+      std::fill(row, row + W4, T(0));
+      continue;
+    }
+    const T* src = H + i * nx;
+    std::copy(src, src + nx, row + 2);
+    for (int64_t b : {int64_t(0), int64_t(1), nx + 2, nx + 3}) {
+      int64_t j = wrap_or_out(b - 2, nx, px);
+      row[b] = (j < 0) ? T(0) : src[j];
+    }
+  }
+  for (int64_t a = 0; a < ny + 2; ++a) {
+    int64_t i = wrap_or_out(a - 1, ny, py);
+    if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
+    const T* __restrict b = bed + i * nx;
+    const T* __restrict h = Hp + (a + 1) * W4 + 1;
+    T* __restrict row = Sp + a * W2;
+    for (int64_t j = 0; j < nx; ++j) row[j + 1] = b[j] + h[j + 1];
+    row[0] = (px ? b[nx - 1] : b[0]) + h[0];
+    row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
+  }
+  // Cell limiters and their weights. cx: x-slopes of surface rows a (nx each, padded columns
+  // 1..nx); cy: y-slopes of cell rows i on all nx + 2 surface columns; sbx: MUSCL corrections
+  // along x of padded cells 1..nx+2 of Hp row i + 2; sby: along y of padded rows 1..ny+2.
+  T* cx = grown(s.cx, (ny + 2) * nx);
+  T* cxa = grown(s.cxa, (ny + 2) * nx);
+  T* cxb = grown(s.cxb, (ny + 2) * nx);
+  T* cy = grown(s.cy, ny * W2);
+  T* cya = grown(s.cya, ny * W2);
+  T* cyb = grown(s.cyb, ny * W2);
+  T* sbx = grown(s.sbx, ny * W2);
+  T* sxa = grown(s.sba_x, ny * W2);
+  T* sxb = grown(s.sbb_x, ny * W2);
+  T* sby = grown(s.sby, (ny + 2) * nx);
+  T* sya = grown(s.sba_y, (ny + 2) * nx);
+  T* syb = grown(s.sbb_y, (ny + 2) * nx);
+  for (int64_t a = 0; a < ny + 2; ++a) {
+    const T* r = Sp + a * W2;
+    mc_row<T>(nx, r + 2, r + 1, r + 1, r, inv_dx, cx + a * nx, cxa + a * nx, cxb + a * nx);
+  }
+  for (int64_t i = 0; i < ny; ++i)
+    mc_row<T>(W2, Sp + (i + 2) * W2, Sp + (i + 1) * W2, Sp + (i + 1) * W2, Sp + i * W2, inv_dx,
+              cy + i * W2, cya + i * W2, cyb + i * W2);
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* h = Hp + (i + 2) * W4;
+    superbee_row<T>(W2, h, h + 1, h + 1, h + 2, sbx + i * W2, sxa + i * W2, sxb + i * W2);
+  }
+  for (int64_t k = 0; k < ny + 2; ++k) {
+    const T *h0 = Hp + k * W4 + 2, *h1 = Hp + (k + 1) * W4 + 2, *h2 = Hp + (k + 2) * W4 + 2;
+    superbee_row<T>(nx, h0, h1, h1, h2, sby + k * nx, sya + k * nx, syb + k * nx);
+  }
+  // The face diffusivities and each direction's maximum (for D_max's cotangent).
+  T* Dx = grown(s.Dx, ny * (nx + 1));
+  T* Dy = grown(s.Dy, (ny + 1) * nx);
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* h = Hp + (i + 2) * W4;
+    const T* r = Sp + (i + 1) * W2;
+    const T* c = cy + i * W2;
+    const T* sb = sbx + i * W2;
+    face_row_d<T>(nx + 1, r, r + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide, inv_dx,
+                  Dx + i * (nx + 1));
+  }
+  for (int64_t f = 0; f <= ny; ++f)
+    face_row_d<T>(nx, Sp + f * W2 + 1, Sp + (f + 1) * W2 + 1, cx + f * nx, cx + (f + 1) * nx,
+                  Hp + (f + 1) * W4 + 2, Hp + (f + 2) * W4 + 2, sby + f * nx,
+                  sby + (f + 1) * nx, gamma, slide, inv_dx, Dy + f * nx);
+  const T mx = array_max(Dx, ny * (nx + 1)), my = array_max(Dy, (ny + 1) * nx);
+  // D_max = maximum(max Dx, max Dy): the cotangent to the larger (half each at a tie), shared
+  // equally by the faces equal to it (none when it is NaN: then NaN, as JAX's 0/0).
+  T ctx = (mx > my) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
+  T cty = (my > mx) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
+  if (mx != mx || my != my) ctx = cty = std::numeric_limits<T>::quiet_NaN();
+  int64_t nmx = 0, nmy = 0;
+  for (int64_t k = 0; k < ny * (nx + 1); ++k) nmx += (Dx[k] == mx);
+  for (int64_t k = 0; k < (ny + 1) * nx; ++k) nmy += (Dy[k] == my);
+  T share_x = nmx ? ctx / T(nmx) : T(0), share_y = nmy ? cty / T(nmy) : T(0);
+  // Adjoint of the faces, into the cotangents of the padded surface and thickness and of the
+  // cell limiters.
+  T* gHp = zeroed(s.gHp, (ny + 4) * W4);
+  T* gSp = zeroed(s.gSp, (ny + 2) * W2);
+  T* gcx = zeroed(s.gcx, (ny + 2) * nx);
+  T* gcy = zeroed(s.gcy, ny * W2);
+  T* gsbx = zeroed(s.gsbx, ny * W2);
+  T* gsby = zeroed(s.gsby, (ny + 2) * nx);
+  const int64_t nrow = std::max(nx + 1, nx) + 2;
+  T* G = zeroed(s.G, nrow);
+  T* K = zeroed(s.K, nrow);
+  T* L = zeroed(s.L, nrow);
+  T* R = zeroed(s.R, nrow);
+  T* E5 = grown(s.E5, nrow);
+  T* E3 = grown(s.E3, nrow);
+  T c5[8] = {}, c3[8] = {};
+  // x-faces, row i: face f between padded surface columns f, f + 1; cross slopes of cy's
+  // columns f, f + 1; MUSCL states of Hp columns f + 1 (+ sbx f) and f + 2 (- sbx f + 1).
+  // G, K, L, R hold the row's faces from index 1 (a zero on each side).
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* h = Hp + (i + 2) * W4;
+    const T* r = Sp + (i + 1) * W2;
+    const T* c = cy + i * W2;
+    const T* sb = sbx + i * W2;
+    face_row_adjoint<T>(nx + 1, r, r + 1, c, c + 1, h + 1, h + 2, sb, sb + 1,
+                        ct_qx + i * (nx + 1), Dx + i * (nx + 1), mx, share_x, gamma, slide,
+                        inv_dx, G + 1, K + 1, L + 1, R + 1, E5, E3);
+    lane_sum(E5, nx + 1, c5);
+    lane_sum(E3, nx + 1, c3);
+    G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
+    x_face_gather<T>(nx + 1, G, K, L, R, gSp + (i + 1) * W2, gcy + i * W2, gsbx + i * W2,
+                     gHp + (i + 2) * W4);
+  }
+  // y-faces, face row f: between surface rows f, f + 1 (columns 1..nx); cross slopes of cx
+  // rows f, f + 1; MUSCL states of Hp rows f + 1 (+ sby f) and f + 2 (- sby f + 1).
+  for (int64_t f = 0; f <= ny; ++f) {
+    const T *r0 = Sp + f * W2 + 1, *r1 = Sp + (f + 1) * W2 + 1;
+    const T *c0 = cx + f * nx, *c1 = cx + (f + 1) * nx;
+    const T *h0 = Hp + (f + 1) * W4 + 2, *h1 = Hp + (f + 2) * W4 + 2;
+    const T *b0 = sby + f * nx, *b1 = sby + (f + 1) * nx;
+    face_row_adjoint<T>(nx, r0, r1, c0, c1, h0, h1, b0, b1, ct_qy + f * nx, Dy + f * nx, my,
+                        share_y, gamma, slide, inv_dx, G, K, L, R, E5, E3);
+    lane_sum(E5, nx, c5);
+    lane_sum(E3, nx, c3);
+    y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + f * nx,
+                      gcx + (f + 1) * nx, gsby + f * nx, gsby + (f + 1) * nx,
+                      gHp + (f + 1) * W4 + 2, gHp + (f + 2) * W4 + 2);
+  }
+  // The MUSCL corrections sb = superbee(h[k+1] - h[k], h[k+2] - h[k+1]) / 2 and the cross
+  // slopes c = mc_slope(S[+1] - S[0], S[0] - S[-1]) / dx: along a row through
+  // ``three_point_adjoint`` (CA, CB: one row's cotangents of the two differences, padded),
+  // across rows directly.
+  T* CA = zeroed(s.CA, W4 + 2);
+  T* CB = zeroed(s.CB, W4 + 2);
+  for (int64_t i = 0; i < ny; ++i) {
+    const T *g = gsbx + i * W2, *wa = sxa + i * W2, *wb = sxb + i * W2;
+    for (int64_t k = 0; k < W2; ++k) {
+      CA[k + 2] = T(0.5) * wa[k] * g[k];
+      CB[k + 2] = T(0.5) * wb[k] * g[k];
+    }
+    three_point_adjoint<T>(W2, CA, CB, gHp + (i + 2) * W4);
+  }
+  for (int64_t k = 0; k < ny + 2; ++k)
+    three_row_adjoint<T>(nx, gsby + k * nx, sya + k * nx, syb + k * nx, T(0.5),
+                         gHp + k * W4 + 2, gHp + (k + 1) * W4 + 2, gHp + (k + 2) * W4 + 2);
+  std::fill(CA, CA + W4 + 2, T(0));
+  std::fill(CB, CB + W4 + 2, T(0));
+  for (int64_t a = 0; a < ny + 2; ++a) {
+    const T *g = gcx + a * nx, *wf = cxa + a * nx, *wb = cxb + a * nx;
+    for (int64_t j = 0; j < nx; ++j) {  // the forward difference is the stencil's second
+      T t = g[j] * inv_dx;
+      CA[j + 2] = wb[j] * t;
+      CB[j + 2] = wf[j] * t;
+    }
+    three_point_adjoint<T>(nx, CA, CB, gSp + a * W2);
+  }
+  for (int64_t i = 0; i < ny; ++i)  // the backward difference (S[0] - S[-1]) is the first
+    three_row_adjoint<T>(W2, gcy + i * W2, cyb + i * W2, cya + i * W2, inv_dx, gSp + i * W2,
+                         gSp + (i + 1) * W2, gSp + (i + 2) * W2);
+  // S = pad(bed, 1, edge/wrap) + Hp[1:-1, 1:-1]; then the padding's transposes.
+  std::fill(ct_H, ct_H + ny * nx, T(0));
+  std::fill(ct_bed, ct_bed + ny * nx, T(0));
+  for (int64_t a = 0; a < ny + 2; ++a) {
+    int64_t i = wrap_or_out(a - 1, ny, py);
+    if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
+    const T* __restrict g = gSp + a * W2;
+    T* __restrict gh = gHp + (a + 1) * W4 + 1;
+    T* __restrict cb = ct_bed + i * nx;
+    for (int64_t b = 0; b < W2; ++b) gh[b] += g[b];
+    for (int64_t j = 0; j < nx; ++j) cb[j] += g[j + 1];
+    cb[px ? nx - 1 : 0] += g[0];
+    cb[px ? 0 : nx - 1] += g[nx + 1];
+  }
+  for (int64_t a = 0; a < ny + 4; ++a) {
+    int64_t i = wrap_or_out(a - 2, ny, py);
+    if (i < 0) continue;
+    const T* __restrict g = gHp + a * W4;
+    T* __restrict ch = ct_H + i * nx;
+    for (int64_t j = 0; j < nx; ++j) ch[j] += g[j + 2];
+    for (int64_t b : {int64_t(0), int64_t(1), nx + 2, nx + 3}) {
+      int64_t j = wrap_or_out(b - 2, nx, px);
+      if (j >= 0) ch[j] += g[b];
+    }
+  }
+  T ct_gamma = T(0), ct_slide = T(0);
+  for (int k = 0; k < 8; ++k) ct_gamma += c5[k], ct_slide += c3[k];
+  ct_coef[0] = ct_gamma;
+  ct_coef[1] = ct_slide;
+}
+
+template <typename Dims>
+bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
+  if (dims.size() < 2) return false;
+  ny = dims[dims.size() - 2];
+  nx = dims[dims.size() - 1];
+  batch = 1;
+  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
+  return true;
+}
+
+template <ffi::DataType DT>
+ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> coef,
+                          ffi::Buffer<DT> dmax, ffi::Buffer<DT> ct_qx, ffi::Buffer<DT> ct_qy,
+                          ffi::Buffer<DT> ct_dmax, double dx, int64_t periodic_y,
+                          int64_t periodic_x, ffi::ResultBuffer<DT> ct_H,
+                          ffi::ResultBuffer<DT> ct_bed, ffi::ResultBuffer<DT> ct_coef) {
+  using T = ffi::NativeType<DT>;
+  int64_t ny, nx, batch;
+  if (!grid_dims(H.dimensions(), ny, nx, batch))
+    return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
+  if (bed.element_count() != H.element_count() || coef.element_count() != 2 * batch
+      || ct_qx.element_count() != batch * ny * (nx + 1)
+      || ct_qy.element_count() != batch * (ny + 1) * nx || ct_dmax.element_count() != batch)
+    return ffi::Error::InvalidArgument("the faces adjoint's arguments do not fit H");
+  (void)dmax;
+  for (int64_t g = 0; g < batch; ++g) {
+    const T* c = coef.typed_data() + 2 * g;
+    faces_vjp_one<T>(H.typed_data() + g * ny * nx, bed.typed_data() + g * ny * nx, c[0], c[1],
+                     T(dx), ny, nx, periodic_y != 0, periodic_x != 0,
+                     ct_qx.typed_data() + g * ny * (nx + 1),
+                     ct_qy.typed_data() + g * (ny + 1) * nx, ct_dmax.typed_data()[g],
+                     ct_H->typed_data() + g * ny * nx, ct_bed->typed_data() + g * ny * nx,
+                     ct_coef->typed_data() + 2 * g);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define GLACIER_BIND_FACES_VJP(DT)               \
+  ffi::Ffi::Bind()                               \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Attr<double>("dx")                        \
+      .Attr<int64_t>("periodic_y")               \
+      .Attr<int64_t>("periodic_x")               \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaFacesVjpF64, faces_vjp_impl<ffi::F64>,
+                              GLACIER_BIND_FACES_VJP(ffi::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaFacesVjpF32, faces_vjp_impl<ffi::F32>,
+                              GLACIER_BIND_FACES_VJP(ffi::F32));

@@ -1,0 +1,340 @@
+// The reverse-mode adjoint (vector-Jacobian product) of the limiter kernel of sia_faces.cc, as
+// one CPU kernel: an XLA FFI custom call, built on first use by ``physics.native``.
+//
+// The forward (``sia.limit_outflow`` + ``sia.flux_divergence`` + ``sia.edge_outflow``):
+//   out = (max(qx_e, 0) + max(-qx_w, 0) + max(qy_n, 0) + max(-qy_s, 0)) * (dt / dx),
+//   scale = min(1, H / max(out, floor))     (floor: 1e-30 in float64, 1e-6 in float32),
+//   lx = qx * (qx > 0 ? scale_left : scale_right), ly likewise (ghost factors: 0, or wrapped),
+//   div = (lx_e - lx_w + ly_n - ly_s) / dx,
+//   edge = sum lx[:, nx] - sum lx[:, 0] + sum ly[ny, :] - sum ly[0, :].
+// Given the cotangents ct_div, ct_edge it returns ct_H, ct_qx, ct_qy, ct_dt: what ``jax.vjp``
+// of those XLA expressions returns, to round-off, kinks included. JAX's AD conventions decide
+// the one-sided derivatives there, and this kernel takes the same:
+//   - max(x, y), min(x, y): the cotangent goes to the argument equal to the result, half to
+//     each at a tie (x == y): max(q, 0) at q == 0 (ice-free cells: q = 0 exactly) passes 1/2,
+//     as do min(1, H / m) at H / m == 1 and max(out, floor) at out == floor;
+//   - select (the donor switch qx > 0): the cotangent goes to the selected factor only, none
+//     to the predicate; the flux itself takes the selected factor (also at q == 0);
+//   - H / m: ct_H = ct / m and ct_m = -ct H / m^2 (JAX: -((ct * (1 / (m * m))) * H); here
+//     -(ct_H * (H / m)) with the forward's ratio, one division less, equal to round-off);
+//   - out = sum * (dt / dx): ct_sum = ct_out * dt / dx, ct_dt = (sum of ct_out * sum) / dx;
+//   - a ghost factor copied from a cell (periodic axis) hands its cotangent back to that cell;
+//     the zero ghosts of a closed edge take none.
+// The adjoint is three passes over the rows of a glacier: (A) the forward's donor factors
+// (with the ghost ring) and the ratios H / m; (B) the limited fluxes' cotangents from ct_div
+// (the divergence's transpose, / dx) and ct_edge, the fluxes' direct part of ct_q (ct_l times
+// the donor factor) and the factors' cotangents (ct_l q, to the donor cell, ghosts folded
+// back); (C) per cell through min(1, H / max(out, floor)) to ct_H and ct_out, and per face
+// through the four maxima and dt / dx to the rest of ct_q and to ct_dt.
+//
+// Inputs: H (..., ny, nx), qx (..., ny, nx + 1), qy (..., ny + 1, nx), dt (...), ct_div (...,
+// ny, nx), ct_edge (...); attributes dx, periodic_y, periodic_x. Outputs: ct_H (..., ny, nx),
+// ct_qx (..., ny, nx + 1), ct_qy (..., ny + 1, nx), ct_dt (...).
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// Scratch arrays of one thread, grown when a larger grid comes.
+template <typename T>
+struct LimitVjpScratch {
+  std::vector<T> sc, cs, ratio, g, term;
+};
+
+template <typename T>
+LimitVjpScratch<T>& limit_vjp_scratch() {
+  thread_local LimitVjpScratch<T> scratch;
+  return scratch;
+}
+
+template <typename T>
+T* grow_vjp(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// The weight of max(x, y) towards x: 1 where x > y, 1/2 at a tie, else 0 (also for NaN), as
+// two halves (two compares and masks: a nested select compiles to much more).
+template <typename T>
+inline T above_weight(T x, T y) {
+  return ((x > y) ? T(0.5) : T(0)) + ((x >= y) ? T(0.5) : T(0));
+}
+
+// The cotangent of a face flux q through max(q, 0) (in the outflow of the cell below, whose
+// outflow cotangent is lo) and max(-q, 0) (in the outflow of the cell above, hi): lo where
+// q > 0, -hi where q < 0, (lo - hi) / 2 at q == 0, none for NaN; as halves, so that it
+// compiles to compares, masks and adds (lo + lo and the 1/2 are exact).
+template <typename T>
+inline T max_pair_ct(T q, T lo, T hi) {
+  return T(0.5) * ((((q > T(0)) ? lo : T(0)) + ((q >= T(0)) ? lo : T(0)))
+                   - (((q < T(0)) ? hi : T(0)) + ((q <= T(0)) ? hi : T(0))));
+}
+
+// Pass A, one row of cells: the donor factors min(1, H / max(out, floor)) into s and the
+// ratios H / max(out, floor) into r (the forward's expressions, bit for bit).
+template <typename T>
+__attribute__((noinline)) void factor_row(int64_t n, const T* __restrict h,
+                                          const T* __restrict q, const T* __restrict qlo,
+                                          const T* __restrict qhi, T rate, T floor,
+                                          T* __restrict s, T* __restrict r) {
+  for (int64_t j = 0; j < n; ++j) {
+    T out = ((((q[j + 1] > T(0)) ? q[j + 1] : T(0)) + ((-q[j] > T(0)) ? -q[j] : T(0)))
+             + ((qhi[j] > T(0)) ? qhi[j] : T(0))) + ((-qlo[j] > T(0)) ? -qlo[j] : T(0));
+    out = out * rate;
+    T ratio = h[j] / ((out > floor) ? out : floor);
+    r[j] = ratio;
+    s[j] = (ratio < T(1)) ? ratio : T(1);
+  }
+}
+
+// Pass B, one row of n + 1 x-faces: ct_l[f] = g[f] - g[f + 1] (g: the row's ct_div / dx with
+// -ct_edge at both ends, which is the edge outflow's -ct_edge at face 0 and +ct_edge at face
+// n); the direct part of ct_q into o, and the donor factors' cotangents (ct_l q, to the cell
+// the flux leaves) assigned to the row's cells c[0 .. n) (cell j: c[j]), those of the two
+// ghosts returned in c[-1] (left of face 0) and c[n] (right of face n).
+template <typename T>
+__attribute__((noinline)) void x_face_row(int64_t n, const T* __restrict q,
+                                          const T* __restrict s, const T* __restrict g,
+                                          T* __restrict o, T* __restrict p,
+                                          T* __restrict c) {
+  for (int64_t f = 0; f <= n; ++f) {
+    T ct = g[f] - g[f + 1];
+    o[f] = ct * ((q[f] > T(0)) ? s[f] : s[f + 1]);
+    p[f] = ct * q[f];
+  }
+  // Cell j: the flux of face j + 1 leaves it towards +, that of face j towards -.
+  for (int64_t j = 0; j < n; ++j)
+    c[j] = ((q[j + 1] > T(0)) ? p[j + 1] : T(0)) + ((q[j] > T(0)) ? T(0) : p[j]);
+  c[-1] = (q[0] > T(0)) ? p[0] : T(0);
+  c[n] = (q[n] > T(0)) ? T(0) : p[n];
+}
+
+// Pass B, one row of y-faces between the cells below (factors slo, cotangents clo) and above
+// (shi, chi): ct_l = glo - ghi, the direct part of ct_q into o, ct_l q added to the donor's.
+template <typename T>
+__attribute__((noinline)) void y_face_row(int64_t n, const T* __restrict q,
+                                          const T* __restrict slo, const T* __restrict shi,
+                                          const T* __restrict glo, const T* __restrict ghi,
+                                          T* __restrict o, T* __restrict clo,
+                                          T* __restrict chi) {
+  for (int64_t j = 0; j < n; ++j) {
+    T ct = glo[j] - ghi[j];
+    bool up = q[j] > T(0);
+    o[j] = ct * (up ? slo[j] : shi[j]);
+    T w = ct * q[j];
+    clo[j] += up ? w : T(0);
+    chi[j] += up ? T(0) : w;
+  }
+}
+
+// Pass C, one row of cells: from the factors' cotangents c (overwritten with the outflow
+// sums' cotangents ct_out * dt / dx) to ct_H (oh); ct_out times the outflow sum into t (for
+// ct_dt).
+template <typename T>
+__attribute__((noinline)) void cell_row(int64_t n, const T* __restrict q,
+                                        const T* __restrict qlo, const T* __restrict qhi,
+                                        const T* __restrict r, T rate, T floor,
+                                        T* __restrict c, T* __restrict oh, T* __restrict t) {
+  for (int64_t j = 0; j < n; ++j) {
+    T sum = ((((q[j + 1] > T(0)) ? q[j + 1] : T(0)) + ((-q[j] > T(0)) ? -q[j] : T(0)))
+             + ((qhi[j] > T(0)) ? qhi[j] : T(0))) + ((-qlo[j] > T(0)) ? -qlo[j] : T(0));
+    T out = sum * rate;
+    T m = (out > floor) ? out : floor;
+    T ratio = r[j];
+    // min(1, ratio): weight 1 below 1, 1/2 at 1; max(out, floor): 1 above, 1/2 at the floor.
+    T w_ratio = above_weight(T(1), ratio);
+    T w_out = above_weight(out, floor);
+    T ct_ratio = c[j] * w_ratio;
+    T ct_h = ct_ratio / m;
+    oh[j] = ct_h;
+    T ct_m = -(ct_h * ratio);  // JAX: -((ct_ratio * (1 / (m * m))) * H), one division less
+    T ct_out = ct_m * w_out;
+    t[j] = ct_out * sum;
+    c[j] = ct_out * rate;
+  }
+}
+
+// Pass C, one row of x-faces: face f is max(q, 0) of cell f - 1 (c[f - 1]) and max(-q, 0) of
+// cell f (c[f]); c[-1] and c[n] are zero ghosts.
+template <typename T>
+__attribute__((noinline)) void x_max_row(int64_t n, const T* __restrict q,
+                                         const T* __restrict c, T* __restrict o) {
+  for (int64_t f = 0; f <= n; ++f)
+    o[f] += max_pair_ct(q[f], c[f - 1], c[f]);
+}
+
+// Pass C, one row of y-faces between the cells below (clo) and above (chi).
+template <typename T>
+__attribute__((noinline)) void y_max_row(int64_t n, const T* __restrict q,
+                                         const T* __restrict clo, const T* __restrict chi,
+                                         T* __restrict o) {
+  for (int64_t j = 0; j < n; ++j) o[j] += max_pair_ct(q[j], clo[j], chi[j]);
+}
+
+// Sum of a row into 8 lanes (a vectorisable loop: a scalar sum is not vectorised without
+// reassociation).
+template <typename T>
+inline void lane_sum(const T* __restrict t, int64_t n, T* __restrict acc8) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) acc8[k] += t[j + k];
+  for (; j < n; ++j) acc8[0] += t[j];
+}
+
+template <typename T>
+void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, T ct_edge,
+                   T dx, int64_t ny, int64_t nx, bool py, bool px, T* ct_H, T* ct_qx,
+                   T* ct_qy, T* ct_dt) {
+  const T floor = sizeof(T) == 8 ? T(1e-30) : T(1e-6);
+  const T rate = dt / dx;
+  const T inv_dx = T(1) / dx;
+  const int64_t W = nx + 2;
+  LimitVjpScratch<T>& scratch = limit_vjp_scratch<T>();
+  T* sc = grow_vjp(scratch.sc, (ny + 2) * W);  // donor factors with a ghost ring
+  T* cs = grow_vjp(scratch.cs, (ny + 2) * W);  // their cotangents, then the outflows'
+  T* ratio = grow_vjp(scratch.ratio, ny * nx);
+  T* g = grow_vjp(scratch.g, 3 * W);  // rows of ct_div / dx: previous, current, edge-only
+  T* term = grow_vjp(scratch.term, nx + 1);  // a row of faces or cells
+
+  // (A) The donor factors, as the forward: ghosts 0, or wrapped.
+  std::fill(sc, sc + W, T(0));
+  std::fill(sc + (ny + 1) * W, sc + (ny + 2) * W, T(0));
+  for (int64_t i = 0; i < ny; ++i) {
+    sc[(i + 1) * W] = sc[(i + 1) * W + nx + 1] = T(0);
+    factor_row<T>(nx, H + i * nx, qx + i * (nx + 1), qy + i * nx, qy + (i + 1) * nx, rate,
+                  floor, sc + (i + 1) * W + 1, ratio + i * nx);
+  }
+  if (px)
+    for (int64_t i = 1; i <= ny; ++i) {
+      sc[i * W] = sc[i * W + nx];
+      sc[i * W + nx + 1] = sc[i * W + 1];
+    }
+  if (py) {
+    std::copy(sc + ny * W + 1, sc + ny * W + 1 + nx, sc + 1);
+    std::copy(sc + 1 * W + 1, sc + 1 * W + 1 + nx, sc + (ny + 1) * W + 1);
+  }
+
+  // (B) Cotangents of the limited fluxes. g rows hold ct_div / dx in [1, nx] and -ct_edge in
+  // the two ends; the edge-only row (all -ct_edge) stands for the rows of cells outside the
+  // domain, so that y-face 0 gets -ct_edge and y-face ny +ct_edge (the edge outflow's terms).
+  T* g_prev = g;
+  T* g_cur = g + W;
+  T* g_edge = g + 2 * W;
+  std::fill(g_edge, g_edge + W, -ct_edge);
+  std::fill(cs, cs + W, T(0));
+  std::fill(cs + (ny + 1) * W, cs + (ny + 2) * W, T(0));
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* __restrict cd = ct_div + i * nx;
+    g_cur[0] = g_cur[nx + 1] = -ct_edge;
+    for (int64_t j = 0; j < nx; ++j) g_cur[j + 1] = cd[j] * inv_dx;
+    T* c = cs + (i + 1) * W + 1;
+    x_face_row<T>(nx, qx + i * (nx + 1), sc + (i + 1) * W, g_cur, ct_qx + i * (nx + 1), term,
+                  c);
+    if (px) {  // the ghosts' factors were copies of cells nx - 1 and 0
+      c[nx - 1] += c[-1];
+      c[0] += c[nx];
+    }
+    c[-1] = c[nx] = T(0);  // zero ghosts for pass C
+    y_face_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1,
+                  (i == 0 ? g_edge : g_prev) + 1, g_cur + 1, ct_qy + i * nx, cs + i * W + 1,
+                  c);
+    std::swap(g_prev, g_cur);
+  }
+  y_face_row<T>(nx, qy + ny * nx, sc + ny * W + 1, sc + (ny + 1) * W + 1,
+                g_prev + 1, g_edge + 1, ct_qy + ny * nx, cs + ny * W + 1,
+                cs + (ny + 1) * W + 1);
+  if (py) {  // the ghost rows' factors were copies of rows ny - 1 and 0
+    T* top = cs + ny * W + 1;
+    T* bottom = cs + 1 * W + 1;
+    const T* below = cs + 1;
+    const T* above = cs + (ny + 1) * W + 1;
+    for (int64_t j = 0; j < nx; ++j) top[j] += below[j];
+    for (int64_t j = 0; j < nx; ++j) bottom[j] += above[j];
+  }
+  std::fill(cs, cs + W, T(0));
+  std::fill(cs + (ny + 1) * W, cs + (ny + 2) * W, T(0));
+
+  // (C) Through the factors to ct_H and the outflows, then through the maxima to ct_q.
+  T acc8[8] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* q = qx + i * (nx + 1);
+    T* c = cs + (i + 1) * W + 1;
+    cell_row<T>(nx, q, qy + i * nx, qy + (i + 1) * nx, ratio + i * nx, rate, floor, c,
+                ct_H + i * nx, term);
+    lane_sum(term, nx, acc8);
+    x_max_row<T>(nx, q, c, ct_qx + i * (nx + 1));
+    y_max_row<T>(nx, qy + i * nx, cs + i * W + 1, c, ct_qy + i * nx);
+  }
+  y_max_row<T>(nx, qy + ny * nx, cs + ny * W + 1, cs + (ny + 1) * W + 1, ct_qy + ny * nx);
+  T total = T(0);
+  for (int k = 0; k < 8; ++k) total += acc8[k];
+  *ct_dt = total / dx;
+}
+
+// (ny, nx) of the trailing two dimensions and the number of glaciers before them.
+template <typename Dims>
+bool vjp_grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
+  if (dims.size() < 2) return false;
+  ny = dims[dims.size() - 2];
+  nx = dims[dims.size() - 1];
+  batch = 1;
+  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
+  return true;
+}
+
+template <ffi::DataType DT>
+ffi::Error limit_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
+                          ffi::Buffer<DT> dt, ffi::Buffer<DT> ct_div, ffi::Buffer<DT> ct_edge,
+                          double dx, int64_t periodic_y, int64_t periodic_x,
+                          ffi::ResultBuffer<DT> ct_H, ffi::ResultBuffer<DT> ct_qx,
+                          ffi::ResultBuffer<DT> ct_qy, ffi::ResultBuffer<DT> ct_dt) {
+  using T = ffi::NativeType<DT>;
+  int64_t ny, nx, batch;
+  if (!vjp_grid_dims(H.dimensions(), ny, nx, batch))
+    return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
+  auto count = [](const auto& buffer) { return static_cast<int64_t>(buffer.element_count()); };
+  if (count(qx) != batch * ny * (nx + 1) || count(qy) != batch * (ny + 1) * nx
+      || count(dt) != batch || count(ct_div) != batch * ny * nx || count(ct_edge) != batch)
+    return ffi::Error::InvalidArgument("qx, qy, dt, ct_div and ct_edge must fit H");
+  if (ny == 0 || nx == 0) {  // no cells: no factor, no flux that a cotangent reaches
+    for (auto* out : {&ct_H, &ct_qx, &ct_qy, &ct_dt})
+      std::fill((*out)->typed_data(), (*out)->typed_data() + (*out)->element_count(), T(0));
+    return ffi::Error::Success();
+  }
+  for (int64_t g = 0; g < batch; ++g)
+    limit_vjp_one<T>(H.typed_data() + g * ny * nx, qx.typed_data() + g * ny * (nx + 1),
+                     qy.typed_data() + g * (ny + 1) * nx, dt.typed_data()[g],
+                     ct_div.typed_data() + g * ny * nx, ct_edge.typed_data()[g], T(dx), ny, nx,
+                     periodic_y != 0, periodic_x != 0, ct_H->typed_data() + g * ny * nx,
+                     ct_qx->typed_data() + g * ny * (nx + 1),
+                     ct_qy->typed_data() + g * (ny + 1) * nx, ct_dt->typed_data() + g);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define GLACIER_BIND_LIMIT_VJP(DT)               \
+  ffi::Ffi::Bind()                               \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Attr<double>("dx")                        \
+      .Attr<int64_t>("periodic_y")               \
+      .Attr<int64_t>("periodic_x")               \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitVjpF64, limit_vjp_impl<ffi::F64>,
+                              GLACIER_BIND_LIMIT_VJP(ffi::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitVjpF32, limit_vjp_impl<ffi::F32>,
+                              GLACIER_BIND_LIMIT_VJP(ffi::F32));

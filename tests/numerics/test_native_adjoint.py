@@ -1,0 +1,175 @@
+"""The adjoint kernel of the native face fluxes (``sia_faces_adjoint.cc``) against JAX's AD of
+the XLA expressions, and the gradients of a solve with both adjoint kernels against those
+without the kernels."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from glacier.grid import Grid
+from glacier.laws import GlenLaw
+from glacier.physics import native, sia
+
+needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
+
+PERIODIC = [(False, False), (True, False), (False, True), (True, True)]
+
+
+def _reference(grid):
+    """(qx, qy, D_max) as XLA expressions, differentiated by JAX's own AD (not the hand-derived
+    adjoint of ``physics.faces_adjoint``: an independent reference)."""
+    def fluxes(H, bed, coef):
+        (Hx, s2x, gx), (Hy, s2y, gy) = sia.face_states(H, bed, grid, custom_vjp=False)
+        Dx = sia.coef_diffusivity(Hx, s2x, coef)
+        Dy = sia.coef_diffusivity(Hy, s2y, coef)
+        return -Dx * gx, -Dy * gy, jnp.maximum(jnp.max(Dx), jnp.max(Dy))
+    return fluxes
+
+
+def _case(rng, ny, nx, dtype, cliffs):
+    H = np.maximum(rng.normal(120.0, 90.0, (ny, nx)), 0.0)
+    if cliffs:  # ice cliffs, bare cells and a bedrock step: every limiter branch
+        H[:, nx // 2:] = 0.0
+        H[ny // 3, :] = 400.0
+    bed = rng.normal(2000.0, 25.0, (ny, nx)) + np.linspace(0.0, 600.0, nx)[None, :]
+    if cliffs:
+        bed[ny // 2:, :] += 300.0
+    return jnp.asarray(H, dtype), jnp.asarray(bed, dtype)
+
+
+def _coef(dtype):
+    return jnp.asarray([float(sia.glen_gamma(7.6e-17, 3.0, 910.0, 9.81)),
+                        2e-12 * (910.0 * 9.81) ** 3], dtype)
+
+
+def _compare(grid, H, bed, coef, rng, ct_dmax, tol):
+    out, vjp = jax.vjp(_reference(grid), H, bed, coef)
+    cts = (jnp.asarray(rng.normal(size=out[0].shape), H.dtype),
+           jnp.asarray(rng.normal(size=out[1].shape), H.dtype), jnp.asarray(ct_dmax, H.dtype))
+    want = vjp(cts)
+    got = jax.jit(lambda *a: native.faces_vjp_call(*a, dx=grid.dx, periodic=grid.periodic))(
+        H, bed, coef, out[2], *cts)
+    for name, a, b in zip(("H", "bed", "coef"), got, want, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        scale = float(jnp.max(jnp.abs(b)))  # plus round-off where the cotangent is all but 0
+        assert float(jnp.max(jnp.abs(a - b))) <= tol * scale + 1e-14, (name, a, b)
+
+
+@needs_kernel
+@pytest.mark.parametrize("periodic", PERIODIC)
+@pytest.mark.parametrize("cliffs", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(jnp.float64, 1e-12), (jnp.float32, 2e-4)])
+def test_faces_adjoint_equals_jax_ad(periodic, cliffs, dtype, tol):
+    rng = np.random.default_rng(11)
+    grid = Grid(ny=13, nx=17, dx=100.0, periodic=periodic)
+    H, bed = _case(rng, grid.ny, grid.nx, dtype, cliffs)
+    _compare(grid, H, bed, _coef(dtype), rng, 0.37, tol)
+
+
+@needs_kernel
+@pytest.mark.parametrize("periodic", [(False, False), (True, True)])
+@pytest.mark.parametrize("kind", ["plane", "flat", "bare"])
+def test_faces_adjoint_at_ties(periodic, kind):
+    """Kinks everywhere: a uniform slab on an inclined plane (every interior face has D_max:
+    its cotangent shared by all, and the limiters at their ties), on a flat bed (zero slopes:
+    the upwind switch at g = 0), and no ice at all."""
+    rng = np.random.default_rng(12)
+    grid = Grid(ny=8, nx=8, dx=64.0, periodic=periodic)
+    H = jnp.zeros((8, 8)) if kind == "bare" else jnp.full((8, 8), 128.0)
+    plane = np.add.outer(np.zeros(8), 16.0 * np.arange(8))
+    bed = jnp.asarray(plane if kind == "plane" else np.zeros((8, 8)))
+    _compare(grid, H, bed, jnp.asarray([1e-10, 3e-13]), rng, 1.7, 1e-12)
+
+
+@needs_kernel
+def test_faces_adjoint_batches_under_vmap():
+    rng = np.random.default_rng(13)
+    grid = Grid(ny=9, nx=10, dx=100.0)
+    H, bed = _case(rng, 9, 10, jnp.float64, True)
+    Hs = jnp.stack([H, 0.5 * H, 0.0 * H])
+    coefs = jnp.stack([_coef(jnp.float64), 2.0 * _coef(jnp.float64), _coef(jnp.float64)])
+
+    def loss(H, coef):
+        qx, qy, d_max = sia.fluxes(H, bed, _Law(coef), grid)
+        return jnp.sum(qx * jnp.arange(qx.size).reshape(qx.shape)) + jnp.sum(qy**2) + d_max
+
+    fast = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(Hs, coefs)
+    ref = jax.vmap(jax.grad(lambda H, c: _ref_loss(grid, bed, H, c), argnums=(0, 1)))(Hs, coefs)
+    for a, b in zip(fast, ref, strict=True):
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-12 * (float(jnp.max(jnp.abs(b))) or 1.0)
+
+
+class _Law:
+    """Glen's n = 3 law given by its native coefficients (a traced array), for the tests."""
+
+    def __init__(self, coef):
+        self.coef = coef
+
+    def native_coefficients(self):
+        return self.coef
+
+    def diffusivity(self, H, slope2, axis):
+        return sia.coef_diffusivity(H, slope2, self.coef)
+
+
+def _ref_loss(grid, bed, H, coef):
+    qx, qy, d_max = _reference(grid)(H, bed, coef)
+    return jnp.sum(qx * jnp.arange(qx.size).reshape(qx.shape)) + jnp.sum(qy**2) + d_max
+
+
+@needs_kernel
+def test_the_adjoint_kernels_run_in_a_gradient_and_can_be_switched_off(monkeypatch):
+    grid = Grid(ny=10, nx=11, dx=100.0)
+    H, bed = _case(np.random.default_rng(14), 10, 11, jnp.float64, False)
+
+    def loss(H, logA):
+        qx, qy, d_max = sia.fluxes(H, bed, GlenLaw(A=jnp.exp(logA)), grid)
+        div, edge = sia.limited_divergence(H, qx, qy, jnp.asarray(0.5), grid)
+        return jnp.sum(div**2) + edge + 1e-3 * d_max
+
+    g = jax.grad(loss, argnums=(0, 1))
+    hlo = jax.jit(g).lower(H, jnp.log(7.6e-17)).as_text()
+    assert "glacier_sia_faces_vjp" in hlo and "glacier_sia_limit_vjp" in hlo
+    fast = jax.jit(g)(H, jnp.log(7.6e-17))
+    monkeypatch.setenv("GLACIER_NATIVE_VJP", "0")
+    hlo = jax.jit(lambda *a: g(*a)).lower(H, jnp.log(7.6e-17)).as_text()
+    assert "_vjp" not in hlo and "glacier_sia_faces" in hlo
+    slow = jax.jit(lambda *a: g(*a))(H, jnp.log(7.6e-17))
+    assert float(jnp.max(jnp.abs(fast[0] - slow[0]))) <= 1e-12 * float(jnp.max(jnp.abs(slow[0])))
+    assert abs(float(fast[1] - slow[1])) <= 1e-12 * abs(float(slow[1]))
+
+
+@needs_kernel
+@pytest.mark.parametrize("periodic", [(False, False), (True, True)])
+def test_gradient_of_a_solve_equals_that_without_the_kernels(periodic, monkeypatch):
+    """Reverse mode through a run of the explicit scheme whose steps are sized by D_max (its
+    cotangent is not zero), with the outflow limiter active at the glacier's front: the
+    gradient with respect to log A and to the initial thickness, with both adjoint kernels,
+    against the same without any kernel."""
+    from glacier.physics import mass_balance
+    from glacier.schemes import ExplicitMUSCL
+    from glacier.solver import Checkpointed, SaveAt, simulate
+
+    grid = Grid(ny=14, nx=18, dx=200.0, periodic=periodic)
+    X, Y = grid.meshgrid()
+    bed = 3000.0 - 0.08 * X + 20.0 * jnp.sin(Y / 700.0)
+    H0 = jnp.where((X > 800.0) & (X < 2600.0), 150.0 + 0.01 * X, 0.0) + 0.0 * Y
+    target = 0.9 * H0
+
+    def loss(logA, H):
+        tr = simulate(H, bed, grid=grid, rheology=GlenLaw(A=jnp.exp(logA)),
+                      smb=mass_balance.linear(2900.0, 0.005, max_rate=2.0),
+                      save_at=SaveAt((0.0, 5.0)), scheme=ExplicitMUSCL(max_dt=1.0, max_steps=400),
+                      adjoint=Checkpointed())
+        return jnp.mean((tr.thickness[-1] - target) ** 2) + 1e-6 * tr.outflow_volume[-1]
+
+    args = (jnp.log(2.4e-16), H0)
+    g = jax.grad(loss, argnums=(0, 1))
+    fast = jax.jit(g)(*args)
+    monkeypatch.setenv("GLACIER_NATIVE", "0")
+    slow = jax.jit(lambda *a: g(*a))(*args)
+    assert abs(float(fast[0] - slow[0])) <= 1e-9 * abs(float(slow[0]))
+    assert float(jnp.max(jnp.abs(fast[1] - slow[1]))) <= 1e-9 * float(jnp.max(jnp.abs(slow[1])))
