@@ -371,8 +371,10 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* gHp = zeroed(s.gHp, (ny + 4) * W4);
   T* gSp = zeroed(s.gSp, (ny + 2) * W2);
   T* gcx = zeroed(s.gcx, (ny + 2) * nx);
-  T* gcy = zeroed(s.gcy, ny * W2);
-  T* gsbx = zeroed(s.gsbx, ny * W2);
+  T* gc = grown(s.gcy, W2);  // one row of cy's and of sbx's cotangents (x-faces only)
+  T* gb = grown(s.gsbx, W2);
+  T* CA = zeroed(s.CA, W4 + 2);
+  T* CB = zeroed(s.CB, W4 + 2);
   T* gsby = zeroed(s.gsby, (ny + 2) * nx);
   const int64_t nrow = std::max(nx + 1, nx) + 2;
   T* G = zeroed(s.G, nrow);
@@ -396,9 +398,37 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     lane_sum(E5, nx + 1, c5);
     lane_sum(E3, nx + 1, c3);
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
-    x_face_gather<T>(nx + 1, G, K, L, R, gSp + (i + 1) * W2, gcy + i * W2, gsbx + i * W2,
-                     gHp + (i + 2) * W4);
+    std::fill(gc, gc + W2, T(0));
+    std::fill(gb, gb + W2, T(0));
+    x_face_gather<T>(nx + 1, G, K, L, R, gSp + (i + 1) * W2, gc, gb, gHp + (i + 2) * W4);
+    // The row's cells have all their x-faces' cotangents: back through its MUSCL corrections
+    // sb = superbee(h[k+1] - h[k], h[k+2] - h[k+1]) / 2 along the row (CA, CB: the
+    // cotangents of the two differences, padded, for ``three_point_adjoint``) and its cross
+    // slopes c = mc_slope(S[i+2] - S[i+1], S[i+1] - S[i]) / dx across three surface rows.
+    const T *wa = sxa + i * W2, *wb = sxb + i * W2;
+    for (int64_t k = 0; k < W2; ++k) {
+      CA[k + 2] = T(0.5) * wa[k] * gb[k];
+      CB[k + 2] = T(0.5) * wb[k] * gb[k];
+    }
+    three_point_adjoint<T>(W2, CA, CB, gHp + (i + 2) * W4);
+    three_row_adjoint<T>(W2, gc, cyb + i * W2, cya + i * W2, inv_dx, gSp + i * W2,
+                         gSp + (i + 1) * W2, gSp + (i + 2) * W2);
   }
+  // Back through the MUSCL corrections along y of padded row k + 1 (Hp rows k..k+2) and the
+  // x-slopes of surface row k, once row k's cotangents are complete.
+  auto y_chain = [&](int64_t k) {
+    three_row_adjoint<T>(nx, gsby + k * nx, sya + k * nx, syb + k * nx, T(0.5),
+                         gHp + k * W4 + 2, gHp + (k + 1) * W4 + 2, gHp + (k + 2) * W4 + 2);
+    const T *g = gcx + k * nx, *wf = cxa + k * nx, *wb = cxb + k * nx;
+    for (int64_t j = 0; j < nx; ++j) {  // the forward difference is the stencil's second
+      T t = g[j] * inv_dx;
+      CA[j + 2] = wb[j] * t;
+      CB[j + 2] = wf[j] * t;
+    }
+    three_point_adjoint<T>(nx, CA, CB, gSp + k * W2);
+  };
+  std::fill(CA, CA + W4 + 2, T(0));
+  std::fill(CB, CB + W4 + 2, T(0));
   // y-faces, face row f: between surface rows f, f + 1 (columns 1..nx); cross slopes of cx
   // rows f, f + 1; MUSCL states of Hp rows f + 1 (+ sby f) and f + 2 (- sby f + 1).
   for (int64_t f = 0; f <= ny; ++f) {
@@ -413,38 +443,9 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + f * nx,
                       gcx + (f + 1) * nx, gsby + f * nx, gsby + (f + 1) * nx,
                       gHp + (f + 1) * W4 + 2, gHp + (f + 2) * W4 + 2);
+    y_chain(f);  // rows f of sby and cx have all their faces' cotangents now
   }
-  // The MUSCL corrections sb = superbee(h[k+1] - h[k], h[k+2] - h[k+1]) / 2 and the cross
-  // slopes c = mc_slope(S[+1] - S[0], S[0] - S[-1]) / dx: along a row through
-  // ``three_point_adjoint`` (CA, CB: one row's cotangents of the two differences, padded),
-  // across rows directly.
-  T* CA = zeroed(s.CA, W4 + 2);
-  T* CB = zeroed(s.CB, W4 + 2);
-  for (int64_t i = 0; i < ny; ++i) {
-    const T *g = gsbx + i * W2, *wa = sxa + i * W2, *wb = sxb + i * W2;
-    for (int64_t k = 0; k < W2; ++k) {
-      CA[k + 2] = T(0.5) * wa[k] * g[k];
-      CB[k + 2] = T(0.5) * wb[k] * g[k];
-    }
-    three_point_adjoint<T>(W2, CA, CB, gHp + (i + 2) * W4);
-  }
-  for (int64_t k = 0; k < ny + 2; ++k)
-    three_row_adjoint<T>(nx, gsby + k * nx, sya + k * nx, syb + k * nx, T(0.5),
-                         gHp + k * W4 + 2, gHp + (k + 1) * W4 + 2, gHp + (k + 2) * W4 + 2);
-  std::fill(CA, CA + W4 + 2, T(0));
-  std::fill(CB, CB + W4 + 2, T(0));
-  for (int64_t a = 0; a < ny + 2; ++a) {
-    const T *g = gcx + a * nx, *wf = cxa + a * nx, *wb = cxb + a * nx;
-    for (int64_t j = 0; j < nx; ++j) {  // the forward difference is the stencil's second
-      T t = g[j] * inv_dx;
-      CA[j + 2] = wb[j] * t;
-      CB[j + 2] = wf[j] * t;
-    }
-    three_point_adjoint<T>(nx, CA, CB, gSp + a * W2);
-  }
-  for (int64_t i = 0; i < ny; ++i)  // the backward difference (S[0] - S[-1]) is the first
-    three_row_adjoint<T>(W2, gcy + i * W2, cyb + i * W2, cya + i * W2, inv_dx, gSp + i * W2,
-                         gSp + (i + 1) * W2, gSp + (i + 2) * W2);
+  y_chain(ny + 1);
   // S = pad(bed, 1, edge/wrap) + Hp[1:-1, 1:-1]; then the padding's transposes.
   std::fill(ct_H, ct_H + ny * nx, T(0));
   std::fill(ct_bed, ct_bed + ny * nx, T(0));
