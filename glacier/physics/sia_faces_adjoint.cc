@@ -341,31 +341,38 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     const T *h0 = Hp + k * W4 + 2, *h1 = Hp + (k + 1) * W4 + 2, *h2 = Hp + (k + 2) * W4 + 2;
     superbee_row<T>(nx, h0, h1, h1, h2, sby + k * nx, sya + k * nx, syb + k * nx);
   }
-  // The face diffusivities and each direction's maximum (for D_max's cotangent).
+  // The face diffusivities and each direction's maximum, for D_max's cotangent: only when it
+  // is not zero (a step of max_dt, or the last step of an interval, does not depend on D_max).
   T* Dx = grown(s.Dx, ny * (nx + 1));
   T* Dy = grown(s.Dy, (ny + 1) * nx);
-  for (int64_t i = 0; i < ny; ++i) {
-    const T* h = Hp + (i + 2) * W4;
-    const T* r = Sp + (i + 1) * W2;
-    const T* c = cy + i * W2;
-    const T* sb = sbx + i * W2;
-    face_row_d<T>(nx + 1, r, r + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide, inv_dx,
-                  Dx + i * (nx + 1));
-  }
-  for (int64_t f = 0; f <= ny; ++f)
-    face_row_d<T>(nx, Sp + f * W2 + 1, Sp + (f + 1) * W2 + 1, cx + f * nx, cx + (f + 1) * nx,
-                  Hp + (f + 1) * W4 + 2, Hp + (f + 2) * W4 + 2, sby + f * nx,
-                  sby + (f + 1) * nx, gamma, slide, inv_dx, Dy + f * nx);
-  const T mx = array_max(Dx, ny * (nx + 1)), my = array_max(Dy, (ny + 1) * nx);
-  // D_max = maximum(max Dx, max Dy): the cotangent to the larger (half each at a tie), shared
-  // equally by the faces equal to it (none when it is NaN: then NaN, as JAX's 0/0).
-  T ctx = (mx > my) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
-  T cty = (my > mx) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
-  if (mx != mx || my != my) ctx = cty = std::numeric_limits<T>::quiet_NaN();
-  int64_t nmx = 0, nmy = 0;
-  for (int64_t k = 0; k < ny * (nx + 1); ++k) nmx += (Dx[k] == mx);
-  for (int64_t k = 0; k < (ny + 1) * nx; ++k) nmy += (Dy[k] == my);
-  T share_x = nmx ? ctx / T(nmx) : T(0), share_y = nmy ? cty / T(nmy) : T(0);
+  T mx = std::numeric_limits<T>::quiet_NaN(), my = mx;  // NaN: no face equals it
+  T share_x = T(0), share_y = T(0);
+  if (ct_dmax != T(0)) {
+    for (int64_t i = 0; i < ny; ++i) {
+      const T* h = Hp + (i + 2) * W4;
+      const T* r = Sp + (i + 1) * W2;
+      const T* c = cy + i * W2;
+      const T* sb = sbx + i * W2;
+      face_row_d<T>(nx + 1, r, r + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
+                    inv_dx, Dx + i * (nx + 1));
+    }
+    for (int64_t f = 0; f <= ny; ++f)
+      face_row_d<T>(nx, Sp + f * W2 + 1, Sp + (f + 1) * W2 + 1, cx + f * nx,
+                    cx + (f + 1) * nx, Hp + (f + 1) * W4 + 2, Hp + (f + 2) * W4 + 2,
+                    sby + f * nx, sby + (f + 1) * nx, gamma, slide, inv_dx, Dy + f * nx);
+    mx = array_max(Dx, ny * (nx + 1));
+    my = array_max(Dy, (ny + 1) * nx);
+    // D_max = maximum(max Dx, max Dy): the cotangent to the larger (half each at a tie),
+    // shared equally by the faces equal to it. Where D holds NaN no face equals the maximum
+    // and none takes it (JAX's rule gives NaN; the gradient of a blown-up run is not used).
+    T ctx = (mx > my) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
+    T cty = (my > mx) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
+    int64_t nmx = 0, nmy = 0;
+    for (int64_t k = 0; k < ny * (nx + 1); ++k) nmx += (Dx[k] == mx);
+    for (int64_t k = 0; k < (ny + 1) * nx; ++k) nmy += (Dy[k] == my);
+    share_x = nmx ? ctx / T(nmx) : T(0);
+    share_y = nmy ? cty / T(nmy) : T(0);
+  }  // else D (whatever an earlier call left: the vectors are value-initialised) meets NaN only
   // Adjoint of the faces, into the cotangents of the padded surface and thickness and of the
   // cell limiters.
   T* gHp = zeroed(s.gHp, (ny + 4) * W4);
