@@ -55,6 +55,8 @@ import numpy as np
 SOURCES = tuple(Path(__file__).with_name(name) for name in
                 ("sia_faces.cc", "sia_faces_adjoint.cc", "sia_limit_adjoint.cc"))
 """The kernels' sources, compiled together into one library."""
+HEADERS = (Path(__file__).with_name("sia_kernels.h"),)
+"""What the sources include (part of the library's key)."""
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math")
 
 
@@ -124,7 +126,7 @@ def build(directory: Path | None = None) -> Path:
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
-    source = b"".join(path.read_bytes() for path in SOURCES)
+    source = b"".join(path.read_bytes() for path in (*SOURCES, *HEADERS))
     flags = (*FLAGS, f"-march={march()}")
     key = hashlib.sha256(source + " ".join(flags).encode() + cxx.encode()
                          + jax.__version__.encode() + _cpu_signature()).hexdigest()[:16]

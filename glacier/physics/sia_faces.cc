@@ -22,11 +22,16 @@
 #include <thread>
 #include <vector>
 
+#include "sia_kernels.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
+
+using glacier_native::grid_dims;
+using glacier_native::grow;
+using glacier_native::wrap_or_out;
 
 // minmod((a + b) / 2, 2 minmod(a, b)) (``stencils.mc_slope``), written as what it is when a and
 // b have one sign: that sign times min(|a + b| / 2, 2 |a|, 2 |b|) (the same value, bit for
@@ -85,13 +90,6 @@ __attribute__((noinline)) void face_row(
   }
 }
 
-// Index of a ghost-padded coordinate k in [-g, n + g) into [0, n): wrapped, or -1 (outside).
-inline int64_t wrap_or_out(int64_t k, int64_t n, bool periodic) {
-  if (k >= 0 && k < n) return k;
-  if (!periodic) return -1;
-  return ((k % n) + n) % n;
-}
-
 // Scratch arrays of one thread, grown when a larger grid comes.
 template <typename T>
 struct FaceScratch {
@@ -113,12 +111,6 @@ template <typename T>
 LimitScratch<T>& limit_scratch() {
   thread_local LimitScratch<T> scratch;
   return scratch;
-}
-
-template <typename T>
-T* grow(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
 }
 
 // Rows of cells per band: the kernel works band by band (each band's scratch stays in the
@@ -259,17 +251,6 @@ void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int
     nan += shared->nan8[k];
   }
   *dmax_out = (nan == nan) ? dmax : std::numeric_limits<T>::quiet_NaN();
-}
-
-// (ny, nx) of the trailing two dimensions and the number of glaciers before them.
-template <typename Dims>
-bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
-  if (dims.size() < 2) return false;
-  ny = dims[dims.size() - 2];
-  nx = dims[dims.size() - 1];
-  batch = 1;
-  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
-  return true;
 }
 
 template <ffi::DataType DT>

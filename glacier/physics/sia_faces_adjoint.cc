@@ -25,11 +25,16 @@
 #include <limits>
 #include <vector>
 
+#include "sia_kernels.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
+
+using glacier_native::grid_dims;
+using glacier_native::grow;
+using glacier_native::wrap_or_out;
 
 // The value of ``stencils.mc_slope(a, b)`` (as in sia_faces.cc, bit for bit) and its weights
 // (d/da, d/db) as ``faces_adjoint.mc_slope_weights``: (1/2, 1/2) where the centred difference
@@ -149,23 +154,11 @@ __attribute__((noinline)) void x_face_gather(int64_t n, const T* __restrict G,
   for (int64_t b = 1; b <= n + 1; ++b) gh[b] += L[b] + R[b - 1];
 }
 
-inline int64_t wrap_or_out(int64_t k, int64_t n, bool periodic) {
-  if (k >= 0 && k < n) return k;
-  if (!periodic) return -1;
-  return ((k % n) + n) % n;
-}
-
-template <typename T>
-T* grown(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
 template <typename T>
 T* zeroed(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  std::fill(v.begin(), v.begin() + n, T(0));
-  return v.data();
+  T* data = grow(v, n);
+  std::fill(data, data + n, T(0));
+  return data;
 }
 
 template <typename T>
@@ -284,8 +277,8 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   const T inv_dx = T(1) / dx;
   const int64_t W4 = nx + 4, W2 = nx + 2;
   Scratch<T>& s = scratch<T>();
-  T* Hp = grown(s.Hp, (ny + 4) * W4);
-  T* Sp = grown(s.Sp, (ny + 2) * W2);
+  T* Hp = grow(s.Hp, (ny + 4) * W4);
+  T* Sp = grow(s.Sp, (ny + 2) * W2);
   // Padded thickness (zero ghosts, or wrapped) and surface (the edge cell's bed, or wrapped).
   for (int64_t a = 0; a < ny + 4; ++a) {
     int64_t i = wrap_or_out(a - 2, ny, py);
@@ -314,18 +307,18 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   // Cell limiters and their weights. cx: x-slopes of surface rows a (nx each, padded columns
   // 1..nx); cy: y-slopes of cell rows i on all nx + 2 surface columns; sbx: MUSCL corrections
   // along x of padded cells 1..nx+2 of Hp row i + 2; sby: along y of padded rows 1..ny+2.
-  T* cx = grown(s.cx, (ny + 2) * nx);
-  T* cxa = grown(s.cxa, (ny + 2) * nx);
-  T* cxb = grown(s.cxb, (ny + 2) * nx);
-  T* cy = grown(s.cy, ny * W2);
-  T* cya = grown(s.cya, ny * W2);
-  T* cyb = grown(s.cyb, ny * W2);
-  T* sbx = grown(s.sbx, ny * W2);
-  T* sxa = grown(s.sba_x, ny * W2);
-  T* sxb = grown(s.sbb_x, ny * W2);
-  T* sby = grown(s.sby, (ny + 2) * nx);
-  T* sya = grown(s.sba_y, (ny + 2) * nx);
-  T* syb = grown(s.sbb_y, (ny + 2) * nx);
+  T* cx = grow(s.cx, (ny + 2) * nx);
+  T* cxa = grow(s.cxa, (ny + 2) * nx);
+  T* cxb = grow(s.cxb, (ny + 2) * nx);
+  T* cy = grow(s.cy, ny * W2);
+  T* cya = grow(s.cya, ny * W2);
+  T* cyb = grow(s.cyb, ny * W2);
+  T* sbx = grow(s.sbx, ny * W2);
+  T* sxa = grow(s.sba_x, ny * W2);
+  T* sxb = grow(s.sbb_x, ny * W2);
+  T* sby = grow(s.sby, (ny + 2) * nx);
+  T* sya = grow(s.sba_y, (ny + 2) * nx);
+  T* syb = grow(s.sbb_y, (ny + 2) * nx);
   for (int64_t a = 0; a < ny + 2; ++a) {
     const T* r = Sp + a * W2;
     mc_row<T>(nx, r + 2, r + 1, r + 1, r, inv_dx, cx + a * nx, cxa + a * nx, cxb + a * nx);
@@ -343,8 +336,8 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   }
   // The face diffusivities and each direction's maximum, for D_max's cotangent: only when it
   // is not zero (a step of max_dt, or the last step of an interval, does not depend on D_max).
-  T* Dx = grown(s.Dx, ny * (nx + 1));
-  T* Dy = grown(s.Dy, (ny + 1) * nx);
+  T* Dx = grow(s.Dx, ny * (nx + 1));
+  T* Dy = grow(s.Dy, (ny + 1) * nx);
   T mx = std::numeric_limits<T>::quiet_NaN(), my = mx;  // NaN: no face equals it
   T share_x = T(0), share_y = T(0);
   if (ct_dmax != T(0)) {
@@ -378,8 +371,8 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* gHp = zeroed(s.gHp, (ny + 4) * W4);
   T* gSp = zeroed(s.gSp, (ny + 2) * W2);
   T* gcx = zeroed(s.gcx, (ny + 2) * nx);
-  T* gc = grown(s.gcy, W2);  // one row of cy's and of sbx's cotangents (x-faces only)
-  T* gb = grown(s.gsbx, W2);
+  T* gc = grow(s.gcy, W2);  // one row of cy's and of sbx's cotangents (x-faces only)
+  T* gb = grow(s.gsbx, W2);
   T* CA = zeroed(s.CA, W4 + 2);
   T* CB = zeroed(s.CB, W4 + 2);
   T* gsby = zeroed(s.gsby, (ny + 2) * nx);
@@ -388,8 +381,8 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* K = zeroed(s.K, nrow);
   T* L = zeroed(s.L, nrow);
   T* R = zeroed(s.R, nrow);
-  T* E5 = grown(s.E5, nrow);
-  T* E3 = grown(s.E3, nrow);
+  T* E5 = grow(s.E5, nrow);
+  T* E3 = grow(s.E3, nrow);
   T c5[8] = {}, c3[8] = {};
   // x-faces, row i: face f between padded surface columns f, f + 1; cross slopes of cy's
   // columns f, f + 1; MUSCL states of Hp columns f + 1 (+ sbx f) and f + 2 (- sbx f + 1).
@@ -482,16 +475,6 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   for (int k = 0; k < 8; ++k) ct_gamma += c5[k], ct_slide += c3[k];
   ct_coef[0] = ct_gamma;
   ct_coef[1] = ct_slide;
-}
-
-template <typename Dims>
-bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
-  if (dims.size() < 2) return false;
-  ny = dims[dims.size() - 2];
-  nx = dims[dims.size() - 1];
-  batch = 1;
-  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
-  return true;
 }
 
 template <ffi::DataType DT>

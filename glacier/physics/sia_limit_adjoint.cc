@@ -34,11 +34,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "sia_kernels.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
+
+using glacier_native::grid_dims;
+using glacier_native::grow;
 
 // Scratch arrays of one thread, grown when a larger grid comes.
 template <typename T>
@@ -50,12 +54,6 @@ template <typename T>
 LimitVjpScratch<T>& limit_vjp_scratch() {
   thread_local LimitVjpScratch<T> scratch;
   return scratch;
-}
-
-template <typename T>
-T* grow_vjp(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
 }
 
 // The weight of max(x, y) towards x: 1 where x > y, 1/2 at a tie, else 0 (also for NaN), as
@@ -195,11 +193,11 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   const T inv_dx = T(1) / dx;
   const int64_t W = nx + 2;
   LimitVjpScratch<T>& scratch = limit_vjp_scratch<T>();
-  T* sc = grow_vjp(scratch.sc, (ny + 2) * W);  // donor factors with a ghost ring
-  T* cs = grow_vjp(scratch.cs, (ny + 2) * W);  // their cotangents, then the outflows'
-  T* ratio = grow_vjp(scratch.ratio, ny * nx);
-  T* g = grow_vjp(scratch.g, 3 * W);  // rows of ct_div / dx: previous, current, edge-only
-  T* term = grow_vjp(scratch.term, nx + 1);  // a row of faces or cells
+  T* sc = grow(scratch.sc, (ny + 2) * W);  // donor factors with a ghost ring
+  T* cs = grow(scratch.cs, (ny + 2) * W);  // their cotangents, then the outflows'
+  T* ratio = grow(scratch.ratio, ny * nx);
+  T* g = grow(scratch.g, 3 * W);  // rows of ct_div / dx: previous, current, edge-only
+  T* term = grow(scratch.term, nx + 1);  // a row of faces or cells
 
   // (A) The donor factors, as the forward: ghosts 0, or wrapped.
   std::fill(sc, sc + W, T(0));
@@ -276,17 +274,6 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   *ct_dt = total / dx;
 }
 
-// (ny, nx) of the trailing two dimensions and the number of glaciers before them.
-template <typename Dims>
-bool vjp_grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
-  if (dims.size() < 2) return false;
-  ny = dims[dims.size() - 2];
-  nx = dims[dims.size() - 1];
-  batch = 1;
-  for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
-  return true;
-}
-
 template <ffi::DataType DT>
 ffi::Error limit_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
                           ffi::Buffer<DT> dt, ffi::Buffer<DT> ct_div, ffi::Buffer<DT> ct_edge,
@@ -295,7 +282,7 @@ ffi::Error limit_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT>
                           ffi::ResultBuffer<DT> ct_qy, ffi::ResultBuffer<DT> ct_dt) {
   using T = ffi::NativeType<DT>;
   int64_t ny, nx, batch;
-  if (!vjp_grid_dims(H.dimensions(), ny, nx, batch))
+  if (!grid_dims(H.dimensions(), ny, nx, batch))
     return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
   auto count = [](const auto& buffer) { return static_cast<int64_t>(buffer.element_count()); };
   if (count(qx) != batch * ny * (nx + 1) || count(qy) != batch * (ny + 1) * nx

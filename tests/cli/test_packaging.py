@@ -39,6 +39,7 @@ def test_wheel_holds_configs_and_data(wheel):
         assert f"glacier/data/{name}" in names
     assert "glacier/cli.py" in names and "glacier/io/netcdf.py" in names
     assert "glacier/physics/sia_faces.cc" in names  # the native kernel's source (built on use)
+    assert "glacier/physics/sia_kernels.h" in names  # and the header its sources include
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ from glacier.grid import Grid
 from glacier.laws import GlenLaw
 from glacier.physics import native, sia
 
+from .test_native import _case
+
 needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
 
 PERIODIC = [(False, False), (True, False), (False, True), (True, True)]
@@ -27,17 +29,6 @@ def _reference(grid):
         Dy = sia.coef_diffusivity(Hy, s2y, coef)
         return -Dx * gx, -Dy * gy, jnp.maximum(jnp.max(Dx), jnp.max(Dy))
     return fluxes
-
-
-def _case(rng, ny, nx, dtype, cliffs):
-    H = np.maximum(rng.normal(120.0, 90.0, (ny, nx)), 0.0)
-    if cliffs:  # ice cliffs, bare cells and a bedrock step: every limiter branch
-        H[:, nx // 2:] = 0.0
-        H[ny // 3, :] = 400.0
-    bed = rng.normal(2000.0, 25.0, (ny, nx)) + np.linspace(0.0, 600.0, nx)[None, :]
-    if cliffs:
-        bed[ny // 2:, :] += 300.0
-    return jnp.asarray(H, dtype), jnp.asarray(bed, dtype)
 
 
 def _coef(dtype):
@@ -65,7 +56,7 @@ def _compare(grid, H, bed, coef, rng, ct_dmax, tol):
 def test_faces_adjoint_equals_jax_ad(periodic, cliffs, dtype, tol):
     rng = np.random.default_rng(11)
     grid = Grid(ny=13, nx=17, dx=100.0, periodic=periodic)
-    H, bed = _case(rng, grid.ny, grid.nx, dtype, cliffs)
+    H, bed = _case(rng, grid.ny, grid.nx, dtype, cliffs=cliffs)
     _compare(grid, H, bed, _coef(dtype), rng, 0.37, tol)
     _compare(grid, H, bed, _coef(dtype), rng, 0.0, tol)  # D_max's cotangent zero: skipped
 
@@ -89,7 +80,7 @@ def test_faces_adjoint_at_ties(periodic, kind):
 def test_faces_adjoint_batches_under_vmap():
     rng = np.random.default_rng(13)
     grid = Grid(ny=9, nx=10, dx=100.0)
-    H, bed = _case(rng, 9, 10, jnp.float64, True)
+    H, bed = _case(rng, 9, 10, jnp.float64, cliffs=True)
     Hs = jnp.stack([H, 0.5 * H, 0.0 * H])
     coefs = jnp.stack([_coef(jnp.float64), 2.0 * _coef(jnp.float64), _coef(jnp.float64)])
 
@@ -124,7 +115,7 @@ def _ref_loss(grid, bed, H, coef):
 @needs_kernel
 def test_the_adjoint_kernels_run_in_a_gradient_and_can_be_switched_off(monkeypatch):
     grid = Grid(ny=10, nx=11, dx=100.0)
-    H, bed = _case(np.random.default_rng(14), 10, 11, jnp.float64, False)
+    H, bed = _case(np.random.default_rng(14), 10, 11, jnp.float64)
 
     def loss(H, logA):
         qx, qy, d_max = sia.fluxes(H, bed, GlenLaw(A=jnp.exp(logA)), grid)
