@@ -118,10 +118,10 @@ def test_stored_states_need_memory_linear_in_steps_chunks_sublinear():
     small, big = temp_bytes(Checkpointed(), 256), temp_bytes(Checkpointed(), 1024)
     if small is None:
         pytest.skip("no memory analysis on this backend")
-    # One field per step in the program, which XLA holds about twice (stack and reverse copy):
-    # what the budget counts.
-    assert 768 * state <= big - small <= 2.2 * 768 * state
-    assert big <= 2 * 1024 * state * 1.1 + 2**20
+    # One field per step in the program (what the budget counts): no copy of the stack, and
+    # no per-step copy of the bed (the checkpoint goes around the lax.cond that skips steps).
+    assert 768 * state <= big - small <= 1.2 * 768 * state
+    assert big <= 1024 * state * 1.1 + 2**20
     c_small = temp_bytes(Checkpointed(memory_budget=0), 256)
     c_big = temp_bytes(Checkpointed(memory_budget=0), 1024)
     assert c_big - c_small < 0.1 * (big - small)  # 32 + 32 states against 16 + 16
