@@ -132,14 +132,12 @@ class ExplicitMUSCL(Scheme):
             dt = jnp.where(last, remaining, dt_stable)
             dt_h = dt.astype(H.dtype)
             div, edge = sia.limited_divergence(H, qx, qy, dt_h, grid, custom_vjp=custom_vjp)
-            H_flow = H - dt_h * div
-            H_new = jnp.maximum(H_flow + dt_h * smb(S, t), 0.0)
-            applied = jnp.sum(H_new - H_flow) * cell_area
+            H_new, applied, removed = sia.step_end(H, div, dt_h, smb(S, t), ice_free,
+                                                   custom_vjp=custom_vjp)
+            applied = applied * cell_area
             outflow = dt_h * dx * edge
             if ice_free is not None:
-                removed = H_new * ice_free
-                H_new = H_new - removed
-                outflow = outflow + jnp.sum(removed) * cell_area
+                outflow = outflow + removed * cell_area
             finite = jnp.isfinite(D_max) & jnp.isfinite(dt)
             return State(
                 t=jnp.where(last, t_target, t + dt),

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in
-                ("sia_faces.cc", "sia_faces_adjoint.cc", "sia_limit_adjoint.cc"))
+                ("sia_faces.cc", "sia_faces_adjoint.cc", "sia_limit_adjoint.cc", "sia_update.cc"))
 """The kernels' sources, compiled together into one library."""
 HEADERS = (Path(__file__).with_name("sia_kernels.h"),)
 """What the sources include (part of the library's key)."""
@@ -74,6 +74,8 @@ FACES_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_faces_vjp_f64",
                      np.dtype("float32"): "glacier_sia_faces_vjp_f32"}
 LIMIT_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_limit_vjp_f64",
                      np.dtype("float32"): "glacier_sia_limit_vjp_f32"}
+UPDATE_TARGETS = {np.dtype("float64"): "glacier_sia_update_f64",
+                  np.dtype("float32"): "glacier_sia_update_f32"}
 _SYMBOLS = {"glacier_sia_faces_f64": "GlacierSiaFacesF64",
             "glacier_sia_faces_f32": "GlacierSiaFacesF32",
             "glacier_sia_limit_f64": "GlacierSiaLimitF64",
@@ -81,7 +83,9 @@ _SYMBOLS = {"glacier_sia_faces_f64": "GlacierSiaFacesF64",
             "glacier_sia_faces_vjp_f64": "GlacierSiaFacesVjpF64",
             "glacier_sia_faces_vjp_f32": "GlacierSiaFacesVjpF32",
             "glacier_sia_limit_vjp_f64": "GlacierSiaLimitVjpF64",
-            "glacier_sia_limit_vjp_f32": "GlacierSiaLimitVjpF32"}
+            "glacier_sia_limit_vjp_f32": "GlacierSiaLimitVjpF32",
+            "glacier_sia_update_f64": "GlacierSiaUpdateF64",
+            "glacier_sia_update_f32": "GlacierSiaUpdateF32"}
 
 
 def enabled_by_environment() -> bool:
@@ -208,6 +212,18 @@ def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
     return _ffi(LIMIT_TARGETS[np.dtype(H.dtype)], out, H, qx, qy, dt, dx=dx, periodic=periodic)
 
 
+def update_call(H, div, dt, b, ice_free=None):
+    """The FFI call of the step's end (``sia_update.cc``): (H_new, applied, removed) for H,
+    div q, b (..., ny, nx), dt (...) and an optional 0/1 ``ice_free`` field (..., ny, nx)."""
+    *lead, ny, nx = H.shape
+    out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(tuple(lead), H.dtype),
+           jax.ShapeDtypeStruct(tuple(lead), H.dtype))
+    call = jax.ffi.ffi_call(UPDATE_TARGETS[np.dtype(H.dtype)], out, vmap_method="broadcast_all")
+    # Without cells held ice-free, H stands in for the field (not read).
+    return call(H, div, dt, b, H if ice_free is None else ice_free,
+                has_ice_free=np.int64(ice_free is not None))
+
+
 def faces_vjp_call(H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax, *, dx: float,
                    periodic: tuple[bool, bool]):
     """The FFI call of the face kernel's adjoint: (ct_H, ct_bed, ct_coef) of ``faces_call``'s
@@ -294,6 +310,17 @@ def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, b
                               periodic=periodic)
 
     return with_native_vjp(kernel, adjoint, H, bed, coef)
+
+
+def update_native(H, div, dt, b, ice_free, reference):
+    """(H_new, applied, removed) of the step's end by the kernel, differentiated as
+    ``reference(H, div, dt, b, ice_free)`` (XLA's elementwise expressions: cheap)."""
+    dt = jnp.asarray(dt, H.dtype)
+    if ice_free is None:
+        return with_reference_vjp(lambda H, div, dt, b: update_call(H, div, dt, b),
+                                  lambda H, div, dt, b: reference(H, div, dt, b, None),
+                                  H, div, dt, b)
+    return with_reference_vjp(update_call, reference, H, div, dt, b, ice_free)
 
 
 def limited_divergence_native(H, qx, qy, dt, reference, *, dx: float,

@@ -199,6 +199,29 @@ def limited_divergence(H, qx, qy, dt, grid: Grid, *, custom_vjp: bool = True):
     return reference(H, qx, qy, dt)
 
 
+def step_end(H, div, dt, b, ice_free=None, *, custom_vjp: bool = True):
+    """The end of an explicit step: H_flow = H - dt div, then the balance b on it, clipped so
+    that ablation removes at most the ice present, H_new = max(H_flow + dt b, 0); cells held
+    ``ice_free`` (a 0/1 field, or None) emptied.
+
+    Returns ``(H_new, applied, removed)``: the new thickness [m], sum(max(H_flow + dt b, 0) -
+    H_flow) (the balance applied, before emptying) and the sum of what was emptied [m]; times
+    the cell area, volumes. On the CPU one native kernel (``physics.native``: one pass where XLA
+    makes several, each recomputing the maximum), differentiated through the expressions below;
+    ``custom_vjp=False``: the expressions only (forward mode, as in ``fluxes``)."""
+    def reference(H, div, dt, b, ice_free):
+        H_flow = H - dt * div
+        H_new = jnp.maximum(H_flow + dt * b, 0.0)
+        applied = jnp.sum(H_new - H_flow)
+        if ice_free is None:
+            return H_new, applied, jnp.zeros_like(applied)
+        removed = H_new * ice_free
+        return H_new - removed, applied, jnp.sum(removed)
+    if custom_vjp and jnp.ndim(H) == 2 and native.usable(H):
+        return native.update_native(H, div, dt, b, ice_free, reference)
+    return reference(H, div, dt, b, ice_free)
+
+
 def flux_divergence(qx, qy, dx: float):
     """div q at cell centres [m a^-1], shape (ny, nx)."""
     return (qx[:, 1:] - qx[:, :-1] + qy[1:, :] - qy[:-1, :]) / dx

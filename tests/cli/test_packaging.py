@@ -38,7 +38,9 @@ def test_wheel_holds_configs_and_data(wheel):
     for name in ("south_glacier.nc", "hintereisferner.nc", "README.md"):
         assert f"glacier/data/{name}" in names
     assert "glacier/cli.py" in names and "glacier/io/netcdf.py" in names
-    assert "glacier/physics/sia_faces.cc" in names  # the native kernel's source (built on use)
+    from glacier.physics import native
+    for source in native.SOURCES:  # the native kernels' sources (built on use)
+        assert f"glacier/physics/{source.name}" in names
     assert "glacier/physics/sia_kernels.h" in names  # and the header its sources include
 
 
