@@ -76,6 +76,8 @@ LIMIT_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_limit_vjp_f64",
                      np.dtype("float32"): "glacier_sia_limit_vjp_f32"}
 UPDATE_TARGETS = {np.dtype("float64"): "glacier_sia_update_f64",
                   np.dtype("float32"): "glacier_sia_update_f32"}
+UPDATE_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_update_vjp_f64",
+                      np.dtype("float32"): "glacier_sia_update_vjp_f32"}
 _SYMBOLS = {"glacier_sia_faces_f64": "GlacierSiaFacesF64",
             "glacier_sia_faces_f32": "GlacierSiaFacesF32",
             "glacier_sia_limit_f64": "GlacierSiaLimitF64",
@@ -85,7 +87,9 @@ _SYMBOLS = {"glacier_sia_faces_f64": "GlacierSiaFacesF64",
             "glacier_sia_limit_vjp_f64": "GlacierSiaLimitVjpF64",
             "glacier_sia_limit_vjp_f32": "GlacierSiaLimitVjpF32",
             "glacier_sia_update_f64": "GlacierSiaUpdateF64",
-            "glacier_sia_update_f32": "GlacierSiaUpdateF32"}
+            "glacier_sia_update_f32": "GlacierSiaUpdateF32",
+            "glacier_sia_update_vjp_f64": "GlacierSiaUpdateVjpF64",
+            "glacier_sia_update_vjp_f32": "GlacierSiaUpdateVjpF32"}
 
 
 def enabled_by_environment() -> bool:
@@ -312,15 +316,36 @@ def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, b
     return with_native_vjp(kernel, adjoint, H, bed, coef)
 
 
+def update_vjp_call(H, div, dt, b, ice_free, ct_out, ct_applied, ct_removed):
+    """The FFI call of the step end's adjoint: the cotangents of (H, div, dt, b, ice_free)
+    for those of ``update_call``'s outputs (ice_free None: of a zero field)."""
+    field = jax.ShapeDtypeStruct(H.shape, H.dtype)
+    out = (field, field, jax.ShapeDtypeStruct(H.shape[:-2], H.dtype), field, field)
+    call = jax.ffi.ffi_call(UPDATE_VJP_TARGETS[np.dtype(H.dtype)], out,
+                            vmap_method="broadcast_all")
+    return call(H, div, dt, b, H if ice_free is None else ice_free, ct_out, ct_applied,
+                ct_removed, has_ice_free=np.int64(ice_free is not None))
+
+
 def update_native(H, div, dt, b, ice_free, reference):
-    """(H_new, applied, removed) of the step's end by the kernel, differentiated as
-    ``reference(H, div, dt, b, ice_free)`` (XLA's elementwise expressions: cheap)."""
+    """(H_new, applied, removed) of the step's end by the kernel, differentiated by its
+    adjoint kernel (or, with ``GLACIER_NATIVE_VJP=0``, as ``reference(H, div, dt, b,
+    ice_free)``, XLA's elementwise expressions)."""
     dt = jnp.asarray(dt, H.dtype)
     if ice_free is None:
-        return with_reference_vjp(lambda H, div, dt, b: update_call(H, div, dt, b),
-                                  lambda H, div, dt, b: reference(H, div, dt, b, None),
-                                  H, div, dt, b)
-    return with_reference_vjp(update_call, reference, H, div, dt, b, ice_free)
+        def kernel(H, div, dt, b):
+            return update_call(H, div, dt, b)
+
+        def adjoint(args, out, ct):
+            return update_vjp_call(*args, None, *ct)[:4]
+
+        if not native_vjp_enabled():
+            return with_reference_vjp(kernel, lambda *a: reference(*a, None), H, div, dt, b)
+        return with_native_vjp(kernel, adjoint, H, div, dt, b)
+    if not native_vjp_enabled():
+        return with_reference_vjp(update_call, reference, H, div, dt, b, ice_free)
+    return with_native_vjp(update_call, lambda args, out, ct: update_vjp_call(*args, *ct),
+                           H, div, dt, b, ice_free)
 
 
 def limited_divergence_native(H, qx, qy, dt, reference, *, dx: float,

@@ -17,6 +17,10 @@
 //
 // Inputs: H, div, b (..., ny, nx), dt (...), ice_free (..., ny, nx; read only with
 // has_ice_free = 1). Outputs: H_new (..., ny, nx), applied (...), removed (...).
+//
+// Its adjoint (``update_vjp_impl``, the rule of ``native.update_native``'s ``jax.custom_vjp``)
+// takes the same inputs and the cotangents of the three outputs and returns those of H, div,
+// dt, b and ice_free, with JAX's one-sided derivatives at max(x, 0)'s kink.
 #include <cstdint>
 #include <cstring>
 
@@ -117,6 +121,117 @@ ffi::Error update_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> div, ffi::Buffer<DT> d
   return ffi::Error::Success();
 }
 
+// The adjoint (VJP) of ``update_one`` for the cotangents of H_new, applied and removed, with
+// JAX's conventions at the kinks of max(x, 0): the whole cotangent where x > 0, half at
+// x == 0, none where x < 0 or x is NaN. Per cell, with h = max(x, 0) before emptying:
+//   ct_h = ct_out + (ct_removed - ct_out) m + ct_applied,   ct_x = w(x) ct_h,
+//   ct_flow = ct_x - ct_applied,   ct_H = ct_flow,   ct_div = -dt ct_flow,   ct_b = dt ct_x,
+//   ct_m = (ct_removed - ct_out) h,   ct_dt = sum(ct_x b - ct_flow div).
+template <typename T, bool Masked>
+__attribute__((noinline)) void update_vjp_cells(
+    int64_t n, const T* __restrict H, const T* __restrict div, T dt, const T* __restrict b,
+    const T* __restrict m, const T* __restrict ct_out, T ct_applied, T ct_removed,
+    T* __restrict ct_H, T* __restrict ct_div, T* __restrict ct_b, T* __restrict ct_m,
+    T* __restrict acc) {
+  constexpr int64_t L = 32 / sizeof(T);
+  typedef T V __attribute__((vector_size(32)));
+  const V zero = {};
+  const V one = zero + T(1), half = zero + T(0.5);
+  V s = {};
+  auto load = [](const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  };
+  int64_t k = 0;
+  for (; k + L <= n; k += L) {
+    V flow = load(H + k) - dt * load(div + k);
+    V bb = load(b + k);
+    V x = flow + dt * bb;
+    V h = (x > zero || x != x) ? x : zero;
+    V w = (x > zero) ? one : (x == zero) ? half : zero;
+    V c = load(ct_out + k);
+    V ch = c + ct_applied;
+    if (Masked) {
+      V mm = load(m + k);
+      V cr = ct_removed - c;
+      ch = ch + cr * mm;
+      V cm = cr * h;
+      std::memcpy(ct_m + k, &cm, sizeof(V));
+    }
+    V cx = w * ch;
+    V cf = cx - ct_applied;
+    V cd = -dt * cf;
+    V cb = dt * cx;
+    s += cx * bb - cf * load(div + k);
+    std::memcpy(ct_H + k, &cf, sizeof(V));
+    std::memcpy(ct_div + k, &cd, sizeof(V));
+    std::memcpy(ct_b + k, &cb, sizeof(V));
+  }
+  T total = T(0);
+  for (int64_t lane = 0; lane < L; ++lane) total += s[lane];
+  for (; k < n; ++k) {
+    T flow = H[k] - dt * div[k];
+    T x = flow + dt * b[k];
+    T h = (x > T(0) || x != x) ? x : T(0);
+    T w = (x > T(0)) ? T(1) : (x == T(0)) ? T(0.5) : T(0);
+    T ch = ct_out[k] + ct_applied;
+    if (Masked) {
+      T cr = ct_removed - ct_out[k];
+      ch = ch + cr * m[k];
+      ct_m[k] = cr * h;
+    }
+    T cx = w * ch;
+    T cf = cx - ct_applied;
+    ct_div[k] = -dt * cf;
+    ct_b[k] = dt * cx;
+    ct_H[k] = cf;
+    total += cx * b[k] - cf * div[k];
+  }
+  *acc = total;
+}
+
+template <ffi::DataType DT>
+ffi::Error update_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> div, ffi::Buffer<DT> dt,
+                           ffi::Buffer<DT> b, ffi::Buffer<DT> ice_free, ffi::Buffer<DT> ct_out,
+                           ffi::Buffer<DT> ct_applied, ffi::Buffer<DT> ct_removed,
+                           int64_t has_ice_free, ffi::ResultBuffer<DT> ct_H,
+                           ffi::ResultBuffer<DT> ct_div, ffi::ResultBuffer<DT> ct_dt,
+                           ffi::ResultBuffer<DT> ct_b, ffi::ResultBuffer<DT> ct_m) {
+  using T = ffi::NativeType<DT>;
+  int64_t ny, nx, batch;
+  if (!grid_dims(H.dimensions(), ny, nx, batch))
+    return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
+  const int64_t n = ny * nx;
+  if (div.element_count() != batch * n || b.element_count() != batch * n
+      || dt.element_count() != batch || ct_out.element_count() != batch * n
+      || ct_applied.element_count() != batch || ct_removed.element_count() != batch
+      || (has_ice_free != 0 && ice_free.element_count() != batch * n)
+      || ct_m->element_count() != ice_free.element_count())
+    return ffi::Error::InvalidArgument("the update adjoint's arguments do not fit H");
+  for (int64_t g = 0; g < batch; ++g) {
+    const T* h = H.typed_data() + g * n;
+    const T* d = div.typed_data() + g * n;
+    const T* bb = b.typed_data() + g * n;
+    const T* c = ct_out.typed_data() + g * n;
+    T step = dt.typed_data()[g], ca = ct_applied.typed_data()[g];
+    T cr = ct_removed.typed_data()[g];
+    T* oH = ct_H->typed_data() + g * n;
+    T* od = ct_div->typed_data() + g * n;
+    T* ob = ct_b->typed_data() + g * n;
+    T* odt = ct_dt->typed_data() + g;
+    if (has_ice_free != 0)
+      update_vjp_cells<T, true>(n, h, d, step, bb, ice_free.typed_data() + g * n, c, ca, cr, oH,
+                                od, ob, ct_m->typed_data() + g * n, odt);
+    else
+      update_vjp_cells<T, false>(n, h, d, step, bb, nullptr, c, ca, cr, oH, od, ob, nullptr,
+                                 odt);
+  }
+  if (has_ice_free == 0)  // the stand-in field (H) takes no cotangent
+    std::memset(ct_m->typed_data(), 0, ct_m->size_bytes());
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 #define GLACIER_BIND_UPDATE(DT)                  \
@@ -135,3 +250,25 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaUpdateF64, update_impl<ffi::F64>,
                               GLACIER_BIND_UPDATE(ffi::F64));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaUpdateF32, update_impl<ffi::F32>,
                               GLACIER_BIND_UPDATE(ffi::F32));
+
+#define GLACIER_BIND_UPDATE_VJP(DT)              \
+  ffi::Ffi::Bind()                               \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Attr<int64_t>("has_ice_free")             \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaUpdateVjpF64, update_vjp_impl<ffi::F64>,
+                              GLACIER_BIND_UPDATE_VJP(ffi::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaUpdateVjpF32, update_vjp_impl<ffi::F32>,
+                              GLACIER_BIND_UPDATE_VJP(ffi::F32));
