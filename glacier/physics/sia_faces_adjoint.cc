@@ -200,7 +200,7 @@ inline Face<T> face(T s_lo, T s_hi, T c_lo, T c_hi, T h_lo, T h_hi, T sb_lo, T s
 // cross slope's cotangent, to each of the two cells), L and R (the upwind thickness's
 // cotangent, to the low or the high side's MUSCL state), and E5, E3 (each face's part of the
 // coefficients' cotangents, summed by ``lane_sum``: a sum in the loop would not vectorise).
-template <typename T>
+template <typename T, bool Ties>
 __attribute__((noinline)) void face_row_adjoint(
     int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
     const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
@@ -210,7 +210,7 @@ __attribute__((noinline)) void face_row_adjoint(
   for (int64_t f = 0; f < n; ++f) {
     Face<T> F = face(s_lo[f], s_hi[f], c_lo[f], c_hi[f], h_lo[f], h_hi[f], sb_lo[f], sb_hi[f],
                      gamma, slide, inv_dx);
-    T ctD = -(ct_q[f] * F.grad) + ((D[f] == at_max) ? share : T(0));
+    T ctD = -(ct_q[f] * F.grad) + ((Ties && D[f] == at_max) ? share : T(0));
     T H2 = F.Hu * F.Hu, H3 = H2 * F.Hu, H5 = H3 * H2;
     E5[f] = ctD * H5 * F.s2;
     E3[f] = ctD * H3 * F.s2;
@@ -304,55 +304,67 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     row[0] = (px ? b[nx - 1] : b[0]) + h[0];
     row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
   }
-  // Cell limiters and their weights. cx: x-slopes of surface rows a (nx each, padded columns
-  // 1..nx); cy: y-slopes of cell rows i on all nx + 2 surface columns; sbx: MUSCL corrections
-  // along x of padded cells 1..nx+2 of Hp row i + 2; sby: along y of padded rows 1..ny+2.
-  T* cx = grow(s.cx, (ny + 2) * nx);
-  T* cxa = grow(s.cxa, (ny + 2) * nx);
-  T* cxb = grow(s.cxb, (ny + 2) * nx);
-  T* cy = grow(s.cy, ny * W2);
-  T* cya = grow(s.cya, ny * W2);
-  T* cyb = grow(s.cyb, ny * W2);
-  T* sbx = grow(s.sbx, ny * W2);
-  T* sxa = grow(s.sba_x, ny * W2);
-  T* sxb = grow(s.sbb_x, ny * W2);
-  T* sby = grow(s.sby, (ny + 2) * nx);
-  T* sya = grow(s.sba_y, (ny + 2) * nx);
-  T* syb = grow(s.sbb_y, (ny + 2) * nx);
-  for (int64_t a = 0; a < ny + 2; ++a) {
-    const T* r = Sp + a * W2;
-    mc_row<T>(nx, r + 2, r + 1, r + 1, r, inv_dx, cx + a * nx, cxa + a * nx, cxb + a * nx);
-  }
-  for (int64_t i = 0; i < ny; ++i)
+  // Cell limiters and their weights, computed row by row where they are used (the x-faces of
+  // a row need its own; the y-faces between rows f and f + 1 need both rows', kept in
+  // two-slot rings), so that the kernel's scratch stays small (about 4 fields besides its
+  // inputs and outputs) and the step's other arrays stay in the second-level cache. For cell
+  // row i: cy, its y-slopes on all nx + 2 surface columns, and sbx, the MUSCL corrections
+  // along x of its padded cells 1..nx+2. For surface row a: cx, its x-slopes (padded columns
+  // 1..nx); for padded row k + 1: sby, the MUSCL corrections along y.
+  T* cy = grow(s.cy, W2);
+  T* cya = grow(s.cya, W2);
+  T* cyb = grow(s.cyb, W2);
+  T* sbx = grow(s.sbx, W2);
+  T* sxa = grow(s.sba_x, W2);
+  T* sxb = grow(s.sbb_x, W2);
+  T* cx = grow(s.cx, 2 * nx);
+  T* cxa = grow(s.cxa, 2 * nx);
+  T* cxb = grow(s.cxb, 2 * nx);
+  T* sby = grow(s.sby, 2 * nx);
+  T* sya = grow(s.sba_y, 2 * nx);
+  T* syb = grow(s.sbb_y, 2 * nx);
+  T* gcx = grow(s.gcx, 2 * nx);  // the cotangents of the two rows of cx and of sby
+  T* gsby = grow(s.gsby, 2 * nx);
+  auto x_limiters = [&](int64_t i) {
     mc_row<T>(W2, Sp + (i + 2) * W2, Sp + (i + 1) * W2, Sp + (i + 1) * W2, Sp + i * W2, inv_dx,
-              cy + i * W2, cya + i * W2, cyb + i * W2);
-  for (int64_t i = 0; i < ny; ++i) {
+              cy, cya, cyb);
     const T* h = Hp + (i + 2) * W4;
-    superbee_row<T>(W2, h, h + 1, h + 1, h + 2, sbx + i * W2, sxa + i * W2, sxb + i * W2);
-  }
-  for (int64_t k = 0; k < ny + 2; ++k) {
+    superbee_row<T>(W2, h, h + 1, h + 1, h + 2, sbx, sxa, sxb);
+  };
+  auto slot = [nx](int64_t k) { return (k & 1) * nx; };
+  auto y_limiters = [&](int64_t k) {  // row k of cx and of sby into slot k % 2
+    const T* r = Sp + k * W2;
+    const int64_t o = slot(k);
+    mc_row<T>(nx, r + 2, r + 1, r + 1, r, inv_dx, cx + o, cxa + o, cxb + o);
     const T *h0 = Hp + k * W4 + 2, *h1 = Hp + (k + 1) * W4 + 2, *h2 = Hp + (k + 2) * W4 + 2;
-    superbee_row<T>(nx, h0, h1, h1, h2, sby + k * nx, sya + k * nx, syb + k * nx);
-  }
+    superbee_row<T>(nx, h0, h1, h1, h2, sby + o, sya + o, syb + o);
+    std::fill(gcx + o, gcx + o + nx, T(0));
+    std::fill(gsby + o, gsby + o + nx, T(0));
+  };
   // The face diffusivities and each direction's maximum, for D_max's cotangent: only when it
   // is not zero (a step of max_dt, or the last step of an interval, does not depend on D_max).
-  T* Dx = grow(s.Dx, ny * (nx + 1));
-  T* Dy = grow(s.Dy, (ny + 1) * nx);
+  T* Dx = nullptr;
+  T* Dy = nullptr;
   T mx = std::numeric_limits<T>::quiet_NaN(), my = mx;  // NaN: no face equals it
   T share_x = T(0), share_y = T(0);
-  if (ct_dmax != T(0)) {
+  const bool ties = ct_dmax != T(0);
+  if (ties) {
+    Dx = grow(s.Dx, ny * (nx + 1));
+    Dy = grow(s.Dy, (ny + 1) * nx);
     for (int64_t i = 0; i < ny; ++i) {
+      x_limiters(i);
       const T* h = Hp + (i + 2) * W4;
       const T* r = Sp + (i + 1) * W2;
-      const T* c = cy + i * W2;
-      const T* sb = sbx + i * W2;
-      face_row_d<T>(nx + 1, r, r + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
+      face_row_d<T>(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, gamma, slide,
                     inv_dx, Dx + i * (nx + 1));
     }
-    for (int64_t f = 0; f <= ny; ++f)
-      face_row_d<T>(nx, Sp + f * W2 + 1, Sp + (f + 1) * W2 + 1, cx + f * nx,
-                    cx + (f + 1) * nx, Hp + (f + 1) * W4 + 2, Hp + (f + 2) * W4 + 2,
-                    sby + f * nx, sby + (f + 1) * nx, gamma, slide, inv_dx, Dy + f * nx);
+    y_limiters(0);
+    for (int64_t f = 0; f <= ny; ++f) {
+      y_limiters(f + 1);
+      face_row_d<T>(nx, Sp + f * W2 + 1, Sp + (f + 1) * W2 + 1, cx + slot(f),
+                    cx + slot(f + 1), Hp + (f + 1) * W4 + 2, Hp + (f + 2) * W4 + 2,
+                    sby + slot(f), sby + slot(f + 1), gamma, slide, inv_dx, Dy + f * nx);
+    }
     mx = array_max(Dx, ny * (nx + 1));
     my = array_max(Dy, (ny + 1) * nx);
     // D_max = maximum(max Dx, max Dy): the cotangent to the larger (half each at a tie),
@@ -365,17 +377,15 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     for (int64_t k = 0; k < (ny + 1) * nx; ++k) nmy += (Dy[k] == my);
     share_x = nmx ? ctx / T(nmx) : T(0);
     share_y = nmy ? cty / T(nmy) : T(0);
-  }  // else D (whatever an earlier call left: the vectors are value-initialised) meets NaN only
+  }
   // Adjoint of the faces, into the cotangents of the padded surface and thickness and of the
   // cell limiters.
   T* gHp = zeroed(s.gHp, (ny + 4) * W4);
   T* gSp = zeroed(s.gSp, (ny + 2) * W2);
-  T* gcx = zeroed(s.gcx, (ny + 2) * nx);
   T* gc = grow(s.gcy, W2);  // one row of cy's and of sbx's cotangents (x-faces only)
   T* gb = grow(s.gsbx, W2);
   T* CA = zeroed(s.CA, W4 + 2);
   T* CB = zeroed(s.CB, W4 + 2);
-  T* gsby = zeroed(s.gsby, (ny + 2) * nx);
   const int64_t nrow = std::max(nx + 1, nx) + 2;
   T* G = zeroed(s.G, nrow);
   T* K = zeroed(s.K, nrow);
@@ -384,19 +394,28 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* E5 = grow(s.E5, nrow);
   T* E3 = grow(s.E3, nrow);
   T c5[8] = {}, c3[8] = {};
+  auto row_adjoint = [&](int64_t n, const T* s_lo, const T* s_hi, const T* c_lo,
+                         const T* c_hi, const T* h_lo, const T* h_hi, const T* sb_lo,
+                         const T* sb_hi, const T* ct_q, const T* D, T at_max, T share, T* g,
+                         T* k, T* l, T* r) {
+    if (ties)
+      face_row_adjoint<T, true>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi, ct_q, D,
+                                at_max, share, gamma, slide, inv_dx, g, k, l, r, E5, E3);
+    else
+      face_row_adjoint<T, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi, ct_q, D,
+                                 at_max, share, gamma, slide, inv_dx, g, k, l, r, E5, E3);
+    lane_sum(E5, n, c5);
+    lane_sum(E3, n, c3);
+  };
   // x-faces, row i: face f between padded surface columns f, f + 1; cross slopes of cy's
   // columns f, f + 1; MUSCL states of Hp columns f + 1 (+ sbx f) and f + 2 (- sbx f + 1).
   // G, K, L, R hold the row's faces from index 1 (a zero on each side).
   for (int64_t i = 0; i < ny; ++i) {
+    x_limiters(i);
     const T* h = Hp + (i + 2) * W4;
     const T* r = Sp + (i + 1) * W2;
-    const T* c = cy + i * W2;
-    const T* sb = sbx + i * W2;
-    face_row_adjoint<T>(nx + 1, r, r + 1, c, c + 1, h + 1, h + 2, sb, sb + 1,
-                        ct_qx + i * (nx + 1), Dx + i * (nx + 1), mx, share_x, gamma, slide,
-                        inv_dx, G + 1, K + 1, L + 1, R + 1, E5, E3);
-    lane_sum(E5, nx + 1, c5);
-    lane_sum(E3, nx + 1, c3);
+    row_adjoint(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_qx + i * (nx + 1),
+                ties ? Dx + i * (nx + 1) : nullptr, mx, share_x, G + 1, K + 1, L + 1, R + 1);
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
     std::fill(gc, gc + W2, T(0));
     std::fill(gb, gb + W2, T(0));
@@ -405,21 +424,21 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     // sb = superbee(h[k+1] - h[k], h[k+2] - h[k+1]) / 2 along the row (CA, CB: the
     // cotangents of the two differences, padded, for ``three_point_adjoint``) and its cross
     // slopes c = mc_slope(S[i+2] - S[i+1], S[i+1] - S[i]) / dx across three surface rows.
-    const T *wa = sxa + i * W2, *wb = sxb + i * W2;
     for (int64_t k = 0; k < W2; ++k) {
-      CA[k + 2] = T(0.5) * wa[k] * gb[k];
-      CB[k + 2] = T(0.5) * wb[k] * gb[k];
+      CA[k + 2] = T(0.5) * sxa[k] * gb[k];
+      CB[k + 2] = T(0.5) * sxb[k] * gb[k];
     }
     three_point_adjoint<T>(W2, CA, CB, gHp + (i + 2) * W4);
-    three_row_adjoint<T>(W2, gc, cyb + i * W2, cya + i * W2, inv_dx, gSp + i * W2,
-                         gSp + (i + 1) * W2, gSp + (i + 2) * W2);
+    three_row_adjoint<T>(W2, gc, cyb, cya, inv_dx, gSp + i * W2, gSp + (i + 1) * W2,
+                         gSp + (i + 2) * W2);
   }
   // Back through the MUSCL corrections along y of padded row k + 1 (Hp rows k..k+2) and the
   // x-slopes of surface row k, once row k's cotangents are complete.
   auto y_chain = [&](int64_t k) {
-    three_row_adjoint<T>(nx, gsby + k * nx, sya + k * nx, syb + k * nx, T(0.5),
-                         gHp + k * W4 + 2, gHp + (k + 1) * W4 + 2, gHp + (k + 2) * W4 + 2);
-    const T *g = gcx + k * nx, *wf = cxa + k * nx, *wb = cxb + k * nx;
+    const int64_t o = slot(k);
+    three_row_adjoint<T>(nx, gsby + o, sya + o, syb + o, T(0.5), gHp + k * W4 + 2,
+                         gHp + (k + 1) * W4 + 2, gHp + (k + 2) * W4 + 2);
+    const T *g = gcx + o, *wf = cxa + o, *wb = cxb + o;
     for (int64_t j = 0; j < nx; ++j) {  // the forward difference is the stencil's second
       T t = g[j] * inv_dx;
       CA[j + 2] = wb[j] * t;
@@ -431,18 +450,17 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   std::fill(CB, CB + W4 + 2, T(0));
   // y-faces, face row f: between surface rows f, f + 1 (columns 1..nx); cross slopes of cx
   // rows f, f + 1; MUSCL states of Hp rows f + 1 (+ sby f) and f + 2 (- sby f + 1).
+  y_limiters(0);
   for (int64_t f = 0; f <= ny; ++f) {
+    y_limiters(f + 1);  // into the slot of row f - 1, whose chain is done
+    const int64_t o0 = slot(f), o1 = slot(f + 1);
     const T *r0 = Sp + f * W2 + 1, *r1 = Sp + (f + 1) * W2 + 1;
-    const T *c0 = cx + f * nx, *c1 = cx + (f + 1) * nx;
     const T *h0 = Hp + (f + 1) * W4 + 2, *h1 = Hp + (f + 2) * W4 + 2;
-    const T *b0 = sby + f * nx, *b1 = sby + (f + 1) * nx;
-    face_row_adjoint<T>(nx, r0, r1, c0, c1, h0, h1, b0, b1, ct_qy + f * nx, Dy + f * nx, my,
-                        share_y, gamma, slide, inv_dx, G, K, L, R, E5, E3);
-    lane_sum(E5, nx, c5);
-    lane_sum(E3, nx, c3);
-    y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + f * nx,
-                      gcx + (f + 1) * nx, gsby + f * nx, gsby + (f + 1) * nx,
-                      gHp + (f + 1) * W4 + 2, gHp + (f + 2) * W4 + 2);
+    row_adjoint(nx, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_qy + f * nx,
+                ties ? Dy + f * nx : nullptr, my, share_y, G, K, L, R);
+    y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + o0,
+                      gcx + o1, gsby + o0, gsby + o1, gHp + (f + 1) * W4 + 2,
+                      gHp + (f + 2) * W4 + 2);
     y_chain(f);  // rows f of sby and cx have all their faces' cotangents now
   }
   y_chain(ny + 1);
