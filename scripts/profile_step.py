@@ -1,6 +1,6 @@
 """Where the time of an explicit SIA step goes: XLA's kernels, from ``jax.profiler``.
 
-Runs ``--steps`` steps of the explicit scheme on the 100 x 100 synthetic valley (spun up for
+Runs ``--steps`` steps of the explicit scheme on the 100 x 100 synthetic valley (``--size``) (spun up for
 100 a, float64, CPU) once as a forward solve (``adjoint=ForwardOnly()``) and once as a gradient
 (``adjoint=Checkpointed()``, every step's state stored), each under ``jax.profiler``, and
 sums the time of every XLA kernel (thunk) per step. XLA's optimised HLO, dumped in the same
@@ -8,7 +8,7 @@ run, tells what each kernel is: its number of HLO operations, whether it pads al
 (x) axis, whether it reduces. Prints, per mode, the kernels by time per step with their share
 and kind, the number of kernels per step and the time outside kernels; writes JSON (``--out``).
 
-    python scripts/profile_step.py [--steps 500] [--top 15] [--out profile_step.json]
+    python scripts/profile_step.py [--steps 500] [--top 15] [--size 100] [--out FILE]
 
 What it showed (README, "Where a step's time goes"): the two face kernels (MUSCL states,
 slopes, diffusivity and flux of each direction, about 90 HLO operations each) take half of the
@@ -73,7 +73,8 @@ def _profile(mode: str, n_steps: int, trace_dir: str) -> tuple[dict, float, floa
     from glacier.laws import GlenLaw
     from glacier.schemes import ExplicitMUSCL
 
-    d = build_domain("synthetic_valley")
+    n = int(os.environ.get("PROFILE_SIZE", "100"))  # --size, handed to the child
+    d = build_domain("synthetic_valley", nx=n, ny=n)
     spun = sim.run(d, save_at=slv.SaveAt((0.0, 100.0)), scheme=ExplicitMUSCL(max_dt=0.1))
     H0, bed = jnp.asarray(spun.thickness[-1]), jnp.asarray(d.bed)
     dt = 0.01  # below the stability limit of the spun-up valley: exactly n_steps steps
@@ -120,6 +121,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--size", type=int, default=100,
+                    help="cells along each side of the synthetic valley")
     ap.add_argument("--mode", choices=("forward", "gradient", "both"), default="both")
     ap.add_argument("--out", default="profile_step.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -140,10 +143,11 @@ def main(argv=None) -> int:
 
     modes = ("forward", "gradient") if args.mode == "both" else (args.mode,)
     report = dict(cpu=cpu_model(), cores=os.cpu_count(), steps=args.steps,
-                  grid="100 x 100 synthetic valley", dtype="float64", modes={})
+                  grid=f"{args.size} x {args.size} synthetic valley", dtype="float64", modes={})
     for mode in modes:
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, PROFILE_TRACE_DIR=os.path.join(tmp, "trace"),
+                       PROFILE_SIZE=str(args.size),
                        PROFILE_DUMP_DIR=os.path.join(tmp, "hlo"),
                        XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_dump_to="
                                   + os.path.join(tmp, "hlo") + " --xla_dump_hlo_as_text"))
