@@ -96,6 +96,30 @@ def test_memory_budget_decides_between_stored_states_and_chunks():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-300)
 
 
+def test_stored_path_keeps_one_field_per_step():
+    """The stored path's temporary memory grows by one thickness field per step of the
+    budget: the closed-over bed is not stacked per step as well (the checkpoint goes around
+    the lax.cond that skips steps; inside it, the bed left the cond as a per-step residual)."""
+    H0, bed = _case()
+
+    def temp_bytes(max_steps):
+        scheme = SCHEME.with_budget(max_steps)
+
+        def loss(log_A, bed):
+            tr = simulate(H0, bed, grid=GRID, rheology=GlenLaw(A=jnp.exp(log_A)),
+                          smb=mass_balance.linear(2750.0, 0.005), save_at=SaveAt((0.0, 1.0)),
+                          scheme=scheme, adjoint=Checkpointed())
+            return jnp.sum(tr.thickness[-1] ** 2)
+        mem = jax.jit(jax.grad(loss)).lower(LOG_A, bed).compile().memory_analysis()
+        return None if mem is None else mem.temp_size_in_bytes
+
+    small, big = temp_bytes(64), temp_bytes(320)
+    if small is None:
+        pytest.skip("no memory analysis on this backend")
+    state = H0.size * 8
+    assert 256 * state <= big - small <= 1.2 * 256 * state, (big - small) / (256 * state)
+
+
 @pytest.mark.slow  # four compilations; the budget's decision is in the default run above
 def test_stored_states_need_memory_linear_in_steps_chunks_sublinear():
     """XLA's temporary buffers of the compiled gradient: with every state stored they grow
