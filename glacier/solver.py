@@ -14,7 +14,7 @@ objects:
 
   - ``ForwardOnly()``: a ``lax.while_loop`` (fastest; no reverse mode);
   - ``Checkpointed(memory_budget=2**31)``: a bounded loop of ``scheme.max_steps`` steps, each
-    step wrapped in ``jax.checkpoint``; steps past the save time are skipped with ``lax.cond``.
+    step, with the ``lax.cond`` that skips it past the save time, wrapped in ``jax.checkpoint``.
     When every step's state fits in ``memory_budget`` bytes, reverse mode stores them all and
     recomputes each step's internals once, in its VJP (about the cost of one forward pass
     plus the VJPs). When they do not, the steps go in chunks of about sqrt(steps), each itself

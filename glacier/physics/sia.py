@@ -207,8 +207,9 @@ def step_end(H, div, dt, b, ice_free=None, *, custom_vjp: bool = True):
     Returns ``(H_new, applied, removed)``: the new thickness [m], sum(max(H_flow + dt b, 0) -
     H_flow) (the balance applied, before emptying) and the sum of what was emptied [m]; times
     the cell area, volumes. On the CPU one native kernel (``physics.native``: one pass where XLA
-    makes several, each recomputing the maximum), differentiated through the expressions below;
-    ``custom_vjp=False``: the expressions only (forward mode, as in ``fluxes``)."""
+    makes several, each recomputing the maximum), differentiated by its adjoint kernel
+    (``GLACIER_NATIVE_VJP=0``: through the expressions below); ``custom_vjp=False``: the
+    expressions only (forward mode, as in ``fluxes``)."""
     def reference(H, div, dt, b, ice_free):
         H_flow = H - dt * div
         H_new = jnp.maximum(H_flow + dt * b, 0.0)
