@@ -33,7 +33,7 @@ namespace {
 
 using glacier_native::grid_dims;
 
-// One cell (the tail of a row of 8).
+// One cell (those past the last whole vector).
 template <typename T, bool Masked>
 inline T update_cell(T H, T div, T dt, T b, T m, T& a, T& r) {
   T flow = H - dt * div;
