@@ -12,6 +12,9 @@ memory do not colour the next), and adds what none of them measures:
   shape: the twin's training epoch);
 - ``glaciers``: ``benchmark_glaciers.py`` (time per epoch and peak memory of training on 32
   to 512 synthetic glaciers, one padded batch against mini-batches of 32 grouped by size);
+- ``inversion``: ``python -m glacier invert glacier=south_glacier`` as a user runs it (the
+  default configuration: five-fold spatial cross-validation and the final inversion), its
+  wall and compile times and held-out error read from the run's ``provenance.json``;
 - ``scaling`` (here): the explicit step on N x N valleys (``--sizes``) beside a STREAM-like
   copy of the same arrays in the same run: time per step, cell updates per second, and the
   effective throughput T_eff = bytes a step must move / time per step (thickness and bed read,
@@ -23,7 +26,7 @@ Ratios first, absolute figures second; every JSON carries the CPU model (``lscpu
 device, the JAX version and the options. Not a test: timings depend on the machine.
 
     python scripts/benchmark.py [--out benchmark] [--parts forward,gradient,implicit,batching,
-        glaciers,scaling] [--repeat 3] [--sizes 64,128,256,512,1024] [--quick]
+        glaciers,inversion,scaling] [--repeat 3] [--sizes 64,128,256,512,1024] [--quick]
 
 ``--quick`` (the smoke test of ``scripts/gpu_check.sh --cpu``): forward on the valley only,
 100-step gradient, sizes 32 and 64, no implicit or batching parts.
@@ -41,7 +44,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("forward", "gradient", "implicit", "batching", "glaciers", "scaling")
+PARTS = ("forward", "gradient", "implicit", "batching", "glaciers", "inversion", "scaling")
+REPORTS = {"inversion": "inversion_run/provenance.json"}
+"""Where a part's JSON report is, within ``--out``, when not ``<part>.json``."""
 
 
 def cpu_model() -> str:
@@ -83,6 +88,8 @@ def part_commands(args) -> dict[str, list[str]]:
         "glaciers": py + [str(HERE / "benchmark_glaciers.py"), "--glaciers",
                           "32,64,128,256,512", "--batch-size", "32",
                           "--out", str(out / "glaciers.json")],
+        "inversion": py + ["-m", "glacier", "invert", "glacier=south_glacier",
+                           f"hydra.run.dir={out / 'inversion_run'}"],
     }
 
 
@@ -93,7 +100,7 @@ def run_part(name: str, cmd: list[str], out: Path) -> dict:
     wall = time.perf_counter() - start
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     result = dict(command=" ".join(cmd), returncode=proc.returncode, wall_s=wall)
-    path = out / f"{name}.json"
+    path = out / REPORTS.get(name, f"{name}.json")
     if proc.returncode == 0 and path.is_file():
         result["report"] = json.loads(path.read_text())
     else:
@@ -237,6 +244,13 @@ def summary_rows(parts: dict) -> list[dict]:
         if full and mini:
             add("ratio", f"{big} glaciers: step memory full batch / {mini[0]['layout']}",
                 full[0]["step_temp_mb"] / max(mini[0]["step_temp_mb"], 1e-9), "x")
+    inv = parts.get("inversion", {}).get("report")
+    if inv:
+        add("abs", "inversion South Glacier (glacier-invert, 5-fold CV and final): wall time",
+            inv["wall_time_s"], "s")
+        add("abs", "inversion South Glacier: of which compiling", inv["compile_time_s"], "s")
+        if "cv_rmse" in inv:
+            add("abs", "inversion South Glacier: held-out RMSE", inv["cv_rmse"], "m")
     for r in parts.get("scaling", {}).get("rows", []):
         add("ratio", f"explicit step {r['n']}^2: T_eff / copy bandwidth", r["fraction_of_copy"],
             "")
