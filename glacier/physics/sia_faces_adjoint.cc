@@ -163,9 +163,11 @@ T* zeroed(std::vector<T>& v, int64_t n) {
 
 template <typename T>
 struct Scratch {
-  // Forward: padded H and S, cell limiters (values and weights), face diffusivities.
+  // Forward: padded H and S (whole fields), cell limiters with their weights (one row, or a
+  // two-row ring), face diffusivities (whole fields, only when D_max's cotangent is not zero).
   std::vector<T> Hp, Sp, cx, cxa, cxb, cy, cya, cyb, sbx, sba_x, sbb_x, sby, sba_y, sbb_y, Dx, Dy;
-  // Adjoint: cotangents of the above, and one row of face terms.
+  // Adjoint: cotangents of the above (gHp, gSp whole; the limiters' in rows), and one row of
+  // face terms.
   std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB;
 };
 
