@@ -71,30 +71,23 @@ def march() -> str:
     return os.environ.get("GLACIER_NATIVE_MARCH", "").strip() or "native"
 
 
-TARGETS = {np.dtype("float64"): "glacier_sia_faces_f64",
-           np.dtype("float32"): "glacier_sia_faces_f32"}
-LIMIT_TARGETS = {np.dtype("float64"): "glacier_sia_limit_f64",
-                 np.dtype("float32"): "glacier_sia_limit_f32"}
-FACES_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_faces_vjp_f64",
-                     np.dtype("float32"): "glacier_sia_faces_vjp_f32"}
-LIMIT_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_limit_vjp_f64",
-                     np.dtype("float32"): "glacier_sia_limit_vjp_f32"}
-UPDATE_TARGETS = {np.dtype("float64"): "glacier_sia_update_f64",
-                  np.dtype("float32"): "glacier_sia_update_f32"}
-UPDATE_VJP_TARGETS = {np.dtype("float64"): "glacier_sia_update_vjp_f64",
-                      np.dtype("float32"): "glacier_sia_update_vjp_f32"}
-_SYMBOLS = {"glacier_sia_faces_f64": "GlacierSiaFacesF64",
-            "glacier_sia_faces_f32": "GlacierSiaFacesF32",
-            "glacier_sia_limit_f64": "GlacierSiaLimitF64",
-            "glacier_sia_limit_f32": "GlacierSiaLimitF32",
-            "glacier_sia_faces_vjp_f64": "GlacierSiaFacesVjpF64",
-            "glacier_sia_faces_vjp_f32": "GlacierSiaFacesVjpF32",
-            "glacier_sia_limit_vjp_f64": "GlacierSiaLimitVjpF64",
-            "glacier_sia_limit_vjp_f32": "GlacierSiaLimitVjpF32",
-            "glacier_sia_update_f64": "GlacierSiaUpdateF64",
-            "glacier_sia_update_f32": "GlacierSiaUpdateF32",
-            "glacier_sia_update_vjp_f64": "GlacierSiaUpdateVjpF64",
-            "glacier_sia_update_vjp_f32": "GlacierSiaUpdateVjpF32"}
+def _targets(kernel: str) -> dict:
+    """The FFI target of ``kernel`` per dtype: ``glacier_sia_<kernel>_f64`` and ``_f32``."""
+    return {np.dtype(f"float{bits}"): f"glacier_sia_{kernel}_f{bits}" for bits in (64, 32)}
+
+
+TARGETS = _targets("faces")
+LIMIT_TARGETS = _targets("limit")
+FACES_VJP_TARGETS = _targets("faces_vjp")
+LIMIT_VJP_TARGETS = _targets("limit_vjp")
+UPDATE_TARGETS = _targets("update")
+UPDATE_VJP_TARGETS = _targets("update_vjp")
+_SYMBOLS = {target: "".join(word.capitalize() for word in target.split("_"))
+            for kernel in (TARGETS, LIMIT_TARGETS, FACES_VJP_TARGETS, LIMIT_VJP_TARGETS,
+                           UPDATE_TARGETS, UPDATE_VJP_TARGETS)
+            for target in kernel.values()}
+"""FFI target -> the handler's symbol in the library (glacier_sia_faces_f64 ->
+GlacierSiaFacesF64)."""
 
 
 def enabled_by_environment() -> bool:
@@ -195,10 +188,16 @@ def usable(H) -> bool:
     return _load_once()
 
 
-def _ffi(target: str, out, *args, dx: float, periodic: tuple[bool, bool]):
-    """One of the kernels on ``args``, with the grid's spacing and periodicity as attributes."""
-    call = jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")
-    return call(*args, dx=np.float64(dx), periodic_y=np.int64(bool(periodic[0])),
+def _ffi(targets: dict, out, *args, **attributes):
+    """The kernel of ``targets`` for the dtype of ``args[0]``, on ``args``, with
+    ``attributes``."""
+    call = jax.ffi.ffi_call(targets[np.dtype(args[0].dtype)], out, vmap_method="broadcast_all")
+    return call(*args, **attributes)
+
+
+def _grid(dx: float, periodic: tuple[bool, bool]) -> dict:
+    """The grid's spacing and periodicity as kernel attributes."""
+    return dict(dx=np.float64(dx), periodic_y=np.int64(bool(periodic[0])),
                 periodic_x=np.int64(bool(periodic[1])))
 
 
@@ -209,7 +208,7 @@ def faces_call(H, bed, coef, *, dx: float, periodic: tuple[bool, bool]):
     out = (jax.ShapeDtypeStruct((*lead, ny, nx + 1), H.dtype),
            jax.ShapeDtypeStruct((*lead, ny + 1, nx), H.dtype),
            jax.ShapeDtypeStruct(tuple(lead), H.dtype))
-    return _ffi(TARGETS[np.dtype(H.dtype)], out, H, bed, coef, dx=dx, periodic=periodic)
+    return _ffi(TARGETS, out, H, bed, coef, **_grid(dx, periodic))
 
 
 def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
@@ -218,7 +217,7 @@ def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
     *lead, ny, nx = H.shape
     out = (jax.ShapeDtypeStruct((*lead, ny, nx), H.dtype),
            jax.ShapeDtypeStruct(tuple(lead), H.dtype))
-    return _ffi(LIMIT_TARGETS[np.dtype(H.dtype)], out, H, qx, qy, dt, dx=dx, periodic=periodic)
+    return _ffi(LIMIT_TARGETS, out, H, qx, qy, dt, **_grid(dx, periodic))
 
 
 def update_call(H, div, dt, b, ice_free=None):
@@ -227,10 +226,18 @@ def update_call(H, div, dt, b, ice_free=None):
     *lead, ny, nx = H.shape
     out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(tuple(lead), H.dtype),
            jax.ShapeDtypeStruct(tuple(lead), H.dtype))
-    call = jax.ffi.ffi_call(UPDATE_TARGETS[np.dtype(H.dtype)], out, vmap_method="broadcast_all")
     # Without cells held ice-free, H stands in for the field (not read).
-    return call(H, div, dt, b, H if ice_free is None else ice_free,
+    return _ffi(UPDATE_TARGETS, out, H, div, dt, b, H if ice_free is None else ice_free,
                 has_ice_free=np.int64(ice_free is not None))
+
+
+def update_vjp_call(H, div, dt, b, ice_free, ct_out, ct_applied, ct_removed):
+    """The FFI call of the step end's adjoint: the cotangents of (H, div, dt, b, ice_free)
+    for those of ``update_call``'s outputs (ice_free None: of a zero field)."""
+    field = jax.ShapeDtypeStruct(H.shape, H.dtype)
+    out = (field, field, jax.ShapeDtypeStruct(H.shape[:-2], H.dtype), field, field)
+    return _ffi(UPDATE_VJP_TARGETS, out, H, div, dt, b, H if ice_free is None else ice_free,
+                ct_out, ct_applied, ct_removed, has_ice_free=np.int64(ice_free is not None))
 
 
 def faces_vjp_call(H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax, *, dx: float,
@@ -240,8 +247,8 @@ def faces_vjp_call(H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax, *, dx: float,
     the maximum."""
     out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(H.shape, H.dtype),
            jax.ShapeDtypeStruct(coef.shape, H.dtype))
-    return _ffi(FACES_VJP_TARGETS[np.dtype(H.dtype)], out, H, bed, coef, dmax, ct_qx, ct_qy,
-                ct_dmax, dx=dx, periodic=periodic)
+    return _ffi(FACES_VJP_TARGETS, out, H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax,
+                **_grid(dx, periodic))
 
 
 def limit_vjp_call(H, qx, qy, dt, ct_div, ct_edge, *, dx: float,
@@ -250,8 +257,8 @@ def limit_vjp_call(H, qx, qy, dt, ct_div, ct_edge, *, dx: float,
     ``limit_call``'s outputs (div q, edge outflow) for their cotangents."""
     out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(qx.shape, H.dtype),
            jax.ShapeDtypeStruct(qy.shape, H.dtype), jax.ShapeDtypeStruct(dt.shape, H.dtype))
-    return _ffi(LIMIT_VJP_TARGETS[np.dtype(H.dtype)], out, H, qx, qy, dt, ct_div, ct_edge,
-                dx=dx, periodic=periodic)
+    return _ffi(LIMIT_VJP_TARGETS, out, H, qx, qy, dt, ct_div, ct_edge,
+                **_grid(dx, periodic))
 
 
 def native_vjp_enabled() -> bool:
@@ -319,17 +326,6 @@ def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, b
                               periodic=periodic)
 
     return with_native_vjp(kernel, adjoint, H, bed, coef)
-
-
-def update_vjp_call(H, div, dt, b, ice_free, ct_out, ct_applied, ct_removed):
-    """The FFI call of the step end's adjoint: the cotangents of (H, div, dt, b, ice_free)
-    for those of ``update_call``'s outputs (ice_free None: of a zero field)."""
-    field = jax.ShapeDtypeStruct(H.shape, H.dtype)
-    out = (field, field, jax.ShapeDtypeStruct(H.shape[:-2], H.dtype), field, field)
-    call = jax.ffi.ffi_call(UPDATE_VJP_TARGETS[np.dtype(H.dtype)], out,
-                            vmap_method="broadcast_all")
-    return call(H, div, dt, b, H if ice_free is None else ice_free, ct_out, ct_applied,
-                ct_removed, has_ice_free=np.int64(ice_free is not None))
 
 
 def update_native(H, div, dt, b, ice_free, reference):

@@ -388,7 +388,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* gb = grow(s.gsbx, W2);
   T* CA = zeroed(s.CA, W4 + 2);
   T* CB = zeroed(s.CB, W4 + 2);
-  const int64_t nrow = std::max(nx + 1, nx) + 2;
+  const int64_t nrow = nx + 3;  // nx + 1 faces and a zero on each side
   T* G = zeroed(s.G, nrow);
   T* K = zeroed(s.K, nrow);
   T* L = zeroed(s.L, nrow);

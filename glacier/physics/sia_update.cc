@@ -33,55 +33,61 @@ namespace {
 
 using glacier_native::grid_dims;
 
-// One cell (those past the last whole vector).
-template <typename T, bool Masked>
-inline T update_cell(T H, T div, T dt, T b, T m, T& a, T& r) {
-  T flow = H - dt * div;
-  T x = flow + dt * b;
-  T h = (x > T(0) || x != x) ? x : T(0);
+// A 32-byte vector of T in GCC's vector types: the loops below are written on it (the compiler
+// does not vectorise two sums and a select of plain loops; wider vectors compile to scalar
+// code for AVX2), and the cells past the last whole vector take the same expressions on T.
+template <typename T>
+struct VecOf {
+  typedef T type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+
+template <typename T>
+inline Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// The step's end for one cell or one vector of cells (V: T or Vec<T>): returns H_new, adds
+// H_new - H_flow to a and, ``Masked``, the emptied part to r.
+template <bool Masked, typename V, typename T>
+inline V update_value(V H, V div, T dt, V b, V m, V& a, V& r) {
+  const V zero{};
+  V flow = H - dt * div;
+  V x = flow + dt * b;
+  V h = (x > zero || x != x) ? x : zero;
   a += h - flow;
   if (Masked) {
-    T c = h * m;
+    V c = h * m;
     h = h - c;
     r += c;
   }
   return h;
 }
 
-// Cells [0, n) of one glacier, a 32-byte vector at a time in GCC's vector types (the sums in
-// its lanes: the compiler does not vectorise two sums and a select of plain loops; wider
-// vectors compile to scalar code for AVX2); ``Masked``: with ice-free cells m.
+// Cells [0, n) of one glacier; the sums in the vector's lanes (a8, r8: 8 or fewer of them).
 template <typename T, bool Masked>
 __attribute__((noinline)) void update_cells(int64_t n, const T* __restrict H,
                                             const T* __restrict div, T dt,
                                             const T* __restrict b, const T* __restrict m,
                                             T* __restrict out, T* __restrict a8,
                                             T* __restrict r8) {
-  constexpr int64_t L = 32 / sizeof(T);
-  typedef T V __attribute__((vector_size(32)));
-  V a = {}, r = {};
-  const V zero = {};
+  constexpr int64_t L = sizeof(Vec<T>) / sizeof(T);
+  Vec<T> a{}, r{}, no_mask{};
   int64_t k = 0;
-  for (; k + L <= n; k += L) {
-    V h0, d0, b0, m0 = {};
-    std::memcpy(&h0, H + k, sizeof(V));
-    std::memcpy(&d0, div + k, sizeof(V));
-    std::memcpy(&b0, b + k, sizeof(V));
-    V flow = h0 - dt * d0;
-    V x = flow + dt * b0;
-    V h = (x > zero || x != x) ? x : zero;
-    a += h - flow;
-    if (Masked) {
-      std::memcpy(&m0, m + k, sizeof(V));
-      V c = h * m0;
-      h = h - c;
-      r += c;
-    }
-    std::memcpy(out + k, &h, sizeof(V));
-  }
+  for (; k + L <= n; k += L)
+    store(out + k, update_value<Masked>(load(H + k), load(div + k), dt, load(b + k),
+                                        Masked ? load(m + k) : no_mask, a, r));
   for (int64_t lane = 0; lane < L; ++lane) a8[lane] = a[lane], r8[lane] = r[lane];
   for (; k < n; ++k)
-    out[k] = update_cell<T, Masked>(H[k], div[k], dt, b[k], Masked ? m[k] : T(0), a8[0], r8[0]);
+    out[k] = update_value<Masked>(H[k], div[k], dt, b[k], Masked ? m[k] : T(0), a8[0], r8[0]);
 }
 
 template <typename T>
@@ -127,66 +133,55 @@ ffi::Error update_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> div, ffi::Buffer<DT> d
 //   ct_h = ct_out + (ct_removed - ct_out) m + ct_applied,   ct_x = w(x) ct_h,
 //   ct_flow = ct_x - ct_applied,   ct_H = ct_flow,   ct_div = -dt ct_flow,   ct_b = dt ct_x,
 //   ct_m = (ct_removed - ct_out) h,   ct_dt = sum(ct_x b - ct_flow div).
+template <bool Masked, typename V, typename T>
+inline void update_vjp_value(V H, V div, T dt, V b, V m, V ct_out, T ct_applied, T ct_removed,
+                             V& ct_H, V& ct_div, V& ct_b, V& ct_m, V& acc) {
+  const V zero{};
+  const V one = zero + T(1), half = zero + T(0.5);
+  V flow = H - dt * div;
+  V x = flow + dt * b;
+  V h = (x > zero || x != x) ? x : zero;
+  V w = (x > zero) ? one : (x == zero) ? half : zero;
+  V ch = ct_out + ct_applied;
+  if (Masked) {
+    V cr = ct_removed - ct_out;
+    ch = ch + cr * m;
+    ct_m = cr * h;
+  }
+  V cx = w * ch;
+  V cf = cx - ct_applied;
+  ct_H = cf;
+  ct_div = -dt * cf;
+  ct_b = dt * cx;
+  acc += cx * b - cf * div;
+}
+
 template <typename T, bool Masked>
 __attribute__((noinline)) void update_vjp_cells(
     int64_t n, const T* __restrict H, const T* __restrict div, T dt, const T* __restrict b,
     const T* __restrict m, const T* __restrict ct_out, T ct_applied, T ct_removed,
     T* __restrict ct_H, T* __restrict ct_div, T* __restrict ct_b, T* __restrict ct_m,
     T* __restrict acc) {
-  constexpr int64_t L = 32 / sizeof(T);
-  typedef T V __attribute__((vector_size(32)));
-  const V zero = {};
-  const V one = zero + T(1), half = zero + T(0.5);
-  V s = {};
-  auto load = [](const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof(V));
-    return v;
-  };
+  constexpr int64_t L = sizeof(Vec<T>) / sizeof(T);
+  Vec<T> s{}, no_mask{};
   int64_t k = 0;
   for (; k + L <= n; k += L) {
-    V flow = load(H + k) - dt * load(div + k);
-    V bb = load(b + k);
-    V x = flow + dt * bb;
-    V h = (x > zero || x != x) ? x : zero;
-    V w = (x > zero) ? one : (x == zero) ? half : zero;
-    V c = load(ct_out + k);
-    V ch = c + ct_applied;
-    if (Masked) {
-      V mm = load(m + k);
-      V cr = ct_removed - c;
-      ch = ch + cr * mm;
-      V cm = cr * h;
-      std::memcpy(ct_m + k, &cm, sizeof(V));
-    }
-    V cx = w * ch;
-    V cf = cx - ct_applied;
-    V cd = -dt * cf;
-    V cb = dt * cx;
-    s += cx * bb - cf * load(div + k);
-    std::memcpy(ct_H + k, &cf, sizeof(V));
-    std::memcpy(ct_div + k, &cd, sizeof(V));
-    std::memcpy(ct_b + k, &cb, sizeof(V));
+    Vec<T> cH, cd, cb, cm;
+    update_vjp_value<Masked>(load(H + k), load(div + k), dt, load(b + k),
+                             Masked ? load(m + k) : no_mask, load(ct_out + k), ct_applied,
+                             ct_removed, cH, cd, cb, cm, s);
+    store(ct_H + k, cH);
+    store(ct_div + k, cd);
+    store(ct_b + k, cb);
+    if (Masked) store(ct_m + k, cm);
   }
   T total = T(0);
   for (int64_t lane = 0; lane < L; ++lane) total += s[lane];
   for (; k < n; ++k) {
-    T flow = H[k] - dt * div[k];
-    T x = flow + dt * b[k];
-    T h = (x > T(0) || x != x) ? x : T(0);
-    T w = (x > T(0)) ? T(1) : (x == T(0)) ? T(0.5) : T(0);
-    T ch = ct_out[k] + ct_applied;
-    if (Masked) {
-      T cr = ct_removed - ct_out[k];
-      ch = ch + cr * m[k];
-      ct_m[k] = cr * h;
-    }
-    T cx = w * ch;
-    T cf = cx - ct_applied;
-    ct_div[k] = -dt * cf;
-    ct_b[k] = dt * cx;
-    ct_H[k] = cf;
-    total += cx * b[k] - cf * div[k];
+    T cm = T(0);
+    update_vjp_value<Masked>(H[k], div[k], dt, b[k], Masked ? m[k] : T(0), ct_out[k],
+                             ct_applied, ct_removed, ct_H[k], ct_div[k], ct_b[k], cm, total);
+    if (Masked) ct_m[k] = cm;
   }
   *acc = total;
 }
