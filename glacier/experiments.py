@@ -85,7 +85,7 @@ class TwinAofTOptions:
 def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
                 physics: Physics | None = None, cfl: float = 0.124, max_dt: float = 1.0,
                 dtype: str = "float64", devices: int = 1, scheme: Scheme | None = None,
-                **overrides) -> TwinSetup:
+                chunk: int | None = None, **overrides) -> TwinSetup:
     """Build the twin experiment (see module docstring).
 
     Args (``options`` fields, or their keyword ``overrides``):
@@ -105,6 +105,8 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
         devices: the batch is padded to a multiple of this number of glaciers.
         cfl, max_dt: the explicit scheme that makes the observations (spin-up and truth).
         scheme: the scheme of the returned training problem (default: that explicit one).
+        chunk: glaciers per forward run of the spin-up and the truth (``train.in_chunks``;
+            ``train.batch_size`` of a mini-batch run): device memory of ``chunk`` glaciers.
     """
     train_scheme = scheme
     o = dataclasses.replace(options or TwinAofTOptions(), **overrides)
@@ -135,9 +137,8 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
     spin = tr.Problem(grid=grid, save_at=slv.SaveAt((0.0, float(spinup_years))), scheme=scheme,
                       physics=physics, names=names)
     ref_law = laws.ConstantA.from_value(float(laws.cuffey_paterson_A(spinup_temperature)))
-    spun = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(
-        ref_law, batch, spin)
-    H_spun = spun.thickness[:, -1]
+    run = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))
+    H_spun = tr.in_chunks(lambda b: run(ref_law, b, spin).thickness[:, -1], batch, chunk)
     is_valley = jnp.asarray([1.0] * n_valleys + [0.0] * n_real
                             + [1.0] * (batch.size - len(domains)), batch.H0.dtype)
     H0 = jnp.where(is_valley[:, None, None] > 0, H_spun, batch.H0)
@@ -148,19 +149,21 @@ def twin_A_of_T(options: TwinAofTOptions | None = None, *, seed: int = 0,
     truth = laws.CuffeyPaterson()
     train_problem = problem if train_scheme is None else dataclasses.replace(
         problem, scheme=train_scheme)
-    batch, H_true, _ = observe(truth, batch, problem, o, seed=seed)
+    batch, H_true, _ = observe(truth, batch, problem, o, seed=seed, chunk=chunk)
     return TwinSetup(domains=tuple(domains), batch=batch, problem=train_problem, truth=truth,
                      H_true=H_true)
 
 
-def observe(truth, batch: tr.GlacierBatch, problem: tr.Problem, o, *, seed: int):
+def observe(truth, batch: tr.GlacierBatch, problem: tr.Problem, o, *, seed: int,
+            chunk: int | None = None):
     """Run ``truth`` on ``batch`` and attach its yearly thickness (and, with
     ``o.velocity_obs``, surface speed) as observations, with the noise and gaps of the options
     ``o`` (noise, obs_fraction, velocity_obs, velocity_noise); (batch, H_true, speed_true)
-    with the true thickness and speed (G, nt, ny, nx) at the save times."""
-    true_traj, true_speed = jax.jit(tr.simulate_batch,
-                                    static_argnames=("problem", "adjoint", "speed"))(
-        truth, batch, problem, speed=True)
+    with the true thickness and speed (G, nt, ny, nx) at the save times; ``chunk`` glaciers
+    per forward run (``train.in_chunks``)."""
+    run = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint", "speed"))
+    true_traj, true_speed = tr.in_chunks(lambda b: run(truth, b, problem, speed=True), batch,
+                                         chunk)
     if np.any(np.asarray(true_traj.status) != slv.STATUS_OK):
         raise ConfigError("The true model failed on the twin glaciers; reduce dx or cfl.")
     H_true = np.asarray(true_traj.thickness)

@@ -174,6 +174,43 @@ def with_observations(batch: GlacierBatch, obs, vel_obs=None) -> GlacierBatch:
                                vel_scale=vel_scale)
 
 
+def take(batch: GlacierBatch, index) -> GlacierBatch:
+    """The glaciers ``index`` of ``batch`` (every leaf has the glaciers on its leading axis)."""
+    index = np.asarray(index)
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[index], batch)
+
+
+def in_chunks(fn: Callable[[GlacierBatch], Any], batch: GlacierBatch, size: int | None):
+    """``fn(batch)`` computed ``size`` glaciers at a time (``None``: all at once).
+
+    ``fn`` maps a batch to a pytree of arrays whose leading axis is the batch's glaciers (a
+    trajectory, per-glacier losses). The batch is cut into consecutive chunks of ``size``
+    glaciers, the last one filled with zero-weight copies of its first glacier so that every
+    chunk has one shape (one compiled program), each chunk's result is brought to the host
+    before the next one runs, and the results are joined: the same as ``fn(batch)``, in the
+    device memory of ``size`` glaciers. For the forward-only passes of a mini-batch run
+    (``train.batch_size``): the spin-up and the observations of a twin, the step budget, the
+    sensitivity weights and the outputs of the trained law.
+    """
+    n = batch.size
+    if size is None or size >= n:
+        return jax.tree_util.tree_map(np.asarray, fn(batch))
+    size = int(size)
+    if size < 1:
+        raise ConfigError(f"chunks of {size} glaciers: the size must be positive.")
+    parts = []
+    for start in range(0, n, size):
+        index = np.arange(start, min(n, start + size))
+        pad = size - index.size
+        chunk = take(batch, np.concatenate([index, np.full(pad, index[0])]))
+        if pad:
+            chunk = dataclasses.replace(chunk, weight=np.where(
+                np.arange(size) < index.size, chunk.weight, 0.0).astype(chunk.weight.dtype))
+        out = jax.tree_util.tree_map(np.asarray, fn(chunk))
+        parts.append(jax.tree_util.tree_map(lambda x, k=index.size: x[:k], out))
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+
+
 # --------------------------------------------------------------------------------------------
 # Forward model and loss
 
@@ -244,7 +281,7 @@ def loss_fn(law, batch: GlacierBatch, problem: Problem, reg: LossWeights = LossW
 
 
 def sensitivity_weights(batch: GlacierBatch, problem: Problem, A_prior: float, *,
-                        factor: float = 3.0) -> jax.Array:
+                        factor: float = 3.0, chunk: int | None = None) -> jax.Array:
     """Per-glacier loss weights that balance how strongly each glacier constrains A.
 
     A glacier's thickness misfit changes with A by very different amounts: a cold or thin
@@ -253,28 +290,31 @@ def sensitivity_weights(batch: GlacierBatch, problem: Problem, A_prior: float, *
     constant-A model a factor f either side of the prior, against its observations; prior,
     not truth) makes each glacier's misfit about (ln A_g - ln A_g*)^2 near the optimum, so the
     optimiser weighs all temperatures alike. Weights are normalised to mean 1 over the real
-    (non-padding) glaciers; padding glaciers keep weight 0.
+    (non-padding) glaciers; padding glaciers keep weight 0. ``chunk``: glaciers per forward
+    run (``in_chunks``).
     """
     from .laws import ConstantA
 
     big = problem.with_budget(UNBOUNDED)
     per = jax.jit(lambda law, b: loss_fn(law, b, big, adjoint=slv.FORWARD_ONLY)[1]["per_glacier"])
-    s = per(ConstantA.from_value(A_prior * factor), batch) \
-        + per(ConstantA.from_value(A_prior / factor), batch)
-    real = batch.weight > 0
+    high, low = ConstantA.from_value(A_prior * factor), ConstantA.from_value(A_prior / factor)
+    s = jnp.asarray(in_chunks(lambda b: per(high, b) + per(low, b), batch, chunk))
+    real = jnp.asarray(batch.weight) > 0
     w = jnp.where(real, 1.0 / jnp.maximum(s, 1e-300), 0.0)
     return w * jnp.sum(real) / jnp.sum(w)
 
 
 def size_step_budget(law, batch: GlacierBatch, problem: Problem, *, safety: float = 1.5,
-                     minimum: int = 16) -> Problem:
+                     minimum: int = 16, chunk: int | None = None) -> Problem:
     """Set the per-interval step budget from a forward run of the current law.
 
     The checkpointed loop has a fixed length, so its cost is the budget, not the steps taken;
     keep it a modest multiple of what is needed. Chunks of about sqrt(budget) steps.
+    ``chunk``: glaciers per forward run (``in_chunks``).
     """
-    traj = jax.jit(simulate_batch, static_argnames=("problem", "adjoint"))(
-        law, batch, problem.with_budget(UNBOUNDED))
+    run = jax.jit(simulate_batch, static_argnames=("problem", "adjoint"))
+    free = problem.with_budget(UNBOUNDED)
+    traj = in_chunks(lambda b: run(law, b, free), batch, chunk)
     needed = int(np.max(np.asarray(traj.steps)))
     if np.any(np.asarray(traj.status) != slv.STATUS_OK):
         raise NumericalError("The forward run of the initial law failed before training "

@@ -47,10 +47,13 @@ def worker(n: int, batch_size: int | None, epochs: int, years: float, spinup: fl
     from glacier import train as tr
 
     t0 = time.perf_counter()
+    rss_import = _rss_mb()
+    # As glacier-train does with train.batch_size: the forward-only passes of the setup (the
+    # twin's spin-up and observations, the step budget) batch_size glaciers at a time.
     setup = experiments.twin_A_of_T(n_valleys=n, real=(), years=years, obs_every=1.0,
-                                    spinup_years=spinup, dx=200.0, seed=0)
+                                    spinup_years=spinup, dx=200.0, seed=0, chunk=batch_size)
     law = laws.NeuralAofT.create(hidden=(16, 16), seed=0)
-    problem = tr.size_step_budget(law, setup.batch, setup.problem)
+    problem = tr.size_step_budget(law, setup.batch, setup.problem, chunk=batch_size)
     setup_s = time.perf_counter() - t0
     rss_setup = _rss_mb()
     if batch_size is None:
@@ -92,7 +95,8 @@ def worker(n: int, batch_size: int | None, epochs: int, years: float, spinup: fl
                 grid=[problem.grid.ny, problem.grid.nx], step_budget=problem.scheme.max_steps,
                 setup_s=setup_s, compile_s=max(0.0, times[0] - per_epoch),
                 epoch_s=per_epoch, glaciers_per_s=n / per_epoch, loss=float(loss),
-                rss_setup_mb=rss_setup, rss_peak_mb=_rss_mb(), step_temp_mb=temp / 2**20)
+                rss_import_mb=rss_import, rss_setup_mb=rss_setup, rss_peak_mb=_rss_mb(),
+                step_temp_mb=temp / 2**20)
 
 
 def main(argv=None) -> int:

@@ -249,22 +249,14 @@ def _twin_text(errors: dict[str, Any]) -> str:
     return text
 
 
-def _forward(law, batch, problem, n: int):
-    """The trained model on the training glaciers: thickness and surface speed (first n)."""
+def _forward(law, batch, problem, n: int, chunk: int | None = None):
+    """The trained model on the training glaciers: thickness and surface speed (first n),
+    ``chunk`` glaciers at a time (``train.in_chunks``)."""
 
     free = problem.with_budget(tr.UNBOUNDED)
-    traj = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint"))(law, batch, free)
-    physics = problem.physics
-
-    @jax.jit
-    def speeds(law, H, bed, T):
-        def one(h, b, t):
-            return slv.surface_speed(h, b, law.rheology(t, physics), problem.grid)
-        return jax.vmap(one)(H, bed, T)
-
-    H = traj.thickness
-    v = speeds(law, H, batch.bed, batch.temperature)
-    return (np.asarray(H)[:n], np.asarray(v)[:n], np.asarray(traj.status)[:n])
+    run = jax.jit(tr.simulate_batch, static_argnames=("problem", "adjoint", "speed"))
+    traj, v = tr.in_chunks(lambda b: run(law, b, free, speed=True), batch, chunk)
+    return traj.thickness[:n], v[:n], traj.status[:n]
 
 
 def run(job: TrainJob, out_dir: Path) -> int:
@@ -318,6 +310,9 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
         _check_resumable(meta0, job.fingerprint, found)
 
     record = provenance.collect(list(job.argv), int(job.seed))
+    # With mini-batches, every forward-only pass (a twin's spin-up and observations, the step
+    # budget, the sensitivity weights, the outputs) also runs this many glaciers at a time.
+    chunk = None if loop.batch_size is None else max(int(loop.batch_size), n_dev)
     config_yaml = job.config_yaml
     law_name = job.law_name
     twin = None
@@ -333,18 +328,18 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     else:
         ex_name = "twin_A_of_T"
         setup = experiments.twin_A_of_T(job.experiment, seed=int(job.seed), dtype=job.dtype,
-                                        scheme=job.scheme, devices=n_dev)
+                                        scheme=job.scheme, devices=n_dev, chunk=chunk)
     names = setup.problem.names
     n = len(names)
     batch = setup.batch
     if job.normalise == "sensitivity":
         batch = dataclasses.replace(batch, weight=tr.sensitivity_weights(
-            batch, setup.problem, job.A_prior))
+            batch, setup.problem, job.A_prior, chunk=chunk))
     law0, constant = _start_law(job, batch, setup.problem, meta0 if resume else None)
     if resume:
         problem = dataclasses.replace(setup.problem, scheme=_scheme_of(meta0))
     else:
-        problem = tr.size_step_budget(law0, setup.batch, setup.problem)
+        problem = tr.size_step_budget(law0, setup.batch, setup.problem, chunk=chunk)
     mesh = tr.device_mesh(n_dev) if n_dev > 1 else None
     place = None if mesh is None else (lambda b: tr.shard(b, mesh))
     groups = None if loop.batch_size is None else minibatch.plan(
@@ -415,7 +410,7 @@ def _run(job: TrainJob, out_dir: Path, clock: CompileClock) -> int:
     batch = host_batch
     truth = setup.truth
     T_g = np.asarray(batch.temperature)[:n]
-    H, speed, status = _forward(law, batch, result.problem, n)
+    H, speed, status = _forward(law, batch, result.problem, n, chunk)
     if twin is not None:
         learned, _, errors = dtwin.evaluate(law, twin, batch, result.problem,
                                             A_prior=job.A_prior, constant=constant)

@@ -105,3 +105,35 @@ def test_minibatch_adam_learns_and_resumes_bit_for_bit(twin):
         or not np.array_equal(minibatch.epoch_order(3, 3, 1), minibatch.epoch_order(3, 3, 2))
     with pytest.raises(ConfigError, match="lbfgs_steps"):
         minibatch.MiniBatchTrainer(problem, n_groups=3, size=6, lbfgs_steps=5)
+
+
+def test_forward_passes_in_chunks_equal_the_full_batch(monkeypatch):
+    """With ``train.batch_size`` the forward-only passes of a run (the twin's spin-up and
+    observations, the step budget, the sensitivity weights) go ``chunk`` glaciers at a time:
+    the same results as all at once, and no program ever sees more than ``chunk`` glaciers."""
+    kw = dict(n_valleys=5, real=(), years=1, spinup_years=10, dx=200.0, seed=3)
+    full = experiments.twin_A_of_T(**kw)
+    seen = []
+    simulate = tr.simulate_batch
+
+    def spy(law, batch, problem, *args, **kwargs):
+        seen.append(batch.H0.shape[0])
+        return simulate(law, batch, problem, *args, **kwargs)
+
+    monkeypatch.setattr(tr, "simulate_batch", spy)
+    parts = experiments.twin_A_of_T(**kw, chunk=2)
+    assert seen and set(seen) == {2}  # 5 glaciers: chunks of 2, 2 and 1 + a filler
+    np.testing.assert_allclose(parts.H_true, full.H_true, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(np.isnan(parts.batch.obs), np.isnan(full.batch.obs))
+    np.testing.assert_allclose(np.asarray(parts.batch.obs), np.asarray(full.batch.obs),
+                               rtol=0, atol=1e-9)
+    law = laws.ConstantA.from_value(1e-24)
+    budget = tr.size_step_budget(law, full.batch, full.problem)
+    w_full = np.asarray(tr.sensitivity_weights(full.batch, full.problem, 1e-24))
+    seen.clear()
+    assert tr.size_step_budget(law, full.batch, full.problem, chunk=2) == budget
+    w_parts = np.asarray(tr.sensitivity_weights(full.batch, full.problem, 1e-24, chunk=3))
+    np.testing.assert_allclose(w_parts, w_full, rtol=1e-12)
+    assert set(seen) == {2, 3}
+    with pytest.raises(ConfigError, match="must be positive"):
+        tr.in_chunks(lambda b: b.weight, full.batch, 0)
