@@ -106,10 +106,13 @@ def _window(lo: int, hi: int, n: int, margin: int, bucket: int) -> tuple[int, in
 
 def _crop(tree, index: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]):
     """Leaves of a batch: glaciers ``index`` on the window (leaves of 3 or more dimensions end
-    in (ny, nx); those of one dimension are per glacier)."""
+    in (ny, nx), or in (1, 1) for a value per glacier; those of one dimension are per
+    glacier)."""
     def one(x):
         x = np.asarray(x)[index]
-        return x[..., rows[0]:rows[1], cols[0]:cols[1]] if x.ndim >= 3 else x
+        if x.ndim < 3 or x.shape[-2:] == (1, 1):
+            return x
+        return x[..., rows[0]:rows[1], cols[0]:cols[1]]
     return jax.tree_util.tree_map(one, tree)
 
 

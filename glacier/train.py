@@ -43,7 +43,8 @@ class GlacierBatch:
 
     Attributes:
         H0, bed, ice_free: (G, ny, nx) initial thickness [m], bed [m], cells held ice-free.
-        smb: mass-balance model whose leaves are (G, ny, nx).
+        smb: mass-balance model whose leaves are (G, ny, nx), or (G, 1, 1) for a parameter
+            that is one number per glacier.
         temperature: (G,) long-term mean air temperature [degC].
         obs: (G, nt, ny, nx) observed thickness [m] at the save times after t = 0 (NaN = not
             observed).
@@ -125,36 +126,38 @@ def stack_domains(domains: Sequence[Domain], *, margin: int = 2, multiple_of: in
     ny = max(d.grid.ny for d in domains) + 2 * margin
     nx = max(d.grid.nx for d in domains) + 2 * margin
     shape = (ny, nx)
-    H0, bed, free, base, grad, ref, lo, hi = ([] for _ in range(8))
-    for d in domains:
+    extra = (-len(domains)) % max(1, multiple_of)
+    G = len(domains) + extra
+    f = jnp.dtype(dtype)
+    # Each field filled in place, one glacier at a time (a list of padded arrays and their
+    # stack would hold three copies of the batch at once: 0.7 GB for 2 048 small glaciers).
+    names = ("H0", "bed", "free", "base", "gradient", "reference", "min_rate", "max_rate")
+    # A mass-balance parameter that is one number per glacier (every synthetic valley's, the
+    # bounds of most real ones) is kept as (G, 1, 1): it broadcasts on the grid.
+    scalar = {k: all(np.ndim(getattr(d.smb, k)) == 0 for d in domains) for k in names[3:]}
+    out = {k: np.empty((G, 1, 1) if scalar.get(k) else (G, ny, nx), f) for k in names}
+    for g in range(G):
+        d = domains[g if g < len(domains) else 0]  # padding: copies of the first glacier
         inside = np.ones(d.grid.shape)
         if d.ice_free is not None:
             inside = inside * (1 - d.ice_free)
-        H0.append(_pad_to(d.thickness, shape, 0.0))
-        bed.append(_pad_to(d.bed, shape, mode="edge"))
-        free.append(1.0 - _pad_to(inside, shape, 0.0))
-        smb = d.smb
-        as_field = lambda v, d=d: np.broadcast_to(np.asarray(v, np.float64), d.grid.shape)
-        base.append(_pad_to(as_field(smb.base), shape, mode="edge"))
-        grad.append(_pad_to(as_field(smb.gradient), shape, mode="edge"))
-        ref.append(_pad_to(as_field(smb.reference), shape, mode="edge"))
-        lo.append(_pad_to(as_field(smb.min_rate), shape, mode="edge"))
-        hi.append(_pad_to(as_field(smb.max_rate), shape, mode="edge"))
+        out["H0"][g] = _pad_to(d.thickness, shape, 0.0)
+        out["bed"][g] = _pad_to(d.bed, shape, mode="edge")
+        out["free"][g] = 1.0 - _pad_to(inside, shape, 0.0)
+        for k in names[3:]:
+            value = np.asarray(getattr(d.smb, k), np.float64)
+            out[k][g] = value if scalar[k] else _pad_to(
+                np.broadcast_to(value, d.grid.shape), shape, mode="edge")
     temps = [np.nan if d.temperature is None else d.temperature for d in domains]
-    weight = [1.0] * len(domains)
-    extra = (-len(domains)) % max(1, multiple_of)
-    for lst in (H0, bed, free, base, grad, ref, lo, hi):
-        lst.extend([lst[0]] * extra)
     temps += [temps[0]] * extra
-    weight += [0.0] * extra
-    f = jnp.dtype(dtype)
-    st = lambda lst: jnp.asarray(np.stack(lst), f)
+    weight = [1.0] * len(domains) + [0.0] * extra
+    st = lambda k: jnp.asarray(out.pop(k))
     batch = GlacierBatch(
-        H0=st(H0), bed=st(bed), ice_free=st(free),
-        smb=MassBalance(base=st(base), gradient=st(grad), reference=st(ref), min_rate=st(lo),
-                        max_rate=st(hi)),
-        temperature=jnp.asarray(temps, f), obs=jnp.zeros((len(weight), 0, ny, nx), f),
-        weight=jnp.asarray(weight, f), scale=jnp.ones(len(weight), f),
+        H0=st("H0"), bed=st("bed"), ice_free=st("free"),
+        smb=MassBalance(base=st("base"), gradient=st("gradient"), reference=st("reference"),
+                        min_rate=st("min_rate"), max_rate=st("max_rate")),
+        temperature=jnp.asarray(temps, f), obs=jnp.zeros((G, 0, ny, nx), f),
+        weight=jnp.asarray(weight, f), scale=jnp.ones(G, f),
     )
     first = domains[0].grid
     return batch, Grid(ny=ny, nx=nx, dx=dx, x0=first.x0 - margin * dx,
@@ -198,7 +201,7 @@ def in_chunks(fn: Callable[[GlacierBatch], Any], batch: GlacierBatch, size: int 
     size = int(size)
     if size < 1:
         raise ConfigError(f"chunks of {size} glaciers: the size must be positive.")
-    parts = []
+    joined = None
     for start in range(0, n, size):
         index = np.arange(start, min(n, start + size))
         pad = size - index.size
@@ -207,8 +210,11 @@ def in_chunks(fn: Callable[[GlacierBatch], Any], batch: GlacierBatch, size: int 
             chunk = dataclasses.replace(chunk, weight=np.where(
                 np.arange(size) < index.size, chunk.weight, 0.0).astype(chunk.weight.dtype))
         out = jax.tree_util.tree_map(np.asarray, fn(chunk))
-        parts.append(jax.tree_util.tree_map(lambda x, k=index.size: x[:k], out))
-    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+        if joined is None:  # the results, filled chunk by chunk (no list of parts to join)
+            joined = jax.tree_util.tree_map(lambda x: np.empty((n, *x.shape[1:]), x.dtype), out)
+        jax.tree_util.tree_map(lambda full, x: full.__setitem__(index, x[:index.size]), joined,
+                               out)
+    return joined
 
 
 # --------------------------------------------------------------------------------------------
