@@ -188,10 +188,11 @@ def usable(H) -> bool:
     return _load_once()
 
 
-def _ffi(targets: dict, out, *args, **attributes):
+def _ffi(targets: dict, out, *args, aliases: dict | None = None, **attributes):
     """The kernel of ``targets`` for the dtype of ``args[0]``, on ``args``, with
-    ``attributes``."""
-    call = jax.ffi.ffi_call(targets[np.dtype(args[0].dtype)], out, vmap_method="broadcast_all")
+    ``attributes`` (``aliases``: input index -> output index written in place)."""
+    call = jax.ffi.ffi_call(targets[np.dtype(args[0].dtype)], out, vmap_method="broadcast_all",
+                            input_output_aliases=aliases)
     return call(*args, **attributes)
 
 
@@ -240,15 +241,19 @@ def update_vjp_call(H, div, dt, b, ice_free, ct_out, ct_applied, ct_removed):
                 ct_out, ct_applied, ct_removed, has_ice_free=np.int64(ice_free is not None))
 
 
-def faces_vjp_call(H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax, *, dx: float,
+def faces_vjp_call(H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax, ct_H_in=None, *, dx: float,
                    periodic: tuple[bool, bool]):
     """The FFI call of the face kernel's adjoint: (ct_H, ct_bed, ct_coef) of ``faces_call``'s
     outputs (qx, qy, D_max) for their cotangents, with D_max (the forward's) for the ties of
-    the maximum."""
+    the maximum; ``ct_H_in``, a cotangent of H from H's other uses, is added to ct_H (in
+    place)."""
     out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(H.shape, H.dtype),
            jax.ShapeDtypeStruct(coef.shape, H.dtype))
+    has = ct_H_in is not None
+    # Without one, H stands in for the field (not read).
     return _ffi(FACES_VJP_TARGETS, out, H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax,
-                **_grid(dx, periodic))
+                ct_H_in if has else H, aliases={7: 0} if has else None,
+                has_ct_in=np.int64(has), **_grid(dx, periodic))
 
 
 def limit_vjp_call(H, qx, qy, dt, ct_div, ct_edge, *, dx: float,
@@ -311,21 +316,42 @@ def with_reference_vjp(kernel, reference, *args):
     return f(*args)
 
 
-def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, bool]):
+def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, bool],
+                  through: bool = False):
     """(qx, qy, D_max) by the kernel, differentiated by the adjoint kernel (or, with
-    ``GLACIER_NATIVE_VJP=0``, as ``reference(H, bed, coef)``)."""
+    ``GLACIER_NATIVE_VJP=0``, as ``reference(H, bed, coef)``).
+
+    ``through``: (qx, qy, D_max, H') where H' is H itself, for the step's other uses of the
+    thickness: their cotangents then reach the adjoint kernel as that of H', which adds them
+    to its own in place. Otherwise XLA adds the four cotangents of H of an explicit step in
+    one fusion of six fields, which it splits across two cores on a 100 x 100 grid (any
+    fusion touching 512 kB or more is), and the split costs 40 us of a 450 us gradient step
+    where one core takes 8 us.
+    """
     kernel = functools.partial(faces_call, dx=dx, periodic=periodic)
     coef = jnp.asarray(coef, H.dtype)
     if not native_vjp_enabled():
-        return with_reference_vjp(kernel, reference, H, bed, coef)
+        out = with_reference_vjp(kernel, reference, H, bed, coef)
+        return (*out, H) if through else out
+    if not through:
+        def adjoint(args, out, ct):
+            H, bed, coef = args
+            ct_qx, ct_qy, ct_dmax = ct
+            return faces_vjp_call(H, bed, coef, out[2], ct_qx, ct_qy, ct_dmax, dx=dx,
+                                  periodic=periodic)
 
-    def adjoint(args, out, ct):
+        return with_native_vjp(kernel, adjoint, H, bed, coef)
+
+    def kernel_through(H, bed, coef):
+        return (*kernel(H, bed, coef), H)
+
+    def adjoint_through(args, out, ct):
         H, bed, coef = args
-        ct_qx, ct_qy, ct_dmax = ct
-        return faces_vjp_call(H, bed, coef, out[2], ct_qx, ct_qy, ct_dmax, dx=dx,
+        ct_qx, ct_qy, ct_dmax, ct_H = ct
+        return faces_vjp_call(H, bed, coef, out[2], ct_qx, ct_qy, ct_dmax, ct_H, dx=dx,
                               periodic=periodic)
 
-    return with_native_vjp(kernel, adjoint, H, bed, coef)
+    return with_native_vjp(kernel_through, adjoint_through, H, bed, coef)
 
 
 def update_native(H, div, dt, b, ice_free, reference):

@@ -122,11 +122,15 @@ def face_states(H, bed, grid: Grid, *, custom_vjp: bool = True):
     return face_states_autodiff(H, bed, grid)
 
 
-def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
+def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True,
+           through: bool = False):
     """Face fluxes q = -D dS/dn [m^2 a^-1] and the largest face diffusivity.
 
     Returns ``(qx, qy, D_max)``: qx on x-faces (ny, nx+1), positive towards +x; qy on y-faces
-    (ny+1, nx), positive towards +y. ``custom_vjp``: as ``face_states``. D_max is what the
+    (ny+1, nx), positive towards +y; with ``through``, ``(qx, qy, D_max, H)``: the thickness
+    for the caller's other uses of it (the same values; on the native path its cotangent is
+    added by the face adjoint's kernel, ``native.fluxes_native``). ``custom_vjp``: as
+    ``face_states``. D_max is what the
     explicit step is sized from: the largest D, or, for a rheology with a ``stiffness(H,
     slope2, axis)`` (a learned law, whose D may grow faster with slope or thickness than
     Glen's n = 3, for which the step limits were set), the largest D times that factor.
@@ -147,7 +151,7 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
             Dy = coef_diffusivity(Hy, s2y, coef)
             return -Dx * gx, -Dy * gy, jnp.maximum(jnp.max(Dx), jnp.max(Dy))
         return native.fluxes_native(H, bed, coef, reference, dx=grid.dx,
-                                    periodic=grid.periodic)
+                                    periodic=grid.periodic, through=through)
     (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid, custom_vjp=custom_vjp)
     Dx = rheology.diffusivity(Hx, s2x, 1)
     Dy = rheology.diffusivity(Hy, s2y, 0)
@@ -157,6 +161,8 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True):
     else:  # laws whose linearisation is stiffer than Glen's (n = 3) at the same D
         D_max = jnp.maximum(jnp.max(Dx * stiffness(Hx, s2x, 1)),
                             jnp.max(Dy * stiffness(Hy, s2y, 0)))
+    if through:
+        return -Dx * gx, -Dy * gy, D_max, H
     return -Dx * gx, -Dy * gy, D_max
 
 

@@ -17,8 +17,10 @@
 //
 // Inputs: H, bed (..., ny, nx), coef (..., 2), dmax (...) (the forward's D_max, unused: the
 // maxima of the two directions are recomputed), ct_qx (..., ny, nx + 1), ct_qy (..., ny + 1,
-// nx), ct_dmax (...); attributes dx, periodic_y, periodic_x. Outputs: ct_H, ct_bed (..., ny,
-// nx), ct_coef (..., 2).
+// nx), ct_dmax (...), ct_H_in (..., ny, nx) (a cotangent of H from elsewhere, added to ct_H:
+// the step's other uses of H, so that XLA need not add them in a fusion of its own; read only
+// with the attribute has_ct_in); attributes dx, periodic_y, periodic_x, has_ct_in. Outputs:
+// ct_H, ct_bed (..., ny, nx), ct_coef (..., 2).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -274,8 +276,8 @@ __attribute__((noinline)) T array_max(const T* __restrict d, int64_t n) {
 
 template <typename T>
 void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int64_t nx,
-                   bool py, bool px, const T* ct_qx, const T* ct_qy, T ct_dmax, T* ct_H,
-                   T* ct_bed, T* ct_coef) {
+                   bool py, bool px, const T* ct_qx, const T* ct_qy, T ct_dmax,
+                   const T* ct_H_in, T* ct_H, T* ct_bed, T* ct_coef) {
   const T inv_dx = T(1) / dx;
   const int64_t W4 = nx + 4, W2 = nx + 2;
   Scratch<T>& s = scratch<T>();
@@ -467,7 +469,10 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   }
   y_chain(ny + 1);
   // S = pad(bed, 1, edge/wrap) + Hp[1:-1, 1:-1]; then the padding's transposes.
-  std::fill(ct_H, ct_H + ny * nx, T(0));
+  if (ct_H_in != nullptr) {
+    if (ct_H_in != ct_H) std::copy(ct_H_in, ct_H_in + ny * nx, ct_H);  // else in place
+  } else
+    std::fill(ct_H, ct_H + ny * nx, T(0));
   std::fill(ct_bed, ct_bed + ny * nx, T(0));
   for (int64_t a = 0; a < ny + 2; ++a) {
     int64_t i = wrap_or_out(a - 1, ny, py);
@@ -500,8 +505,9 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
 template <ffi::DataType DT>
 ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> coef,
                           ffi::Buffer<DT> dmax, ffi::Buffer<DT> ct_qx, ffi::Buffer<DT> ct_qy,
-                          ffi::Buffer<DT> ct_dmax, double dx, int64_t periodic_y,
-                          int64_t periodic_x, ffi::ResultBuffer<DT> ct_H,
+                          ffi::Buffer<DT> ct_dmax, ffi::Buffer<DT> ct_H_in, double dx,
+                          int64_t periodic_y, int64_t periodic_x, int64_t has_ct_in,
+                          ffi::ResultBuffer<DT> ct_H,
                           ffi::ResultBuffer<DT> ct_bed, ffi::ResultBuffer<DT> ct_coef) {
   using T = ffi::NativeType<DT>;
   int64_t ny, nx, batch;
@@ -509,7 +515,8 @@ ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT
     return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
   if (bed.element_count() != H.element_count() || coef.element_count() != 2 * batch
       || ct_qx.element_count() != batch * ny * (nx + 1)
-      || ct_qy.element_count() != batch * (ny + 1) * nx || ct_dmax.element_count() != batch)
+      || ct_qy.element_count() != batch * (ny + 1) * nx || ct_dmax.element_count() != batch
+      || ct_H_in.element_count() != H.element_count())
     return ffi::Error::InvalidArgument("the faces adjoint's arguments do not fit H");
   (void)dmax;
   for (int64_t g = 0; g < batch; ++g) {
@@ -518,6 +525,7 @@ ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT
                      T(dx), ny, nx, periodic_y != 0, periodic_x != 0,
                      ct_qx.typed_data() + g * ny * (nx + 1),
                      ct_qy.typed_data() + g * (ny + 1) * nx, ct_dmax.typed_data()[g],
+                     has_ct_in ? ct_H_in.typed_data() + g * ny * nx : nullptr,
                      ct_H->typed_data() + g * ny * nx, ct_bed->typed_data() + g * ny * nx,
                      ct_coef->typed_data() + 2 * g);
   }
@@ -535,9 +543,11 @@ ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
       .Attr<double>("dx")                        \
       .Attr<int64_t>("periodic_y")               \
       .Attr<int64_t>("periodic_x")               \
+      .Attr<int64_t>("has_ct_in")                \
       .Ret<ffi::Buffer<DT>>()                    \
       .Ret<ffi::Buffer<DT>>()                    \
       .Ret<ffi::Buffer<DT>>()

@@ -165,3 +165,42 @@ def test_gradient_of_a_solve_equals_that_without_the_kernels(periodic, monkeypat
     slow = jax.jit(lambda *a: g(*a))(*args)
     assert abs(float(fast[0] - slow[0])) <= 1e-9 * abs(float(slow[0]))
     assert float(jnp.max(jnp.abs(fast[1] - slow[1]))) <= 1e-9 * float(jnp.max(jnp.abs(slow[1])))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype,tol", [(jnp.float64, 1e-12), (jnp.float32, 2e-4)])
+def test_fluxes_through_add_the_thicknesss_other_cotangents_in_the_kernel(dtype, tol):
+    """``sia.fluxes(through=True)`` hands the thickness on for the step's other uses; their
+    cotangent reaches the adjoint kernel as an input that it adds (in place) to its own. The
+    gradient of a function that uses the fluxes and the handed-on thickness equals JAX's AD
+    of the XLA expressions, under vmap too; the kernel adds exactly what it is given."""
+    rng = np.random.default_rng(5)
+    grid = Grid(ny=11, nx=14, dx=100.0, periodic=(False, True))
+    H, bed = _case(rng, grid.ny, grid.nx, dtype, cliffs=True)
+    law = GlenLaw(A=jnp.asarray(7.6e-17, dtype), fs=jnp.asarray(2e-12, dtype))
+    wx = jnp.asarray(rng.normal(size=(grid.ny, grid.nx + 1)), dtype)
+    wy = jnp.asarray(rng.normal(size=(grid.ny + 1, grid.nx)), dtype)
+    wh = jnp.asarray(rng.normal(size=(grid.ny, grid.nx)), dtype)
+
+    def loss(H, bed, custom_vjp):
+        qx, qy, dmax, Hn = sia.fluxes(H, bed, law, grid, custom_vjp=custom_vjp, through=True)
+        return jnp.sum(wx * qx) + jnp.sum(wy * qy) + 0.3 * dmax + jnp.sum(wh * Hn ** 2)
+
+    want = jax.grad(loss, argnums=(0, 1))(H, bed, False)
+    got = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(H, bed, True)
+    for a, b in zip(got, want, strict=True):
+        assert float(jnp.max(jnp.abs(a - b))) <= tol * float(jnp.max(jnp.abs(b))) + 1e-14
+    batched = jax.vmap(jax.grad(loss), in_axes=(0, 0, None))(jnp.stack([H, 0.5 * H]),
+                                                              jnp.stack([bed, bed]), True)
+    single = jax.grad(loss)(0.5 * H, bed, False)
+    assert float(jnp.max(jnp.abs(batched[1] - single))) <= tol * float(
+        jnp.max(jnp.abs(single))) + 1e-14
+    coef = _coef(dtype)
+    out = native.faces_call(H, bed, coef, dx=grid.dx, periodic=grid.periodic)
+    cts = (wx, wy, jnp.asarray(0.3, dtype))
+    alone = native.faces_vjp_call(H, bed, coef, out[2], *cts, dx=grid.dx,
+                                  periodic=grid.periodic)
+    added = jax.jit(lambda extra: native.faces_vjp_call(
+        H, bed, coef, out[2], *cts, extra, dx=grid.dx, periodic=grid.periodic))(wh)
+    np.testing.assert_array_equal(np.asarray(added[0]), np.asarray(alone[0] + wh))
+    np.testing.assert_array_equal(np.asarray(added[1]), np.asarray(alone[1]))
