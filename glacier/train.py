@@ -212,8 +212,9 @@ def in_chunks(fn: Callable[[GlacierBatch], Any], batch: GlacierBatch, size: int 
         out = jax.tree_util.tree_map(np.asarray, fn(chunk))
         if joined is None:  # the results, filled chunk by chunk (no list of parts to join)
             joined = jax.tree_util.tree_map(lambda x: np.empty((n, *x.shape[1:]), x.dtype), out)
-        jax.tree_util.tree_map(lambda full, x: full.__setitem__(index, x[:index.size]), joined,
-                               out)
+        for full, x in zip(jax.tree_util.tree_leaves(joined), jax.tree_util.tree_leaves(out),
+                           strict=True):
+            full[index] = x[:index.size]
     return joined
 
 

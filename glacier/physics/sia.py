@@ -130,10 +130,10 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True,
     (ny+1, nx), positive towards +y; with ``through``, ``(qx, qy, D_max, H)``: the thickness
     for the caller's other uses of it (the same values; on the native path its cotangent is
     added by the face adjoint's kernel, ``native.fluxes_native``). ``custom_vjp``: as
-    ``face_states``. D_max is what the
-    explicit step is sized from: the largest D, or, for a rheology with a ``stiffness(H,
-    slope2, axis)`` (a learned law, whose D may grow faster with slope or thickness than
-    Glen's n = 3, for which the step limits were set), the largest D times that factor.
+    ``face_states``. D_max is what the explicit step is sized from: the largest D, or, for a
+    rheology with a ``stiffness(H, slope2, axis)`` (a learned law, whose D may grow faster
+    with slope or thickness than Glen's n = 3, for which the step limits were set), the
+    largest D times that factor.
 
     A law with ``native_coefficients`` (Glen's, n = 3, scalar A and sliding) runs on the CPU
     as one native kernel (``physics.native``), differentiated by its adjoint kernel: the same
