@@ -170,7 +170,7 @@ struct Scratch {
   std::vector<T> Hp, Sp, cx, cxa, cxb, cy, cya, cyb, sbx, sba_x, sbb_x, sby, sba_y, sbb_y, Dx, Dy;
   // Adjoint: cotangents of the above (gHp, gSp whole; the limiters' in rows), and one row of
   // face terms.
-  std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB;
+  std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB, Z;
 };
 
 template <typename T>
@@ -204,16 +204,20 @@ inline Face<T> face(T s_lo, T s_hi, T c_lo, T c_hi, T h_lo, T h_hi, T sb_lo, T s
 // cross slope's cotangent, to each of the two cells), L and R (the upwind thickness's
 // cotangent, to the low or the high side's MUSCL state), and E5, E3 (each face's part of the
 // coefficients' cotangents, summed by ``lane_sum``: a sum in the loop would not vectorise).
-template <typename T, bool Ties>
+// Ties: the faces whose D equals ``at_max`` take ``share`` of D_max's cotangent besides their
+// own; StoreD: each face's D into D_out (for the maxima and the ties, found after the pass).
+template <typename T, bool Ties, bool StoreD>
 __attribute__((noinline)) void face_row_adjoint(
     int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
     const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
     const T* __restrict sb_lo, const T* __restrict sb_hi, const T* __restrict ct_q,
     const T* __restrict D, T at_max, T share, T gamma, T slide, T inv_dx, T* __restrict G,
-    T* __restrict K, T* __restrict L, T* __restrict R, T* __restrict E5, T* __restrict E3) {
+    T* __restrict K, T* __restrict L, T* __restrict R, T* __restrict E5, T* __restrict E3,
+    T* __restrict D_out) {
   for (int64_t f = 0; f < n; ++f) {
     Face<T> F = face(s_lo[f], s_hi[f], c_lo[f], c_hi[f], h_lo[f], h_hi[f], sb_lo[f], sb_hi[f],
                      gamma, slide, inv_dx);
+    if (StoreD) D_out[f] = F.D;
     T ctD = -(ct_q[f] * F.grad) + ((Ties && D[f] == at_max) ? share : T(0));
     T H2 = F.Hu * F.Hu, H3 = H2 * F.Hu, H5 = H3 * H2;
     E5[f] = ctD * H5 * F.s2;
@@ -235,18 +239,6 @@ inline void lane_sum(const T* __restrict d, int64_t n, T* __restrict s8) {
   for (; f + 8 <= n; f += 8)
     for (int k = 0; k < 8; ++k) s8[k] += d[f + k];
   for (; f < n; ++f) s8[0] += d[f];
-}
-
-// The faces' diffusivities of a row (vectorisable), and their maximum in 8 lanes (NaN kept).
-template <typename T>
-__attribute__((noinline)) void face_row_d(
-    int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
-    const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
-    const T* __restrict sb_lo, const T* __restrict sb_hi, T gamma, T slide, T inv_dx,
-    T* __restrict D) {
-  for (int64_t f = 0; f < n; ++f)
-    D[f] = face(s_lo[f], s_hi[f], c_lo[f], c_hi[f], h_lo[f], h_hi[f], sb_lo[f], sb_hi[f], gamma,
-                slide, inv_dx).D;
 }
 
 template <typename T>
@@ -345,43 +337,16 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     std::fill(gcx + o, gcx + o + nx, T(0));
     std::fill(gsby + o, gsby + o + nx, T(0));
   };
-  // The face diffusivities and each direction's maximum, for D_max's cotangent: only when it
-  // is not zero (a step of max_dt, or the last step of an interval, does not depend on D_max).
-  T* Dx = nullptr;
-  T* Dy = nullptr;
-  T mx = std::numeric_limits<T>::quiet_NaN(), my = mx;  // NaN: no face equals it
-  T share_x = T(0), share_y = T(0);
+  // D_max's cotangent (only when it is not zero: a step of max_dt, or the last step of an
+  // interval, does not depend on D_max) goes to the faces equal to the maximum, which are known
+  // only once every face's D is. The adjoint is linear in each face's cotangent of D, so the
+  // pass below stores every face's D with its own cotangents; then the rows that hold a face
+  // equal to its direction's maximum (one or a few, all rows only on a uniform slab) are
+  // walked again with D_max's share alone, the other cotangents zero.
   const bool ties = ct_dmax != T(0);
-  if (ties) {
-    Dx = grow(s.Dx, ny * (nx + 1));
-    Dy = grow(s.Dy, (ny + 1) * nx);
-    for (int64_t i = 0; i < ny; ++i) {
-      x_limiters(i);
-      const T* h = Hp + (i + 2) * W4;
-      const T* r = Sp + (i + 1) * W2;
-      face_row_d<T>(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, gamma, slide,
-                    inv_dx, Dx + i * (nx + 1));
-    }
-    y_limiters(0);
-    for (int64_t f = 0; f <= ny; ++f) {
-      y_limiters(f + 1);
-      face_row_d<T>(nx, Sp + f * W2 + 1, Sp + (f + 1) * W2 + 1, cx + slot(f),
-                    cx + slot(f + 1), Hp + (f + 1) * W4 + 2, Hp + (f + 2) * W4 + 2,
-                    sby + slot(f), sby + slot(f + 1), gamma, slide, inv_dx, Dy + f * nx);
-    }
-    mx = array_max(Dx, ny * (nx + 1));
-    my = array_max(Dy, (ny + 1) * nx);
-    // D_max = maximum(max Dx, max Dy): the cotangent to the larger (half each at a tie),
-    // shared equally by the faces equal to it. Where D holds NaN no face equals the maximum
-    // and none takes it (JAX's rule gives NaN; the gradient of a blown-up run is not used).
-    T ctx = (mx > my) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
-    T cty = (my > mx) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
-    int64_t nmx = 0, nmy = 0;
-    for (int64_t k = 0; k < ny * (nx + 1); ++k) nmx += (Dx[k] == mx);
-    for (int64_t k = 0; k < (ny + 1) * nx; ++k) nmy += (Dy[k] == my);
-    share_x = nmx ? ctx / T(nmx) : T(0);
-    share_y = nmy ? cty / T(nmy) : T(0);
-  }
+  T* Dx = ties ? grow(s.Dx, ny * (nx + 1)) : nullptr;
+  T* Dy = ties ? grow(s.Dy, (ny + 1) * nx) : nullptr;
+  T* zero_q = ties ? zeroed(s.Z, nx + 1) : nullptr;
   // Adjoint of the faces, into the cotangents of the padded surface and thickness and of the
   // cell limiters.
   T* gHp = zeroed(s.gHp, (ny + 4) * W4);
@@ -398,28 +363,37 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* E5 = grow(s.E5, nrow);
   T* E3 = grow(s.E3, nrow);
   T c5[8] = {}, c3[8] = {};
+  // One row of faces: with ``D_out`` (the first pass, D_max's cotangent not zero) storing
+  // their D; with ``share`` (the second) adding it to the faces whose D equals ``at_max``.
   auto row_adjoint = [&](int64_t n, const T* s_lo, const T* s_hi, const T* c_lo,
                          const T* c_hi, const T* h_lo, const T* h_hi, const T* sb_lo,
-                         const T* sb_hi, const T* ct_q, const T* D, T at_max, T share, T* g,
-                         T* k, T* l, T* r) {
-    if (ties)
-      face_row_adjoint<T, true>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi, ct_q, D,
-                                at_max, share, gamma, slide, inv_dx, g, k, l, r, E5, E3);
+                         const T* sb_hi, const T* ct_q, const T* D, T at_max, T share,
+                         T* D_out, T* g, T* k, T* l, T* r) {
+    if (D != nullptr)
+      face_row_adjoint<T, true, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
+                                       ct_q, D, at_max, share, gamma, slide, inv_dx, g, k, l,
+                                       r, E5, E3, nullptr);
+    else if (D_out != nullptr)
+      face_row_adjoint<T, false, true>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
+                                       ct_q, nullptr, at_max, share, gamma, slide, inv_dx, g,
+                                       k, l, r, E5, E3, D_out);
     else
-      face_row_adjoint<T, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi, ct_q, D,
-                                 at_max, share, gamma, slide, inv_dx, g, k, l, r, E5, E3);
+      face_row_adjoint<T, false, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
+                                        ct_q, nullptr, at_max, share, gamma, slide, inv_dx, g,
+                                        k, l, r, E5, E3, nullptr);
     lane_sum(E5, n, c5);
     lane_sum(E3, n, c3);
   };
   // x-faces, row i: face f between padded surface columns f, f + 1; cross slopes of cy's
   // columns f, f + 1; MUSCL states of Hp columns f + 1 (+ sbx f) and f + 2 (- sbx f + 1).
   // G, K, L, R hold the row's faces from index 1 (a zero on each side).
-  for (int64_t i = 0; i < ny; ++i) {
+  auto x_row = [&](int64_t i, const T* ct_q, const T* D, T at_max, T share, T* D_out) {
     x_limiters(i);
     const T* h = Hp + (i + 2) * W4;
     const T* r = Sp + (i + 1) * W2;
-    row_adjoint(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_qx + i * (nx + 1),
-                ties ? Dx + i * (nx + 1) : nullptr, mx, share_x, G + 1, K + 1, L + 1, R + 1);
+    row_adjoint(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_q, D, at_max,
+                share, D_out, G + 1, K + 1, L + 1, R + 1);
+    G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
     std::fill(gc, gc + W2, T(0));
     std::fill(gb, gb + W2, T(0));
@@ -435,7 +409,9 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     three_point_adjoint<T>(W2, CA, CB, gHp + (i + 2) * W4);
     three_row_adjoint<T>(W2, gc, cyb, cya, inv_dx, gSp + i * W2, gSp + (i + 1) * W2,
                          gSp + (i + 2) * W2);
-  }
+  };
+  for (int64_t i = 0; i < ny; ++i)
+    x_row(i, ct_qx + i * (nx + 1), nullptr, T(0), T(0), ties ? Dx + i * (nx + 1) : nullptr);
   // Back through the MUSCL corrections along y of padded row k + 1 (Hp rows k..k+2) and the
   // x-slopes of surface row k, once row k's cotangents are complete.
   auto y_chain = [&](int64_t k) {
@@ -450,24 +426,63 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     }
     three_point_adjoint<T>(nx, CA, CB, gSp + k * W2);
   };
-  std::fill(CA, CA + W4 + 2, T(0));
-  std::fill(CB, CB + W4 + 2, T(0));
   // y-faces, face row f: between surface rows f, f + 1 (columns 1..nx); cross slopes of cx
-  // rows f, f + 1; MUSCL states of Hp rows f + 1 (+ sby f) and f + 2 (- sby f + 1).
-  y_limiters(0);
-  for (int64_t f = 0; f <= ny; ++f) {
-    y_limiters(f + 1);  // into the slot of row f - 1, whose chain is done
+  // rows f, f + 1; MUSCL states of Hp rows f + 1 (+ sby f) and f + 2 (- sby f + 1). The
+  // limiters of rows f and f + 1 must be in their slots (``y_limiters``).
+  auto y_row = [&](int64_t f, const T* ct_q, const T* D, T at_max, T share, T* D_out) {
     const int64_t o0 = slot(f), o1 = slot(f + 1);
     const T *r0 = Sp + f * W2 + 1, *r1 = Sp + (f + 1) * W2 + 1;
     const T *h0 = Hp + (f + 1) * W4 + 2, *h1 = Hp + (f + 2) * W4 + 2;
-    row_adjoint(nx, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_qy + f * nx,
-                ties ? Dy + f * nx : nullptr, my, share_y, G, K, L, R);
+    row_adjoint(nx, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_q, D, at_max,
+                share, D_out, G, K, L, R);
     y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + o0,
                       gcx + o1, gsby + o0, gsby + o1, gHp + (f + 1) * W4 + 2,
                       gHp + (f + 2) * W4 + 2);
+  };
+  std::fill(CA, CA + W4 + 2, T(0));
+  std::fill(CB, CB + W4 + 2, T(0));
+  y_limiters(0);
+  for (int64_t f = 0; f <= ny; ++f) {
+    y_limiters(f + 1);  // into the slot of row f - 1, whose chain is done
+    y_row(f, ct_qy + f * nx, nullptr, T(0), T(0), ties ? Dy + f * nx : nullptr);
     y_chain(f);  // rows f of sby and cx have all their faces' cotangents now
   }
   y_chain(ny + 1);
+  if (ties) {
+    T mx = array_max(Dx, ny * (nx + 1));
+    T my = array_max(Dy, (ny + 1) * nx);
+    // D_max = maximum(max Dx, max Dy): the cotangent to the larger (half each at a tie),
+    // shared equally by the faces equal to it. Where D holds NaN no face equals the maximum
+    // and none takes it (JAX's rule gives NaN; the gradient of a blown-up run is not used).
+    T ctx = (mx > my) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
+    T cty = (my > mx) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
+    int64_t nmx = 0, nmy = 0;
+    for (int64_t k = 0; k < ny * (nx + 1); ++k) nmx += (Dx[k] == mx);
+    for (int64_t k = 0; k < (ny + 1) * nx; ++k) nmy += (Dy[k] == my);
+    T share_x = nmx ? ctx / T(nmx) : T(0);
+    T share_y = nmy ? cty / T(nmy) : T(0);
+    auto holds = [](const T* d, int64_t n, T m) {
+      for (int64_t k = 0; k < n; ++k)
+        if (d[k] == m) return true;
+      return false;
+    };
+    if (share_x != T(0))
+      for (int64_t i = 0; i < ny; ++i)
+        if (holds(Dx + i * (nx + 1), nx + 1, mx))
+          x_row(i, zero_q, Dx + i * (nx + 1), mx, share_x, nullptr);
+    if (share_y != T(0)) {
+      std::fill(CA, CA + W4 + 2, T(0));  // the x-rows leave values past the y-rows' reach
+      std::fill(CB, CB + W4 + 2, T(0));
+      for (int64_t f = 0; f <= ny; ++f)
+        if (holds(Dy + f * nx, nx, my)) {
+          y_limiters(f);  // both rows' limiters, their cotangent slots zeroed
+          y_limiters(f + 1);
+          y_row(f, zero_q, Dy + f * nx, my, share_y, nullptr);
+          y_chain(f);
+          y_chain(f + 1);
+        }
+    }
+  }
   // S = pad(bed, 1, edge/wrap) + Hp[1:-1, 1:-1]; then the padding's transposes.
   if (ct_H_in != nullptr) {
     if (ct_H_in != ct_H) std::copy(ct_H_in, ct_H_in + ny * nx, ct_H);  // else in place

@@ -173,7 +173,7 @@ def test_fluxes_through_add_the_thicknesss_other_cotangents_in_the_kernel(dtype,
     """``sia.fluxes(through=True)`` hands the thickness on for the step's other uses; their
     cotangent reaches the adjoint kernel as an input that it adds (in place) to its own. The
     gradient of a function that uses the fluxes and the handed-on thickness equals JAX's AD
-    of the XLA expressions, under vmap too; the kernel adds exactly what it is given."""
+    of the XLA expressions, under vmap too; the kernel adds what it is given."""
     rng = np.random.default_rng(5)
     grid = Grid(ny=11, nx=14, dx=100.0, periodic=(False, True))
     H, bed = _case(rng, grid.ny, grid.nx, dtype, cliffs=True)
@@ -202,5 +202,7 @@ def test_fluxes_through_add_the_thicknesss_other_cotangents_in_the_kernel(dtype,
                                   periodic=grid.periodic)
     added = jax.jit(lambda extra: native.faces_vjp_call(
         H, bed, coef, out[2], *cts, extra, dx=grid.dx, periodic=grid.periodic))(wh)
-    np.testing.assert_array_equal(np.asarray(added[0]), np.asarray(alone[0] + wh))
+    # the kernel starts from the input and adds its own terms one by one: round-off apart
+    np.testing.assert_allclose(np.asarray(added[0]), np.asarray(alone[0] + wh),
+                               rtol=4 * float(jnp.finfo(dtype).eps), atol=0)
     np.testing.assert_array_equal(np.asarray(added[1]), np.asarray(alone[1]))
