@@ -166,8 +166,11 @@ T* zeroed(std::vector<T>& v, int64_t n) {
 template <typename T>
 struct Scratch {
   // Forward: padded H and S (whole fields), cell limiters with their weights (one row, or a
-  // two-row ring), face diffusivities (whole fields, only when D_max's cotangent is not zero).
-  std::vector<T> Hp, Sp, cx, cxa, cxb, cy, cya, cyb, sbx, sba_x, sbb_x, sby, sba_y, sbb_y, Dx, Dy;
+  // two-row ring), one row of face diffusivities (only when D_max's cotangent is not zero).
+  std::vector<T> Hp, Sp, cx, cxa, cxb, cy, cya, cyb, sbx, sba_x, sbb_x, sby, sba_y, sbb_y, D;
+  // Each face row's largest D and how many of its faces equal it (D_max's cotangent).
+  std::vector<T> xmax, ymax;
+  std::vector<int64_t> xcount, ycount;
   // Adjoint: cotangents of the above (gHp, gSp whole; the limiters' in rows), and one row of
   // face terms.
   std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB, Z;
@@ -205,20 +208,20 @@ inline Face<T> face(T s_lo, T s_hi, T c_lo, T c_hi, T h_lo, T h_hi, T sb_lo, T s
 // cotangent, to the low or the high side's MUSCL state), and E5, E3 (each face's part of the
 // coefficients' cotangents, summed by ``lane_sum``: a sum in the loop would not vectorise).
 // Ties: the faces whose D equals ``at_max`` take ``share`` of D_max's cotangent besides their
-// own; StoreD: each face's D into D_out (for the maxima and the ties, found after the pass).
+// own; StoreD: each face's D into D_out (the row's, for its maximum).
 template <typename T, bool Ties, bool StoreD>
 __attribute__((noinline)) void face_row_adjoint(
     int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
     const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
     const T* __restrict sb_lo, const T* __restrict sb_hi, const T* __restrict ct_q,
-    const T* __restrict D, T at_max, T share, T gamma, T slide, T inv_dx, T* __restrict G,
+    T at_max, T share, T gamma, T slide, T inv_dx, T* __restrict G,
     T* __restrict K, T* __restrict L, T* __restrict R, T* __restrict E5, T* __restrict E3,
     T* __restrict D_out) {
   for (int64_t f = 0; f < n; ++f) {
     Face<T> F = face(s_lo[f], s_hi[f], c_lo[f], c_hi[f], h_lo[f], h_hi[f], sb_lo[f], sb_hi[f],
                      gamma, slide, inv_dx);
     if (StoreD) D_out[f] = F.D;
-    T ctD = -(ct_q[f] * F.grad) + ((Ties && D[f] == at_max) ? share : T(0));
+    T ctD = -(ct_q[f] * F.grad) + ((Ties && F.D == at_max) ? share : T(0));
     T H2 = F.Hu * F.Hu, H3 = H2 * F.Hu, H5 = H3 * H2;
     E5[f] = ctD * H5 * F.s2;
     E3[f] = ctD * H3 * F.s2;
@@ -340,13 +343,23 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   // D_max's cotangent (only when it is not zero: a step of max_dt, or the last step of an
   // interval, does not depend on D_max) goes to the faces equal to the maximum, which are known
   // only once every face's D is. The adjoint is linear in each face's cotangent of D, so the
-  // pass below stores every face's D with its own cotangents; then the rows that hold a face
-  // equal to its direction's maximum (one or a few, all rows only on a uniform slab) are
-  // walked again with D_max's share alone, the other cotangents zero.
+  // pass below keeps each face row's largest D and how many of its faces equal it, with the
+  // faces' own cotangents; then the rows whose largest D is their direction's maximum (one or
+  // a few, all rows only on a uniform slab) are walked again with D_max's share alone, the
+  // other cotangents zero.
   const bool ties = ct_dmax != T(0);
-  T* Dx = ties ? grow(s.Dx, ny * (nx + 1)) : nullptr;
-  T* Dy = ties ? grow(s.Dy, (ny + 1) * nx) : nullptr;
+  T* Drow = ties ? grow(s.D, nx + 1) : nullptr;
+  T* xmax = ties ? grow(s.xmax, ny) : nullptr;
+  T* ymax = ties ? grow(s.ymax, ny + 1) : nullptr;
+  int64_t* xcount = ties ? grow(s.xcount, ny) : nullptr;
+  int64_t* ycount = ties ? grow(s.ycount, ny + 1) : nullptr;
   T* zero_q = ties ? zeroed(s.Z, nx + 1) : nullptr;
+  auto row_stats = [&](int64_t n, T& m, int64_t& count) {  // of the row in Drow
+    m = array_max(Drow, n);
+    int64_t c = 0;
+    for (int64_t k = 0; k < n; ++k) c += (Drow[k] == m);
+    count = c;
+  };
   // Adjoint of the faces, into the cotangents of the padded surface and thickness and of the
   // cell limiters.
   T* gHp = zeroed(s.gHp, (ny + 4) * W4);
@@ -364,35 +377,36 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* E3 = grow(s.E3, nrow);
   T c5[8] = {}, c3[8] = {};
   // One row of faces: with ``D_out`` (the first pass, D_max's cotangent not zero) storing
-  // their D; with ``share`` (the second) adding it to the faces whose D equals ``at_max``.
+  // their D; with ``share`` not zero (the second) adding it to the faces whose D equals
+  // ``at_max``.
   auto row_adjoint = [&](int64_t n, const T* s_lo, const T* s_hi, const T* c_lo,
                          const T* c_hi, const T* h_lo, const T* h_hi, const T* sb_lo,
-                         const T* sb_hi, const T* ct_q, const T* D, T at_max, T share,
-                         T* D_out, T* g, T* k, T* l, T* r) {
-    if (D != nullptr)
+                         const T* sb_hi, const T* ct_q, T at_max, T share, T* D_out, T* g,
+                         T* k, T* l, T* r) {
+    if (share != T(0))
       face_row_adjoint<T, true, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
-                                       ct_q, D, at_max, share, gamma, slide, inv_dx, g, k, l,
-                                       r, E5, E3, nullptr);
+                                       ct_q, at_max, share, gamma, slide, inv_dx, g, k, l, r,
+                                       E5, E3, nullptr);
     else if (D_out != nullptr)
       face_row_adjoint<T, false, true>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
-                                       ct_q, nullptr, at_max, share, gamma, slide, inv_dx, g,
-                                       k, l, r, E5, E3, D_out);
+                                       ct_q, at_max, share, gamma, slide, inv_dx, g, k, l, r,
+                                       E5, E3, D_out);
     else
       face_row_adjoint<T, false, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
-                                        ct_q, nullptr, at_max, share, gamma, slide, inv_dx, g,
-                                        k, l, r, E5, E3, nullptr);
+                                        ct_q, at_max, share, gamma, slide, inv_dx, g, k, l, r,
+                                        E5, E3, nullptr);
     lane_sum(E5, n, c5);
     lane_sum(E3, n, c3);
   };
   // x-faces, row i: face f between padded surface columns f, f + 1; cross slopes of cy's
   // columns f, f + 1; MUSCL states of Hp columns f + 1 (+ sbx f) and f + 2 (- sbx f + 1).
   // G, K, L, R hold the row's faces from index 1 (a zero on each side).
-  auto x_row = [&](int64_t i, const T* ct_q, const T* D, T at_max, T share, T* D_out) {
+  auto x_row = [&](int64_t i, const T* ct_q, T at_max, T share, T* D_out) {
     x_limiters(i);
     const T* h = Hp + (i + 2) * W4;
     const T* r = Sp + (i + 1) * W2;
-    row_adjoint(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_q, D, at_max,
-                share, D_out, G + 1, K + 1, L + 1, R + 1);
+    row_adjoint(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_q, at_max, share,
+                D_out, G + 1, K + 1, L + 1, R + 1);
     G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
     std::fill(gc, gc + W2, T(0));
@@ -410,8 +424,10 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     three_row_adjoint<T>(W2, gc, cyb, cya, inv_dx, gSp + i * W2, gSp + (i + 1) * W2,
                          gSp + (i + 2) * W2);
   };
-  for (int64_t i = 0; i < ny; ++i)
-    x_row(i, ct_qx + i * (nx + 1), nullptr, T(0), T(0), ties ? Dx + i * (nx + 1) : nullptr);
+  for (int64_t i = 0; i < ny; ++i) {
+    x_row(i, ct_qx + i * (nx + 1), T(0), T(0), Drow);
+    if (ties) row_stats(nx + 1, xmax[i], xcount[i]);
+  }
   // Back through the MUSCL corrections along y of padded row k + 1 (Hp rows k..k+2) and the
   // x-slopes of surface row k, once row k's cotangents are complete.
   auto y_chain = [&](int64_t k) {
@@ -429,12 +445,12 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   // y-faces, face row f: between surface rows f, f + 1 (columns 1..nx); cross slopes of cx
   // rows f, f + 1; MUSCL states of Hp rows f + 1 (+ sby f) and f + 2 (- sby f + 1). The
   // limiters of rows f and f + 1 must be in their slots (``y_limiters``).
-  auto y_row = [&](int64_t f, const T* ct_q, const T* D, T at_max, T share, T* D_out) {
+  auto y_row = [&](int64_t f, const T* ct_q, T at_max, T share, T* D_out) {
     const int64_t o0 = slot(f), o1 = slot(f + 1);
     const T *r0 = Sp + f * W2 + 1, *r1 = Sp + (f + 1) * W2 + 1;
     const T *h0 = Hp + (f + 1) * W4 + 2, *h1 = Hp + (f + 2) * W4 + 2;
-    row_adjoint(nx, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_q, D, at_max,
-                share, D_out, G, K, L, R);
+    row_adjoint(nx, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_q, at_max, share,
+                D_out, G, K, L, R);
     y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + o0,
                       gcx + o1, gsby + o0, gsby + o1, gHp + (f + 1) * W4 + 2,
                       gHp + (f + 2) * W4 + 2);
@@ -444,40 +460,35 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   y_limiters(0);
   for (int64_t f = 0; f <= ny; ++f) {
     y_limiters(f + 1);  // into the slot of row f - 1, whose chain is done
-    y_row(f, ct_qy + f * nx, nullptr, T(0), T(0), ties ? Dy + f * nx : nullptr);
+    y_row(f, ct_qy + f * nx, T(0), T(0), Drow);
+    if (ties) row_stats(nx, ymax[f], ycount[f]);
     y_chain(f);  // rows f of sby and cx have all their faces' cotangents now
   }
   y_chain(ny + 1);
   if (ties) {
-    T mx = array_max(Dx, ny * (nx + 1));
-    T my = array_max(Dy, (ny + 1) * nx);
+    T mx = array_max(xmax, ny);  // NaN in any row: NaN
+    T my = array_max(ymax, ny + 1);
     // D_max = maximum(max Dx, max Dy): the cotangent to the larger (half each at a tie),
     // shared equally by the faces equal to it. Where D holds NaN no face equals the maximum
     // and none takes it (JAX's rule gives NaN; the gradient of a blown-up run is not used).
     T ctx = (mx > my) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
     T cty = (my > mx) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
     int64_t nmx = 0, nmy = 0;
-    for (int64_t k = 0; k < ny * (nx + 1); ++k) nmx += (Dx[k] == mx);
-    for (int64_t k = 0; k < (ny + 1) * nx; ++k) nmy += (Dy[k] == my);
+    for (int64_t i = 0; i < ny; ++i) nmx += (xmax[i] == mx) ? xcount[i] : 0;
+    for (int64_t f = 0; f <= ny; ++f) nmy += (ymax[f] == my) ? ycount[f] : 0;
     T share_x = nmx ? ctx / T(nmx) : T(0);
     T share_y = nmy ? cty / T(nmy) : T(0);
-    auto holds = [](const T* d, int64_t n, T m) {
-      for (int64_t k = 0; k < n; ++k)
-        if (d[k] == m) return true;
-      return false;
-    };
     if (share_x != T(0))
       for (int64_t i = 0; i < ny; ++i)
-        if (holds(Dx + i * (nx + 1), nx + 1, mx))
-          x_row(i, zero_q, Dx + i * (nx + 1), mx, share_x, nullptr);
+        if (xmax[i] == mx) x_row(i, zero_q, mx, share_x, nullptr);
     if (share_y != T(0)) {
       std::fill(CA, CA + W4 + 2, T(0));  // the x-rows leave values past the y-rows' reach
       std::fill(CB, CB + W4 + 2, T(0));
       for (int64_t f = 0; f <= ny; ++f)
-        if (holds(Dy + f * nx, nx, my)) {
+        if (ymax[f] == my) {
           y_limiters(f);  // both rows' limiters, their cotangent slots zeroed
           y_limiters(f + 1);
-          y_row(f, zero_q, Dy + f * nx, my, share_y, nullptr);
+          y_row(f, zero_q, my, share_y, nullptr);
           y_chain(f);
           y_chain(f + 1);
         }
