@@ -6,6 +6,8 @@ memory do not colour the next), and adds what none of them measures:
 - ``forward``: ``benchmark_forward.py --xla`` (valley and Halfar against OGGM's ``Upstream2D``
   where OGGM's interpreter exists: ``--oggm-python``; and ours without the native kernels);
 - ``gradient``: ``benchmark_gradient.py`` (gradient over forward at 10^2..10^4 steps, memory);
+- ``gradient_stable``: the same with the steps at the stability limit, as a run takes them
+  (``--stable``: the gradient then also flows through D_max);
 - ``implicit``: ``benchmark_implicit.py`` (explicit against implicit and RKL2 at equal
   accuracy);
 - ``batching``: ``benchmark_batching.py`` (one padded vmapped batch against one program per
@@ -25,8 +27,8 @@ memory do not colour the next), and adds what none of them measures:
 Ratios first, absolute figures second; every JSON carries the CPU model (``lscpu``), the
 device, the JAX version and the options. Not a test: timings depend on the machine.
 
-    python scripts/benchmark.py [--out benchmark] [--parts forward,gradient,implicit,batching,
-        glaciers,inversion,scaling] [--repeat 3] [--sizes 64,128,256,512,1024] [--quick]
+    python scripts/benchmark.py [--out benchmark] [--parts forward,gradient,gradient_stable,
+        implicit,batching,glaciers,inversion,scaling] [--repeat 3] [--sizes 64,128,256,512,1024] [--quick]
 
 ``--quick`` (the smoke test of ``scripts/gpu_check.sh --cpu``): forward on the valley only,
 100-step gradient, sizes 32 and 64, no implicit or batching parts.
@@ -44,7 +46,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("forward", "gradient", "implicit", "batching", "glaciers", "inversion", "scaling")
+PARTS = ("forward", "gradient", "gradient_stable", "implicit", "batching", "glaciers",
+         "inversion", "scaling")
 REPORTS = {"inversion": "inversion_run/provenance.json"}
 """Where a part's JSON report is, within ``--out``, when not ``<part>.json``."""
 
@@ -81,6 +84,9 @@ def part_commands(args) -> dict[str, list[str]]:
                          "--oggm-python", args.oggm_python],
         "gradient": py + [str(HERE / "benchmark_gradient.py"), "--steps", "100,1000,10000",
                           "--repeat", r, "--out", str(out / "gradient.json")],
+        "gradient_stable": py + [str(HERE / "benchmark_gradient.py"), "--steps",
+                                 "100,1000,10000", "--stable", "--plain-up-to", "0",
+                                 "--repeat", r, "--out", str(out / "gradient_stable.json")],
         "implicit": py + [str(HERE / "benchmark_implicit.py"), "--cases", "halfar,valley100",
                           "--out", str(out / "implicit.json")],
         "batching": py + [str(HERE / "benchmark_batching.py"), "--repeat", r,
@@ -208,6 +214,11 @@ def summary_rows(parts: dict) -> list[dict]:
             add("abs", f"forward {case}: compile", g.get("compile_time", float("nan")), "s")
             if "avH" in g:
                 add("abs", f"forward {case}: avH against the exact solution", g["avH"], "m")
+    gs = parts.get("gradient_stable", {}).get("report")
+    if gs:
+        for r in gs["rows"]:
+            add("ratio", f"gradient / forward, {r['steps']} steps at the stability limit "
+                f"({r.get('default_path')})", r["ratio"], "x")
     gr = parts.get("gradient", {}).get("report")
     if gr:
         for r in gr["rows"]:
