@@ -23,8 +23,8 @@ With ``train.batch_size=B`` the glaciers are instead
 Only the group being trained is placed on the devices (``place``), so device memory is that
 of B glaciers on the group's window; ``glacier-train`` runs the forward-only passes around the
 training (a twin's spin-up and observations, the step budget, the sensitivity weights, the
-outputs of the trained law) B glaciers at a time as well (``train.in_chunks``). L-BFGS needs the whole loss in its line search, so
-``optimizer.lbfgs_steps`` must be 0 with mini-batches.
+outputs of the trained law) B glaciers at a time as well (``train.in_chunks``). L-BFGS needs
+the whole loss in its line search, so ``optimizer.lbfgs_steps`` must be 0 with mini-batches.
 """
 
 from __future__ import annotations

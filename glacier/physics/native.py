@@ -324,7 +324,7 @@ def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, b
     ``through``: (qx, qy, D_max, H') where H' is H itself, for the step's other uses of the
     thickness: their cotangents then reach the adjoint kernel as that of H', which adds them
     to its own in place. Otherwise XLA adds the four cotangents of H of an explicit step in
-    one fusion of six fields, which it splits across two cores on a 100 x 100 grid (any
+    one fusion of six input fields, which it splits across two cores on a 100 x 100 grid (any
     fusion touching 512 kB or more is), and the split costs 40 us of a 450 us gradient step
     where one core takes 8 us.
     """
@@ -333,25 +333,15 @@ def fluxes_native(H, bed, coef, reference, *, dx: float, periodic: tuple[bool, b
     if not native_vjp_enabled():
         out = with_reference_vjp(kernel, reference, H, bed, coef)
         return (*out, H) if through else out
-    if not through:
-        def adjoint(args, out, ct):
-            H, bed, coef = args
-            ct_qx, ct_qy, ct_dmax = ct
-            return faces_vjp_call(H, bed, coef, out[2], ct_qx, ct_qy, ct_dmax, dx=dx,
-                                  periodic=periodic)
-
-        return with_native_vjp(kernel, adjoint, H, bed, coef)
 
     def kernel_through(H, bed, coef):
         return (*kernel(H, bed, coef), H)
 
-    def adjoint_through(args, out, ct):
+    def adjoint(args, out, ct):  # ct: those of qx, qy, D_max (and of H' with ``through``)
         H, bed, coef = args
-        ct_qx, ct_qy, ct_dmax, ct_H = ct
-        return faces_vjp_call(H, bed, coef, out[2], ct_qx, ct_qy, ct_dmax, ct_H, dx=dx,
-                              periodic=periodic)
+        return faces_vjp_call(H, bed, coef, out[2], *ct, dx=dx, periodic=periodic)
 
-    return with_native_vjp(kernel_through, adjoint_through, H, bed, coef)
+    return with_native_vjp(kernel_through if through else kernel, adjoint, H, bed, coef)
 
 
 def update_native(H, div, dt, b, ice_free, reference):
