@@ -325,7 +325,9 @@ class ExplicitRKL2(Scheme):
             # The stages see no negative ice, and no ice in the held cells (sinks, as the
             # explicit scheme's every-step emptying makes them).
             Hc = jnp.maximum(Y, 0.0) * keep
-            qx, qy, D_max = sia.fluxes(Hc, bed, rheology, grid, custom_vjp=custom_vjp)
+            # ``through``: the limiter's cotangent of Hc is added in the face adjoint's kernel
+            qx, qy, D_max, Hc = sia.fluxes(Hc, bed, rheology, grid, custom_vjp=custom_vjp,
+                                           through=True)
             div, _ = sia.limited_divergence(Hc, qx, qy, dt_limit, grid,
                                             custom_vjp=custom_vjp)
             return -div, D_max
@@ -407,18 +409,24 @@ class ExplicitRKL2(Scheme):
             buf = lax.fori_loop(2, n + 1, forward, buf)
 
             def backward(k, c):
-                # j = n, ..., 2; c = (bar Y_j, bar Y_{j-1} so far, bar Y0, bar M0, bar args)
+                # j = n, ..., 2; c = (bar Y_j, bar Y_{j-1} so far, bar Y0, bar M0, bar args,
+                # Y_{j-1}). Y_{j-1} comes in the carry, sliced from the buffer by the step
+                # before: a slice of the buffer inside the step's elementwise fusion makes XLA
+                # count the whole buffer and split that fusion over two cores, which costs
+                # more than the fusion itself on small grids.
                 j = n - k
-                bj, bjm1, bY0, bM0, bargs = c
+                bj, bjm1, bY0, bM0, bargs, Yjm1 = c
                 mu, nu, mu_t, gamma_t = coefficients(j, w1)
-                _, vjp = jax.vjp(F, buf[j - 1], args)
+                _, vjp = jax.vjp(F, Yjm1, args)
                 gY, gargs = vjp(tau * mu_t * bj)
                 return (bjm1 + mu * bj + gY, nu * bj, bY0 + (1.0 - mu - nu) * bj,
-                        bM0 + tau * gamma_t * bj, jax.tree_util.tree_map(jnp.add, bargs, gargs))
+                        bM0 + tau * gamma_t * bj, jax.tree_util.tree_map(jnp.add, bargs, gargs),
+                        buf[jnp.maximum(j - 2, 0)])
 
             zero = jnp.zeros_like(Y0)
-            init = (ct[0], zero, zero, zero, jax.tree_util.tree_map(jnp.zeros_like, args))
-            b1, b0, bY0, bM0, bargs = lax.fori_loop(0, n - 1, backward, init)
+            init = (ct[0], zero, zero, zero, jax.tree_util.tree_map(jnp.zeros_like, args),
+                    buf[n - 1])
+            b1, b0, bY0, bM0, bargs, _ = lax.fori_loop(0, n - 1, backward, init)
             # Y1 = Y0 + (w1/3) tau M0, M0 = F(Y0); b0: what reached Y_0 as Y_{j-2} of j = 2
             bM0 = bM0 + (w1 / 3.0) * tau * b1
             gY0, gargs = vjp0(bM0)
