@@ -20,6 +20,7 @@
 #include <limits>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "sia_kernels.h"
@@ -270,11 +271,18 @@ ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> b
   T* ox = qx->typed_data();
   T* oy = qy->typed_data();
   T* om = dmax->typed_data();
-  for (int64_t g = 0; g < batch; ++g) {
+  // Glaciers too small for their bands to be shared: the batch's glaciers are, when together
+  // they are large enough.
+  const bool by_glacier = batch > 1 && ny * nx < kParallelCells
+                          && batch * ny * nx >= glacier_native::kParallelBatchCells;
+  const std::function<void(int64_t)> one = [&](int64_t g) {
     faces_one<T>(h + g * ny * nx, b + g * ny * nx, c[2 * g], c[2 * g + 1], T(dx), ny, nx,
                  periodic_y != 0, periodic_x != 0, ox + g * ny * (nx + 1),
-                 oy + g * (ny + 1) * nx, om + g, &pool);
-  }
+                 oy + g * (ny + 1) * nx, om + g, by_glacier ? nullptr : &pool);
+  };
+  const int64_t helpers = by_glacier ? std::min<int64_t>(pool.num_threads(), batch) - 1 : 0;
+  auto schedule = [&](std::function<void()> task) { pool.Schedule(std::move(task)); };
+  glacier_native::for_each_glacier(batch, helpers, schedule, one);
   return ffi::Error::Success();
 }
 
@@ -381,7 +389,8 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
 }
 
 template <ffi::DataType DT>
-ffi::Error limit_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
+ffi::Error limit_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> qx,
+                      ffi::Buffer<DT> qy,
                       ffi::Buffer<DT> dt, double dx, int64_t periodic_y, int64_t periodic_x,
                       ffi::ResultBuffer<DT> div, ffi::ResultBuffer<DT> edge) {
   using T = ffi::NativeType<DT>;
@@ -391,11 +400,17 @@ ffi::Error limit_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
   if (qx.element_count() != batch * ny * (nx + 1) || qy.element_count() != batch * (ny + 1) * nx
       || dt.element_count() != batch)
     return ffi::Error::InvalidArgument("qx, qy and dt must fit H");
-  for (int64_t g = 0; g < batch; ++g)
+  const std::function<void(int64_t)> one = [&](int64_t g) {
     limit_one<T>(H.typed_data() + g * ny * nx, qx.typed_data() + g * ny * (nx + 1),
                  qy.typed_data() + g * (ny + 1) * nx, dt.typed_data()[g], T(dx), ny, nx,
                  periodic_y != 0, periodic_x != 0, div->typed_data() + g * ny * nx,
                  edge->typed_data() + g);
+  };
+  const int64_t helpers = (batch > 1 && batch * ny * nx >= glacier_native::kParallelBatchCells)
+                              ? std::min<int64_t>(pool.num_threads(), batch) - 1
+                              : 0;
+  auto schedule = [&](std::function<void()> task) { pool.Schedule(std::move(task)); };
+  glacier_native::for_each_glacier(batch, helpers, schedule, one);
   return ffi::Error::Success();
 }
 
@@ -403,6 +418,7 @@ ffi::Error limit_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
 
 #define GLACIER_BIND_LIMIT(DT)                   \
   ffi::Ffi::Bind()                               \
+      .Ctx<ffi::ThreadPool>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \

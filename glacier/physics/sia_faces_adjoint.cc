@@ -24,7 +24,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "sia_kernels.h"
@@ -529,7 +531,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
 }
 
 template <ffi::DataType DT>
-ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> coef,
+ffi::Error faces_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT> coef,
                           ffi::Buffer<DT> dmax, ffi::Buffer<DT> ct_qx, ffi::Buffer<DT> ct_qy,
                           ffi::Buffer<DT> ct_dmax, ffi::Buffer<DT> ct_H_in, double dx,
                           int64_t periodic_y, int64_t periodic_x, int64_t has_ct_in,
@@ -545,7 +547,7 @@ ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT
       || ct_H_in.element_count() != H.element_count())
     return ffi::Error::InvalidArgument("the faces adjoint's arguments do not fit H");
   (void)dmax;
-  for (int64_t g = 0; g < batch; ++g) {
+  const std::function<void(int64_t)> one = [&](int64_t g) {
     const T* c = coef.typed_data() + 2 * g;
     faces_vjp_one<T>(H.typed_data() + g * ny * nx, bed.typed_data() + g * ny * nx, c[0], c[1],
                      T(dx), ny, nx, periodic_y != 0, periodic_x != 0,
@@ -554,7 +556,14 @@ ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT
                      has_ct_in ? ct_H_in.typed_data() + g * ny * nx : nullptr,
                      ct_H->typed_data() + g * ny * nx, ct_bed->typed_data() + g * ny * nx,
                      ct_coef->typed_data() + 2 * g);
-  }
+  };
+  // The batch's glaciers shared with XLA's intra-op threads when together they are large
+  // enough (each glacier whole on one thread, with that thread's scratch).
+  const int64_t helpers = (batch > 1 && batch * ny * nx >= glacier_native::kParallelBatchCells)
+                              ? std::min<int64_t>(pool.num_threads(), batch) - 1
+                              : 0;
+  auto schedule = [&](std::function<void()> task) { pool.Schedule(std::move(task)); };
+  glacier_native::for_each_glacier(batch, helpers, schedule, one);
   return ffi::Error::Success();
 }
 
@@ -562,6 +571,7 @@ ffi::Error faces_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> bed, ffi::Buffer<DT
 
 #define GLACIER_BIND_FACES_VJP(DT)               \
   ffi::Ffi::Bind()                               \
+      .Ctx<ffi::ThreadPool>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \

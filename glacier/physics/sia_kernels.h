@@ -3,8 +3,12 @@
 #ifndef GLACIER_PHYSICS_SIA_KERNELS_H_
 #define GLACIER_PHYSICS_SIA_KERNELS_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
 #include <vector>
 
 namespace glacier_native {
@@ -32,6 +36,36 @@ bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
   batch = 1;
   for (size_t k = 0; k + 2 < dims.size(); ++k) batch *= dims[k];
   return true;
+}
+
+// Cells of a batch from which its glaciers are shared with XLA's intra-op threads (below,
+// waking a thread costs more than it saves; as the face kernel's bands of one glacier).
+constexpr int64_t kParallelBatchCells = 32768;
+
+// work(g) for every glacier g < n of a batch, each on one thread: the calling thread and up to
+// ``helpers`` tasks handed to ``schedule`` pull glaciers from a shared counter. A glacier is
+// computed whole by one thread, so the results do not depend on the threads. The caller works
+// through the glaciers itself if no task starts, and waits only for glaciers a task claimed;
+// the shared state lives as long as the last task that holds it (a task that starts late
+// finds no glacier left and never calls ``work``).
+template <typename Schedule>
+void for_each_glacier(int64_t n, int64_t helpers, Schedule&& schedule,
+                      const std::function<void(int64_t)>& work) {
+  struct Shared {
+    std::atomic<int64_t> next{0}, done{0};
+    const std::function<void(int64_t)>* work = nullptr;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->work = &work;
+  auto run = [shared, n]() {
+    for (int64_t g = shared->next.fetch_add(1); g < n; g = shared->next.fetch_add(1)) {
+      (*shared->work)(g);
+      shared->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  for (int64_t k = 0; k < helpers; ++k) schedule(std::function<void()>(run));
+  run();
+  while (shared->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
 }  // namespace glacier_native

@@ -32,6 +32,8 @@
 // ct_qx (..., ny, nx + 1), ct_qy (..., ny + 1, nx), ct_dt (...).
 #include <algorithm>
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "sia_kernels.h"
@@ -275,7 +277,7 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
 }
 
 template <ffi::DataType DT>
-ffi::Error limit_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
+ffi::Error limit_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
                           ffi::Buffer<DT> dt, ffi::Buffer<DT> ct_div, ffi::Buffer<DT> ct_edge,
                           double dx, int64_t periodic_y, int64_t periodic_x,
                           ffi::ResultBuffer<DT> ct_H, ffi::ResultBuffer<DT> ct_qx,
@@ -293,13 +295,21 @@ ffi::Error limit_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT>
       std::fill((*out)->typed_data(), (*out)->typed_data() + (*out)->element_count(), T(0));
     return ffi::Error::Success();
   }
-  for (int64_t g = 0; g < batch; ++g)
+  const std::function<void(int64_t)> one = [&](int64_t g) {
     limit_vjp_one<T>(H.typed_data() + g * ny * nx, qx.typed_data() + g * ny * (nx + 1),
                      qy.typed_data() + g * (ny + 1) * nx, dt.typed_data()[g],
                      ct_div.typed_data() + g * ny * nx, ct_edge.typed_data()[g], T(dx), ny, nx,
                      periodic_y != 0, periodic_x != 0, ct_H->typed_data() + g * ny * nx,
                      ct_qx->typed_data() + g * ny * (nx + 1),
                      ct_qy->typed_data() + g * (ny + 1) * nx, ct_dt->typed_data() + g);
+  };
+  // The batch's glaciers shared with XLA's intra-op threads when together they are large
+  // enough (each glacier whole on one thread).
+  const int64_t helpers = (batch > 1 && batch * ny * nx >= glacier_native::kParallelBatchCells)
+                              ? std::min<int64_t>(pool.num_threads(), batch) - 1
+                              : 0;
+  auto schedule = [&](std::function<void()> task) { pool.Schedule(std::move(task)); };
+  glacier_native::for_each_glacier(batch, helpers, schedule, one);
   return ffi::Error::Success();
 }
 
@@ -307,6 +317,7 @@ ffi::Error limit_vjp_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT>
 
 #define GLACIER_BIND_LIMIT_VJP(DT)               \
   ffi::Ffi::Bind()                               \
+      .Ctx<ffi::ThreadPool>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \
       .Arg<ffi::Buffer<DT>>()                    \

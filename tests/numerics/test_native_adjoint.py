@@ -206,3 +206,46 @@ def test_fluxes_through_add_the_thicknesss_other_cotangents_in_the_kernel(dtype,
     np.testing.assert_allclose(np.asarray(added[0]), np.asarray(alone[0] + wh),
                                rtol=4 * float(jnp.finfo(dtype).eps), atol=0)
     np.testing.assert_array_equal(np.asarray(added[1]), np.asarray(alone[1]))
+
+
+@needs_kernel
+def test_a_large_batch_shares_its_glaciers_between_threads_with_the_same_results():
+    """A batch of glaciers with 32 768 cells or more in all is shared, glacier by glacier,
+    with XLA's intra-op threads, in the face and limiter kernels and in their adjoints: each
+    glacier's results are those of the glacier alone, bit for bit."""
+    rng = np.random.default_rng(21)
+    grid = Grid(ny=30, nx=41, dx=100.0)
+    n = 28  # 28 x 1 230 cells = 34 440
+    cases = [_case(rng, grid.ny, grid.nx, jnp.float64, cliffs=bool(k % 2)) for k in range(n)]
+    Hs = jnp.stack([c[0] for c in cases])
+    beds = jnp.stack([c[1] for c in cases])
+    coefs = jnp.stack([_coef(jnp.float64) * (1.0 + 0.1 * k) for k in range(n)])
+    cts = (jnp.asarray(rng.normal(size=(n, grid.ny, grid.nx + 1))),
+           jnp.asarray(rng.normal(size=(n, grid.ny + 1, grid.nx))),
+           jnp.asarray(rng.normal(size=n)), jnp.asarray(rng.normal(size=(n, grid.ny, grid.nx))))
+    kw = dict(dx=grid.dx, periodic=grid.periodic)
+    batched = jax.jit(jax.vmap(lambda H, b, c: native.faces_call(H, b, c, **kw)))(Hs, beds, coefs)
+    vjp = jax.jit(jax.vmap(lambda H, b, c, m, *ct: native.faces_vjp_call(H, b, c, m, *ct, **kw)))
+    grads = vjp(Hs, beds, coefs, batched[2], *cts)
+    one = jax.jit(lambda H, b, c: native.faces_call(H, b, c, **kw))
+    one_vjp = jax.jit(lambda H, b, c, m, *ct: native.faces_vjp_call(H, b, c, m, *ct, **kw))
+    for g in (0, 1, n // 2, n - 1):
+        alone = one(Hs[g], beds[g], coefs[g])
+        for a, b in zip(batched, alone, strict=True):
+            np.testing.assert_array_equal(np.asarray(a[g]), np.asarray(b))
+        alone = one_vjp(Hs[g], beds[g], coefs[g], alone[2], *(c[g] for c in cts))
+        for a, b in zip(grads, alone, strict=True):
+            np.testing.assert_array_equal(np.asarray(a[g]), np.asarray(b))
+    dts = jnp.asarray(rng.uniform(0.01, 0.5, size=n))
+    ct_div, ct_edge = cts[3], cts[2]
+    lim = jax.jit(jax.vmap(lambda *a: native.limit_call(*a, **kw)))
+    lim_vjp = jax.jit(jax.vmap(lambda *a: native.limit_vjp_call(*a, **kw)))
+    limited = lim(Hs, batched[0], batched[1], dts)
+    lgrads = lim_vjp(Hs, batched[0], batched[1], dts, ct_div, ct_edge)
+    for g in (0, n - 1):
+        args = (Hs[g], batched[0][g], batched[1][g], dts[g])
+        for a, b in zip(limited, native.limit_call(*args, **kw), strict=True):
+            np.testing.assert_array_equal(np.asarray(a[g]), np.asarray(b))
+        alone = native.limit_vjp_call(*args, ct_div[g], ct_edge[g], **kw)
+        for a, b in zip(lgrads, alone, strict=True):
+            np.testing.assert_array_equal(np.asarray(a[g]), np.asarray(b))
