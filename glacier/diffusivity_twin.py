@@ -127,17 +127,6 @@ def check_options(o: TwinDiffusivityOptions) -> None:
         raise ConfigError("The twin experiment needs at least one training glacier.")
 
 
-def take(batch: tr.GlacierBatch, index, *, multiple_of: int = 1) -> tr.GlacierBatch:
-    """The glaciers ``index`` of ``batch``, padded with zero-weight copies of the first to a
-    multiple of ``multiple_of``."""
-    index = list(index)
-    extra = (-len(index)) % max(1, multiple_of)
-    idx = jnp.asarray(index + [index[0]] * extra)
-    out = jax.tree_util.tree_map(lambda a: a[idx], batch)
-    weight = jnp.concatenate([out.weight[:len(index)], jnp.zeros(extra, out.weight.dtype)])
-    return dataclasses.replace(out, weight=weight)
-
-
 def twin_diffusivity(options: TwinDiffusivityOptions | None = None, *, seed: int = 0,
                      physics: Physics | None = None, cfl: float = 0.124, max_dt: float = 1.0,
                      dtype: str = "float64", devices: int = 1, scheme: Scheme | None = None,
@@ -182,11 +171,11 @@ def twin_diffusivity(options: TwinDiffusivityOptions | None = None, *, seed: int
     problem = dataclasses.replace(full, names=train_names,
                                   scheme=reference if scheme is None else scheme)
     setup = TwinSetup(domains=tuple(domains[i] for i in train),
-                      batch=take(batch, train, multiple_of=devices), problem=problem,
+                      batch=tr.take(batch, train, multiple_of=devices), problem=problem,
                       truth=truth, H_true=H_true[train])
     return DiffusivityTwin(
         train=setup, test_domains=tuple(domains[i] for i in test),
-        test_batch=take(batch, test) if test else None, test_H_true=H_true[test],
+        test_batch=tr.take(batch, test) if test else None, test_H_true=H_true[test],
         test_speed_true=speed_true[test], speed_true=speed_true[train], temperature=T)
 
 

@@ -177,10 +177,16 @@ def with_observations(batch: GlacierBatch, obs, vel_obs=None) -> GlacierBatch:
                                vel_scale=vel_scale)
 
 
-def take(batch: GlacierBatch, index) -> GlacierBatch:
-    """The glaciers ``index`` of ``batch`` (every leaf has the glaciers on its leading axis)."""
-    index = np.asarray(index)
-    return jax.tree_util.tree_map(lambda x: np.asarray(x)[index], batch)
+def take(batch: GlacierBatch, index, *, multiple_of: int = 1) -> GlacierBatch:
+    """The glaciers ``index`` of ``batch`` (host arrays: every leaf has the glaciers on its
+    leading axis), padded with zero-weight copies of the first to a multiple of
+    ``multiple_of``."""
+    index = [int(g) for g in index]
+    extra = (-len(index)) % max(1, multiple_of)
+    idx = np.asarray(index + [index[0]] * extra)
+    out = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], batch)
+    weight = np.where(np.arange(idx.size) < len(index), out.weight, 0.0)
+    return dataclasses.replace(out, weight=weight.astype(out.weight.dtype))
 
 
 def in_chunks(fn: Callable[[GlacierBatch], Any], batch: GlacierBatch, size: int | None):
@@ -204,12 +210,7 @@ def in_chunks(fn: Callable[[GlacierBatch], Any], batch: GlacierBatch, size: int 
     joined = None
     for start in range(0, n, size):
         index = np.arange(start, min(n, start + size))
-        pad = size - index.size
-        chunk = take(batch, np.concatenate([index, np.full(pad, index[0])]))
-        if pad:
-            chunk = dataclasses.replace(chunk, weight=np.where(
-                np.arange(size) < index.size, chunk.weight, 0.0).astype(chunk.weight.dtype))
-        out = jax.tree_util.tree_map(np.asarray, fn(chunk))
+        out = jax.tree_util.tree_map(np.asarray, fn(take(batch, index, multiple_of=size)))
         if joined is None:  # the results, filled chunk by chunk (no list of parts to join)
             joined = jax.tree_util.tree_map(lambda x: np.empty((n, *x.shape[1:]), x.dtype), out)
         for full, x in zip(jax.tree_util.tree_leaves(joined), jax.tree_util.tree_leaves(out),

@@ -28,7 +28,8 @@ Ratios first, absolute figures second; every JSON carries the CPU model (``lscpu
 device, the JAX version and the options. Not a test: timings depend on the machine.
 
     python scripts/benchmark.py [--out benchmark] [--parts forward,gradient,gradient_stable,
-        implicit,batching,glaciers,inversion,scaling] [--repeat 3] [--sizes 64,128,256,512,1024] [--quick]
+        implicit,batching,glaciers,inversion,scaling] [--repeat 3]
+        [--sizes 64,128,256,512,1024] [--quick]
 
 ``--quick`` (the smoke test of ``scripts/gpu_check.sh --cpu``): forward on the valley only,
 100-step gradient, sizes 32 and 64, no implicit or batching parts.

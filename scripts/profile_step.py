@@ -1,12 +1,13 @@
 """Where the time of an explicit SIA step goes: XLA's kernels, from ``jax.profiler``.
 
-Runs ``--steps`` steps of the explicit scheme on the 100 x 100 synthetic valley (``--size``) (spun up for
-100 a, float64, CPU) once as a forward solve (``adjoint=ForwardOnly()``) and once as a gradient
-(``adjoint=Checkpointed()``, every step's state stored), each under ``jax.profiler``, and
-sums the time of every XLA kernel (thunk) per step. XLA's optimised HLO, dumped in the same
-run, tells what each kernel is: its number of HLO operations, whether it pads along the minor
-(x) axis, whether it reduces. Prints, per mode, the kernels by time per step with their share
-and kind, the number of kernels per step and the time outside kernels; writes JSON (``--out``).
+Runs ``--steps`` steps of the explicit scheme on the 100 x 100 synthetic valley (``--size``)
+(spun up for 100 a, float64, CPU) once as a forward solve (``adjoint=ForwardOnly()``) and once
+as a gradient (``adjoint=Checkpointed()``, every step's state stored), each under
+``jax.profiler``, and sums the time of every XLA kernel (thunk) per step. XLA's optimised HLO,
+dumped in the same run, tells what each kernel is: its number of HLO operations, whether it
+pads along the minor (x) axis, whether it reduces. Prints, per mode, the kernels by time per
+step with their share and kind, the number of kernels per step and the time outside kernels;
+writes JSON (``--out``).
 
     python scripts/profile_step.py [--steps 500] [--top 15] [--size 100] [--out FILE]
 

@@ -31,8 +31,9 @@ They are
   agree with those expressions to round-off (``tests/numerics/test_native.py``: 1e-13
   relative in float64, 1e-5 in float32, periodic or not, batched);
 - **differentiated by their adjoint kernels** (``sia_faces_adjoint.cc``,
-  ``sia_limit_adjoint.cc``, the step end's in ``sia_update.cc``; ``with_native_vjp``): each call is a ``jax.custom_vjp`` whose
-  residuals are its inputs and outputs and whose cotangent rule is a second custom call, the
+  ``sia_limit_adjoint.cc``, the step end's in ``sia_update.cc``; ``with_native_vjp``): each
+  call is a ``jax.custom_vjp`` whose residuals are its inputs and outputs and whose cotangent
+  rule is a second custom call, the
   hand-derived VJP with JAX's one-sided derivatives at every kink, so gradients equal those of
   the XLA expressions to round-off (``tests/numerics/test_native_adjoint.py``,
   ``test_native_limit_vjp.py``). ``GLACIER_NATIVE_VJP=0`` differentiates through the XLA

@@ -20,7 +20,6 @@
 #include <limits>
 #include <memory>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "sia_kernels.h"
@@ -273,16 +272,14 @@ ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> b
   T* om = dmax->typed_data();
   // Glaciers too small for their bands to be shared: the batch's glaciers are, when together
   // they are large enough.
-  const bool by_glacier = batch > 1 && ny * nx < kParallelCells
-                          && batch * ny * nx >= glacier_native::kParallelBatchCells;
+  const bool by_glacier =
+      ny * nx < kParallelCells && glacier_native::shares_glaciers(batch, ny * nx);
   const std::function<void(int64_t)> one = [&](int64_t g) {
     faces_one<T>(h + g * ny * nx, b + g * ny * nx, c[2 * g], c[2 * g + 1], T(dx), ny, nx,
                  periodic_y != 0, periodic_x != 0, ox + g * ny * (nx + 1),
                  oy + g * (ny + 1) * nx, om + g, by_glacier ? nullptr : &pool);
   };
-  const int64_t helpers = by_glacier ? std::min<int64_t>(pool.num_threads(), batch) - 1 : 0;
-  auto schedule = [&](std::function<void()> task) { pool.Schedule(std::move(task)); };
-  glacier_native::for_each_glacier(batch, helpers, schedule, one);
+  glacier_native::for_each_glacier(pool, by_glacier, batch, one);
   return ffi::Error::Success();
 }
 
@@ -406,11 +403,10 @@ ffi::Error limit_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> q
                  periodic_y != 0, periodic_x != 0, div->typed_data() + g * ny * nx,
                  edge->typed_data() + g);
   };
-  const int64_t helpers = (batch > 1 && batch * ny * nx >= glacier_native::kParallelBatchCells)
-                              ? std::min<int64_t>(pool.num_threads(), batch) - 1
-                              : 0;
-  auto schedule = [&](std::function<void()> task) { pool.Schedule(std::move(task)); };
-  glacier_native::for_each_glacier(batch, helpers, schedule, one);
+  // The batch's glaciers shared with XLA's intra-op threads when together they are large
+  // enough (each glacier whole on one thread).
+  glacier_native::for_each_glacier(pool, glacier_native::shares_glaciers(batch, ny * nx), batch,
+                                   one);
   return ffi::Error::Success();
 }
 

@@ -3,6 +3,7 @@
 #ifndef GLACIER_PHYSICS_SIA_KERNELS_H_
 #define GLACIER_PHYSICS_SIA_KERNELS_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -42,14 +43,20 @@ bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
 // waking a thread costs more than it saves; as the face kernel's bands of one glacier).
 constexpr int64_t kParallelBatchCells = 32768;
 
-// work(g) for every glacier g < n of a batch, each on one thread: the calling thread and up to
-// ``helpers`` tasks handed to ``schedule`` pull glaciers from a shared counter. A glacier is
-// computed whole by one thread, so the results do not depend on the threads. The caller works
-// through the glaciers itself if no task starts, and waits only for glaciers a task claimed;
-// the shared state lives as long as the last task that holds it (a task that starts late
-// finds no glacier left and never calls ``work``).
-template <typename Schedule>
-void for_each_glacier(int64_t n, int64_t helpers, Schedule&& schedule,
+// Whether a batch of ``batch`` glaciers of ``cells`` cells each is shared between threads.
+inline bool shares_glaciers(int64_t batch, int64_t cells) {
+  return batch > 1 && batch * cells >= kParallelBatchCells;
+}
+
+// work(g) for every glacier g < n of a batch, each on one thread: with ``share``, the calling
+// thread and up to (pool threads - 1) tasks on ``pool`` (XLA's intra-op pool) pull glaciers
+// from a shared counter; else the calling thread alone, in order. A glacier is computed whole
+// by one thread, so the results do not depend on the threads. The caller works through the
+// glaciers itself if no task starts, and waits only for glaciers a task claimed; the shared
+// state lives as long as the last task that holds it (a task that starts late finds no
+// glacier left and never calls ``work``).
+template <typename Pool>
+void for_each_glacier(Pool& pool, bool share, int64_t n,
                       const std::function<void(int64_t)>& work) {
   struct Shared {
     std::atomic<int64_t> next{0}, done{0};
@@ -63,7 +70,8 @@ void for_each_glacier(int64_t n, int64_t helpers, Schedule&& schedule,
       shared->done.fetch_add(1, std::memory_order_release);
     }
   };
-  for (int64_t k = 0; k < helpers; ++k) schedule(std::function<void()>(run));
+  const int64_t helpers = share ? std::min<int64_t>(pool.num_threads(), n) - 1 : 0;
+  for (int64_t k = 0; k < helpers; ++k) pool.Schedule(std::function<void()>(run));
   run();
   while (shared->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }

@@ -305,11 +305,8 @@ ffi::Error limit_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<D
   };
   // The batch's glaciers shared with XLA's intra-op threads when together they are large
   // enough (each glacier whole on one thread).
-  const int64_t helpers = (batch > 1 && batch * ny * nx >= glacier_native::kParallelBatchCells)
-                              ? std::min<int64_t>(pool.num_threads(), batch) - 1
-                              : 0;
-  auto schedule = [&](std::function<void()> task) { pool.Schedule(std::move(task)); };
-  glacier_native::for_each_glacier(batch, helpers, schedule, one);
+  glacier_native::for_each_glacier(pool, glacier_native::shares_glaciers(batch, ny * nx), batch,
+                                   one);
   return ffi::Error::Success();
 }
 
