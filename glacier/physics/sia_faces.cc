@@ -94,6 +94,7 @@ __attribute__((noinline)) void face_row(
 template <typename T>
 struct FaceScratch {
   std::vector<T> Hp, Sp, cx, cy, sbx, sby, d;
+  std::vector<int64_t> span;  // per padded row: its ice's columns, then the faces'
 };
 
 template <typename T>
@@ -105,6 +106,7 @@ FaceScratch<T>& face_scratch() {
 template <typename T>
 struct LimitScratch {
   std::vector<T> sc, lx, ly;
+  std::vector<unsigned char> active, needed;
 };
 
 template <typename T>
@@ -154,60 +156,137 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
     row[nx + 2] = px ? src[0] : T(0);
     row[nx + 3] = px ? src[1 % nx] : T(0);
   }
+  // Ice-free ground is skipped (``glacier_native::ice_span``): per padded row a, [lo, hi) are
+  // the padded columns that hold ice (NaN and Inf count: they must reach D_max); the faces
+  // that can carry a flux and the limiters they read are computed, the other fluxes set to 0.
+  int64_t* span = grow(scratch.span, 2 * (fe + 3 - r0) + 4 * (fe + 1 - r0));
+  int64_t* ice = span;                           // padded rows [r0, fe + 3): lo, hi
+  int64_t* xr = span + 2 * (fe + 3 - r0);        // x-face rows [r0, r1): f0, f1
+  int64_t* yr = xr + 2 * (fe + 1 - r0);          // y-face rows [r0, fe): j0, j1
+  int64_t band_lo = W, band_hi = 0;  // the band's ice columns, all rows together
+  for (int64_t a = r0; a < fe + 3; ++a) {
+    int64_t lo, hi;
+    glacier_native::ice_span(hp(a), W, lo, hi);
+    if (lo < hi) {
+      band_lo = std::min(band_lo, lo);
+      band_hi = std::max(band_hi, hi);
+    }
+    ice[2 * (a - r0)] = lo;
+    ice[2 * (a - r0) + 1] = hi;
+  }
+  if (band_lo >= band_hi) {  // no ice near the band: no flux
+    std::fill(qx + r0 * (nx + 1), qx + r1 * (nx + 1), T(0));
+    std::fill(qy + r0 * nx, qy + fe * nx, T(0));
+    return;
+  }
+  // The surface, on the columns the faces and limiters read (padded H columns band_lo - 3 ..
+  // band_hi; a margin of 6).
+  const int64_t sb0 = std::max<int64_t>(0, band_lo - 6), sb1 = std::min<int64_t>(SW, band_hi + 6);
   for (int64_t a = r0; a < r1 + 2; ++a) {
     int64_t i = wrap_or_out(a - 1, ny, py);
     if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
     const T* __restrict b = bed + i * nx;
     const T* __restrict h = hp(a + 1) + 1;
     T* __restrict row = sp(a);
-    for (int64_t j = 0; j < nx; ++j) row[j + 1] = b[j] + h[j + 1];
-    row[0] = (px ? b[nx - 1] : b[0]) + h[0];
-    row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
+    const int64_t j0 = std::max<int64_t>(sb0, 1) - 1, j1 = std::min<int64_t>(sb1, nx + 1) - 1;
+    for (int64_t j = j0; j < j1; ++j) row[j + 1] = b[j] + h[j + 1];
+    if (sb0 == 0) row[0] = (px ? b[nx - 1] : b[0]) + h[0];
+    if (sb1 == SW) row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
   }
-  // Cell limiters, once per cell: cx, the x-slopes of the surface's rows a (nx each); cy, the
-  // y-slopes of cell row i on the surface's columns (nx + 2); sbx, the superbee corrections
-  // along x of the padded cells 1 .. nx + 2 of cell row i; sby, along y of padded row k + 1.
+  // x-face f of row i reads padded cells f .. f + 3 of padded row i + 2.
+  for (int64_t i = r0; i < r1; ++i) {
+    const int64_t lo = ice[2 * (i + 2 - r0)], hi = ice[2 * (i + 2 - r0) + 1];
+    xr[2 * (i - r0)] = std::max<int64_t>(0, lo - 3);
+    xr[2 * (i - r0) + 1] = (lo < hi) ? std::min<int64_t>(nx + 1, hi) : 0;
+  }
+  // y-face f of column j reads padded column j + 2 of padded rows f .. f + 3.
+  for (int64_t f = r0; f < fe; ++f) {
+    int64_t lo = W, hi = 0;
+    for (int64_t a = f; a < f + 4; ++a) {
+      lo = std::min(lo, ice[2 * (a - r0)]);
+      hi = std::max(hi, ice[2 * (a - r0) + 1]);
+    }
+    yr[2 * (f - r0)] = std::max<int64_t>(0, lo - 2);
+    yr[2 * (f - r0) + 1] = (lo < hi) ? std::min<int64_t>(nx, hi - 2) : 0;
+  }
+  // The columns [j0, j1) of cross-slope and superbee row k that the y-faces k - 1 and k read.
+  auto y_need = [=](int64_t k, int64_t& j0, int64_t& j1) {
+    j0 = nx;
+    j1 = 0;
+    for (int64_t f = std::max(r0, k - 1); f < std::min(fe, k + 1); ++f)
+      if (yr[2 * (f - r0)] < yr[2 * (f - r0) + 1]) {
+        j0 = std::min(j0, yr[2 * (f - r0)]);
+        j1 = std::max(j1, yr[2 * (f - r0) + 1]);
+      }
+  };
+  // Cell limiters, once per cell that a face reads: cx, the x-slopes of the surface's rows a
+  // (nx each); cy, the y-slopes of cell row i on the surface's columns (nx + 2); sbx, the
+  // superbee corrections along x of the padded cells 1 .. nx + 2 of cell row i; sby, along y
+  // of padded row k + 1.
   for (int64_t a = r0; a < fe + 1; ++a) {
+    int64_t j0, j1;
+    y_need(a, j0, j1);
     const T* __restrict s = sp(a);
     T* __restrict c = cx + (a - r0) * nx;
-    for (int64_t j = 0; j < nx; ++j) c[j] = mc_slope(s[j + 2] - s[j + 1], s[j + 1] - s[j]) * inv_dx;
+    for (int64_t j = j0; j < j1; ++j) c[j] = mc_slope(s[j + 2] - s[j + 1], s[j + 1] - s[j]) * inv_dx;
   }
   for (int64_t i = r0; i < r1; ++i) {
+    const int64_t b0 = xr[2 * (i - r0)], b1 = xr[2 * (i - r0) + 1] + 1;  // faces f0 .. f1
     const T* __restrict up = sp(i + 2);
     const T* __restrict mid = sp(i + 1);
     const T* __restrict lo = sp(i);
     T* __restrict c = cy + (i - r0) * SW;
-    for (int64_t b = 0; b < SW; ++b) c[b] = mc_slope(up[b] - mid[b], mid[b] - lo[b]) * inv_dx;
+    for (int64_t b = b0; b < b1; ++b) c[b] = mc_slope(up[b] - mid[b], mid[b] - lo[b]) * inv_dx;
   }
   for (int64_t i = r0; i < r1; ++i) {
+    const int64_t k0 = xr[2 * (i - r0)], k1 = xr[2 * (i - r0) + 1] + 1;
     const T* __restrict h = hp(i + 2);
     T* __restrict c = sbx + (i - r0) * (nx + 2);
-    for (int64_t k = 0; k < nx + 2; ++k)  // padded cell k + 1
+    for (int64_t k = k0; k < k1; ++k)  // padded cell k + 1
       c[k] = T(0.5) * superbee_slope(h[k + 1] - h[k], h[k + 2] - h[k + 1]);
   }
   for (int64_t k = r0; k < fe + 1; ++k) {  // padded row k + 1
+    int64_t j0, j1;
+    y_need(k, j0, j1);
     const T* __restrict h0 = hp(k) + 2;
     const T* __restrict h1 = hp(k + 1) + 2;
     const T* __restrict h2 = hp(k + 2) + 2;
     T* __restrict c = sby + (k - r0) * nx;
-    for (int64_t j = 0; j < nx; ++j) c[j] = T(0.5) * superbee_slope(h1[j] - h0[j], h2[j] - h1[j]);
+    for (int64_t j = j0; j < j1; ++j) c[j] = T(0.5) * superbee_slope(h1[j] - h0[j], h2[j] - h1[j]);
   }
   // x-faces: face f of row i lies between cells f - 1 and f (padded f + 1 and f + 2).
   for (int64_t i = r0; i < r1; ++i) {
-    const T* h = hp(i + 2);
-    const T* s = sp(i + 1);
-    const T* c = cy + (i - r0) * SW;
-    const T* sb = sbx + (i - r0) * (nx + 2);
-    face_row<T>(nx + 1, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide, inv_dx,
-                qx + i * (nx + 1), d);
-    lane_max(d, nx + 1, m8, nan8);
+    const int64_t f0 = xr[2 * (i - r0)], f1 = xr[2 * (i - r0) + 1];
+    T* q = qx + i * (nx + 1);
+    if (f0 >= f1) {
+      std::fill(q, q + nx + 1, T(0));
+      continue;
+    }
+    std::fill(q, q + f0, T(0));
+    std::fill(q + f1, q + nx + 1, T(0));
+    const T* h = hp(i + 2) + f0;
+    const T* s = sp(i + 1) + f0;
+    const T* c = cy + (i - r0) * SW + f0;
+    const T* sb = sbx + (i - r0) * (nx + 2) + f0;
+    face_row<T>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide, inv_dx,
+                q + f0, d);
+    lane_max(d, f1 - f0, m8, nan8);
   }
   // y-faces: face f of column j lies between cells f - 1 and f (padded rows f + 1, f + 2).
   for (int64_t f = r0; f < fe; ++f) {
-    face_row<T>(nx, sp(f) + 1, sp(f + 1) + 1, cx + (f - r0) * nx, cx + (f + 1 - r0) * nx,
-                hp(f + 1) + 2, hp(f + 2) + 2, sby + (f - r0) * nx, sby + (f + 1 - r0) * nx,
-                gamma, slide, inv_dx, qy + f * nx, d);
-    lane_max(d, nx, m8, nan8);
+    const int64_t j0 = yr[2 * (f - r0)], j1 = yr[2 * (f - r0) + 1];
+    T* q = qy + f * nx;
+    if (j0 >= j1) {
+      std::fill(q, q + nx, T(0));
+      continue;
+    }
+    std::fill(q, q + j0, T(0));
+    std::fill(q + j1, q + nx, T(0));
+    face_row<T>(j1 - j0, sp(f) + 1 + j0, sp(f + 1) + 1 + j0, cx + (f - r0) * nx + j0,
+                cx + (f + 1 - r0) * nx + j0, hp(f + 1) + 2 + j0, hp(f + 2) + 2 + j0,
+                sby + (f - r0) * nx + j0, sby + (f + 1 - r0) * nx + j0, gamma, slide, inv_dx,
+                q + j0, d);
+    lane_max(d, j1 - j0, m8, nan8);
   }
 }
 
@@ -336,10 +415,30 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
   T* sc = grow(scratch.sc, (ny + 2) * W);  // donor factors with a ghost ring (0: no ice)
   T* lx = grow(scratch.lx, nx + 1);  // one row of limited x-fluxes
   T* ly = grow(scratch.ly, 2 * nx);  // its two rows of limited y-fluxes
+  // Rows without flux are skipped: a cell row whose faces all carry q = 0 has div q = 0 (the
+  // limited fluxes are q times a finite factor), and its donor factors are read only by its
+  // own faces and its two neighbour rows' shared y-faces.
+  unsigned char* active = grow(scratch.active, ny);
+  unsigned char* needed = grow(scratch.needed, ny);
+  for (int64_t i = 0; i < ny; ++i) {
+    const T* q = qx + i * (nx + 1);
+    const T* qlo = qy + i * nx;
+    const T* qhi = qy + (i + 1) * nx;
+    int64_t count = 0;  // NaN counts: it must reach div
+    for (int64_t j = 0; j < nx + 1; ++j) count += (q[j] != T(0));
+    for (int64_t j = 0; j < nx; ++j) count += (qlo[j] != T(0)) + (qhi[j] != T(0));
+    active[i] = count > 0;
+  }
+  for (int64_t i = 0; i < ny; ++i) {
+    const int64_t below = (i > 0) ? i - 1 : (py ? ny - 1 : -1);
+    const int64_t above = (i + 1 < ny) ? i + 1 : (py ? 0 : -1);
+    needed[i] = active[i] || (below >= 0 && active[below]) || (above >= 0 && active[above]);
+  }
   std::fill(sc, sc + W, T(0));
   std::fill(sc + (ny + 1) * W, sc + (ny + 2) * W, T(0));
   for (int64_t i = 1; i <= ny; ++i) sc[i * W] = sc[i * W + nx + 1] = T(0);
   for (int64_t i = 0; i < ny; ++i) {
+    if (!needed[i]) continue;
     const T* __restrict q = qx + i * (nx + 1);
     const T* __restrict qlo = qy + i * nx;
     const T* __restrict qhi = qy + (i + 1) * nx;
@@ -367,6 +466,10 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
   // the two rows it separates, the same product both times).
   T e = T(0);
   for (int64_t i = 0; i < ny; ++i) {
+    if (!active[i]) {
+      std::fill(div + i * nx, div + (i + 1) * nx, T(0));
+      continue;
+    }
     const T* q = qx + i * (nx + 1);
     const T* s = sc + (i + 1) * W;  // s[f]: the cell left of face f (ghost at 0)
     T* l = lx;

@@ -172,6 +172,8 @@ struct Scratch {
   // Each face row's largest D and how many of its faces equal it (D_max's cotangent).
   std::vector<T> xmax, ymax;
   std::vector<int64_t> xcount, ycount;
+  // The faces that can carry a flux: per x-face row and y-face row, [first, end).
+  std::vector<int64_t> ice, xspan, yspan;
   // Adjoint: cotangents of the above (gHp, gSp whole; the limiters' in rows), and one row of
   // face terms.
   std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB, Z;
@@ -304,6 +306,31 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     row[0] = (px ? b[nx - 1] : b[0]) + h[0];
     row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
   }
+  // Ice-free ground is skipped (``glacier_native::ice_span``): the x-faces of row i read the
+  // padded columns f .. f + 3 of padded row i + 2, the y-faces of column j padded column
+  // j + 2 of padded rows f .. f + 3; a face whose cells hold no ice adds nothing, and a row of
+  // such faces is not walked at all.
+  int64_t* ice = grow(s.ice, 2 * (ny + 4));  // per padded row: its ice's columns
+  int64_t* xspan = grow(s.xspan, 2 * ny);
+  int64_t* yspan = grow(s.yspan, 2 * (ny + 1));
+  for (int64_t a = 0; a < ny + 4; ++a)
+    glacier_native::ice_span(Hp + a * W4, W4, ice[2 * a], ice[2 * a + 1]);
+  for (int64_t i = 0; i < ny; ++i) {
+    const int64_t lo = ice[2 * (i + 2)], hi = ice[2 * (i + 2) + 1];
+    xspan[2 * i] = std::max<int64_t>(0, lo - 3);
+    xspan[2 * i + 1] = (lo < hi) ? std::min<int64_t>(nx + 1, hi) : 0;
+  }
+  for (int64_t f = 0; f <= ny; ++f) {
+    int64_t lo = W4, hi = 0;
+    for (int64_t a = f; a < f + 4; ++a) {
+      lo = std::min(lo, ice[2 * a]);
+      hi = std::max(hi, ice[2 * a + 1]);
+    }
+    yspan[2 * f] = std::max<int64_t>(0, lo - 2);
+    yspan[2 * f + 1] = (lo < hi) ? std::min<int64_t>(nx, hi - 2) : 0;
+  }
+  auto y_active = [&](int64_t f) { return f >= 0 && f <= ny && yspan[2 * f] < yspan[2 * f + 1]; };
+  auto y_needed = [&](int64_t k) { return y_active(k - 1) || y_active(k); };
   // Cell limiters and their weights, computed row by row where they are used (the x-faces of
   // a row need its own; the y-faces between rows f and f + 1 need both rows', kept in
   // two-slot rings), so that the kernel's scratch stays small (about 4 fields besides its
@@ -380,22 +407,36 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   // One row of faces: with ``D_out`` (the first pass, D_max's cotangent not zero) storing
   // their D; with ``share`` not zero (the second) adding it to the faces whose D equals
   // ``at_max``.
-  auto row_adjoint = [&](int64_t n, const T* s_lo, const T* s_hi, const T* c_lo,
-                         const T* c_hi, const T* h_lo, const T* h_hi, const T* sb_lo,
-                         const T* sb_hi, const T* ct_q, T at_max, T share, T* D_out, T* g,
-                         T* k, T* l, T* r) {
+  // Faces [f0, f1) of the row's n are walked; the others (no ice in their stencil) add
+  // nothing: their terms are zero, and so is their D.
+  auto row_adjoint = [&](int64_t n, int64_t f0, int64_t f1, const T* s_lo, const T* s_hi,
+                         const T* c_lo, const T* c_hi, const T* h_lo, const T* h_hi,
+                         const T* sb_lo, const T* sb_hi, const T* ct_q, T at_max, T share,
+                         T* D_out, T* g, T* k, T* l, T* r) {
+    for (T* out : {g, k, l, r, E5, E3}) {
+      std::fill(out, out + f0, T(0));
+      std::fill(out + f1, out + n, T(0));
+    }
+    if (D_out != nullptr) {
+      std::fill(D_out, D_out + f0, T(0));
+      std::fill(D_out + f1, D_out + n, T(0));
+    }
+    const int64_t m = f1 - f0;
     if (share != T(0))
-      face_row_adjoint<T, true, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
-                                       ct_q, at_max, share, gamma, slide, inv_dx, g, k, l, r,
-                                       E5, E3, nullptr);
+      face_row_adjoint<T, true, false>(m, s_lo + f0, s_hi + f0, c_lo + f0, c_hi + f0, h_lo + f0,
+                                       h_hi + f0, sb_lo + f0, sb_hi + f0, ct_q + f0, at_max,
+                                       share, gamma, slide, inv_dx, g + f0, k + f0, l + f0,
+                                       r + f0, E5 + f0, E3 + f0, nullptr);
     else if (D_out != nullptr)
-      face_row_adjoint<T, false, true>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
-                                       ct_q, at_max, share, gamma, slide, inv_dx, g, k, l, r,
-                                       E5, E3, D_out);
+      face_row_adjoint<T, false, true>(m, s_lo + f0, s_hi + f0, c_lo + f0, c_hi + f0, h_lo + f0,
+                                       h_hi + f0, sb_lo + f0, sb_hi + f0, ct_q + f0, at_max,
+                                       share, gamma, slide, inv_dx, g + f0, k + f0, l + f0,
+                                       r + f0, E5 + f0, E3 + f0, D_out + f0);
     else
-      face_row_adjoint<T, false, false>(n, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
-                                        ct_q, at_max, share, gamma, slide, inv_dx, g, k, l, r,
-                                        E5, E3, nullptr);
+      face_row_adjoint<T, false, false>(m, s_lo + f0, s_hi + f0, c_lo + f0, c_hi + f0,
+                                        h_lo + f0, h_hi + f0, sb_lo + f0, sb_hi + f0, ct_q + f0,
+                                        at_max, share, gamma, slide, inv_dx, g + f0, k + f0,
+                                        l + f0, r + f0, E5 + f0, E3 + f0, nullptr);
     lane_sum(E5, n, c5);
     lane_sum(E3, n, c3);
   };
@@ -406,8 +447,8 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     x_limiters(i);
     const T* h = Hp + (i + 2) * W4;
     const T* r = Sp + (i + 1) * W2;
-    row_adjoint(nx + 1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_q, at_max, share,
-                D_out, G + 1, K + 1, L + 1, R + 1);
+    row_adjoint(nx + 1, xspan[2 * i], xspan[2 * i + 1], r, r + 1, cy, cy + 1, h + 1, h + 2, sbx,
+                sbx + 1, ct_q, at_max, share, D_out, G + 1, K + 1, L + 1, R + 1);
     G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
     std::fill(gc, gc + W2, T(0));
@@ -426,6 +467,10 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
                          gSp + (i + 2) * W2);
   };
   for (int64_t i = 0; i < ny; ++i) {
+    if (xspan[2 * i] >= xspan[2 * i + 1]) {  // no ice: every D is 0, nothing to add
+      if (ties) xmax[i] = T(0), xcount[i] = nx + 1;
+      continue;
+    }
     x_row(i, ct_qx + i * (nx + 1), T(0), T(0), Drow);
     if (ties) row_stats(nx + 1, xmax[i], xcount[i]);
   }
@@ -450,22 +495,26 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     const int64_t o0 = slot(f), o1 = slot(f + 1);
     const T *r0 = Sp + f * W2 + 1, *r1 = Sp + (f + 1) * W2 + 1;
     const T *h0 = Hp + (f + 1) * W4 + 2, *h1 = Hp + (f + 2) * W4 + 2;
-    row_adjoint(nx, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_q, at_max, share,
-                D_out, G, K, L, R);
+    row_adjoint(nx, yspan[2 * f], yspan[2 * f + 1], r0, r1, cx + o0, cx + o1, h0, h1, sby + o0,
+                sby + o1, ct_q, at_max, share, D_out, G, K, L, R);
     y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + o0,
                       gcx + o1, gsby + o0, gsby + o1, gHp + (f + 1) * W4 + 2,
                       gHp + (f + 2) * W4 + 2);
   };
   std::fill(CA, CA + W4 + 2, T(0));
   std::fill(CB, CB + W4 + 2, T(0));
-  y_limiters(0);
+  if (y_needed(0)) y_limiters(0);
   for (int64_t f = 0; f <= ny; ++f) {
-    y_limiters(f + 1);  // into the slot of row f - 1, whose chain is done
-    y_row(f, ct_qy + f * nx, T(0), T(0), Drow);
-    if (ties) row_stats(nx, ymax[f], ycount[f]);
-    y_chain(f);  // rows f of sby and cx have all their faces' cotangents now
+    if (y_needed(f + 1)) y_limiters(f + 1);  // into the slot of row f - 1, whose chain is done
+    if (y_active(f)) {
+      y_row(f, ct_qy + f * nx, T(0), T(0), Drow);
+      if (ties) row_stats(nx, ymax[f], ycount[f]);
+    } else if (ties) {
+      ymax[f] = T(0), ycount[f] = nx;
+    }
+    if (y_needed(f)) y_chain(f);  // rows f of sby and cx have all their faces' cotangents now
   }
-  y_chain(ny + 1);
+  if (y_needed(ny + 1)) y_chain(ny + 1);
   if (ties) {
     T mx = array_max(xmax, ny);  // NaN in any row: NaN
     T my = array_max(ymax, ny + 1);
@@ -481,12 +530,13 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     T share_y = nmy ? cty / T(nmy) : T(0);
     if (share_x != T(0))
       for (int64_t i = 0; i < ny; ++i)
-        if (xmax[i] == mx) x_row(i, zero_q, mx, share_x, nullptr);
+        if (xmax[i] == mx && xspan[2 * i] < xspan[2 * i + 1])
+          x_row(i, zero_q, mx, share_x, nullptr);
     if (share_y != T(0)) {
       std::fill(CA, CA + W4 + 2, T(0));  // the x-rows leave values past the y-rows' reach
       std::fill(CB, CB + W4 + 2, T(0));
       for (int64_t f = 0; f <= ny; ++f)
-        if (ymax[f] == my) {
+        if (ymax[f] == my && y_active(f)) {
           y_limiters(f);  // both rows' limiters, their cotangent slots zeroed
           y_limiters(f + 1);
           y_row(f, zero_q, my, share_y, nullptr);

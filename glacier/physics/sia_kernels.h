@@ -39,6 +39,23 @@ bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
   return true;
 }
 
+// The columns [lo, hi) of a row that hold ice: its first and one past its last value that is
+// not zero (NaN and Inf count); lo >= hi when there is none. A face whose upstream MUSCL
+// stencil holds no ice has zero thickness, so D = 0, q = 0 and all their derivatives are zero
+// there: the kernels skip such faces (a valley glacier covers about a third of its domain).
+template <typename T>
+inline void ice_span(const T* row, int64_t n, int64_t& lo, int64_t& hi) {
+  int64_t count = 0;  // a vectorised pass; the searches below stop at the ice
+  for (int64_t j = 0; j < n; ++j) count += (row[j] != T(0));
+  lo = n;
+  hi = 0;
+  if (count == 0) return;
+  lo = 0;
+  hi = n;
+  while (row[lo] == T(0)) ++lo;
+  while (row[hi - 1] == T(0)) --hi;
+}
+
 // Cells of a batch from which its glaciers are shared with XLA's intra-op threads (below,
 // waking a thread costs more than it saves; as the face kernel's bands of one glacier).
 constexpr int64_t kParallelBatchCells = 32768;

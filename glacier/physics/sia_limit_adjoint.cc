@@ -50,6 +50,7 @@ using glacier_native::grow;
 template <typename T>
 struct LimitVjpScratch {
   std::vector<T> sc, cs, ratio, g, term;
+  std::vector<unsigned char> alive;
 };
 
 template <typename T>
@@ -200,12 +201,37 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   T* ratio = grow(scratch.ratio, ny * nx);
   T* g = grow(scratch.g, 3 * W);  // rows of ct_div / dx: previous, current, edge-only
   T* term = grow(scratch.term, nx + 1);  // a row of faces or cells
+  // Rows of ice-free cells whose faces carry no flux are skipped: their factors are
+  // min(1, 0 / m) = 0, so their limited fluxes (q times 0) and the factors' cotangents (the
+  // limited fluxes' cotangents times q = 0) are zero, and so is what they give to H, to q and
+  // to dt. A row of y-faces is walked when a row beside it is. (With the face kernel's fluxes
+  // a flux leaves only a cell with ice, so ice-free ground away from the margin is skipped.)
+  unsigned char* alive = grow(scratch.alive, ny);
+  for (int64_t i = 0; i < ny; ++i) {
+    int64_t count = 0;  // NaN counts
+    const T* h = H + i * nx;
+    const T* q = qx + i * (nx + 1);
+    const T* qlo = qy + i * nx;
+    const T* qhi = qy + (i + 1) * nx;
+    for (int64_t j = 0; j < nx; ++j)
+      count += (h[j] != T(0)) + (q[j] != T(0)) + (qlo[j] != T(0)) + (qhi[j] != T(0));
+    alive[i] = count > 0 || q[nx] != T(0);
+  }
+  auto y_walked = [&](int64_t f) {  // y-face row f, between cell rows f - 1 and f
+    const int64_t below = (f > 0) ? f - 1 : (py ? ny - 1 : -1);
+    const int64_t above = (f < ny) ? f : (py ? 0 : -1);
+    return (below >= 0 && alive[below]) || (above >= 0 && alive[above]);
+  };
 
   // (A) The donor factors, as the forward: ghosts 0, or wrapped.
   std::fill(sc, sc + W, T(0));
   std::fill(sc + (ny + 1) * W, sc + (ny + 2) * W, T(0));
   for (int64_t i = 0; i < ny; ++i) {
     sc[(i + 1) * W] = sc[(i + 1) * W + nx + 1] = T(0);
+    if (!alive[i]) {  // H = 0: factor min(1, 0 / m) = 0
+      std::fill(sc + (i + 1) * W + 1, sc + (i + 1) * W + 1 + nx, T(0));
+      continue;
+    }
     factor_row<T>(nx, H + i * nx, qx + i * (nx + 1), qy + i * nx, qy + (i + 1) * nx, rate,
                   floor, sc + (i + 1) * W + 1, ratio + i * nx);
   }
@@ -233,21 +259,32 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
     g_cur[0] = g_cur[nx + 1] = -ct_edge;
     for (int64_t j = 0; j < nx; ++j) g_cur[j + 1] = cd[j] * inv_dx;
     T* c = cs + (i + 1) * W + 1;
-    x_face_row<T>(nx, qx + i * (nx + 1), sc + (i + 1) * W, g_cur, ct_qx + i * (nx + 1), term,
-                  c);
-    if (px) {  // the ghosts' factors were copies of cells nx - 1 and 0
-      c[nx - 1] += c[-1];
-      c[0] += c[nx];
+    if (alive[i]) {
+      x_face_row<T>(nx, qx + i * (nx + 1), sc + (i + 1) * W, g_cur, ct_qx + i * (nx + 1), term,
+                    c);
+      if (px) {  // the ghosts' factors were copies of cells nx - 1 and 0
+        c[nx - 1] += c[-1];
+        c[0] += c[nx];
+      }
+    } else {
+      std::fill(ct_qx + i * (nx + 1), ct_qx + (i + 1) * (nx + 1), T(0));
+      std::fill(c, c + nx, T(0));
     }
     c[-1] = c[nx] = T(0);  // zero ghosts for pass C
-    y_face_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1,
-                  (i == 0 ? g_edge : g_prev) + 1, g_cur + 1, ct_qy + i * nx, cs + i * W + 1,
-                  c);
+    if (y_walked(i))
+      y_face_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1,
+                    (i == 0 ? g_edge : g_prev) + 1, g_cur + 1, ct_qy + i * nx, cs + i * W + 1,
+                    c);
+    else
+      std::fill(ct_qy + i * nx, ct_qy + (i + 1) * nx, T(0));
     std::swap(g_prev, g_cur);
   }
-  y_face_row<T>(nx, qy + ny * nx, sc + ny * W + 1, sc + (ny + 1) * W + 1,
-                g_prev + 1, g_edge + 1, ct_qy + ny * nx, cs + ny * W + 1,
-                cs + (ny + 1) * W + 1);
+  if (y_walked(ny))
+    y_face_row<T>(nx, qy + ny * nx, sc + ny * W + 1, sc + (ny + 1) * W + 1,
+                  g_prev + 1, g_edge + 1, ct_qy + ny * nx, cs + ny * W + 1,
+                  cs + (ny + 1) * W + 1);
+  else
+    std::fill(ct_qy + ny * nx, ct_qy + (ny + 1) * nx, T(0));
   if (py) {  // the ghost rows' factors were copies of rows ny - 1 and 0
     T* top = cs + ny * W + 1;
     T* bottom = cs + 1 * W + 1;
@@ -264,13 +301,18 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   for (int64_t i = 0; i < ny; ++i) {
     const T* q = qx + i * (nx + 1);
     T* c = cs + (i + 1) * W + 1;
-    cell_row<T>(nx, q, qy + i * nx, qy + (i + 1) * nx, ratio + i * nx, rate, floor, c,
-                ct_H + i * nx, term);
-    lane_sum(term, nx, acc8);
-    x_max_row<T>(nx, q, c, ct_qx + i * (nx + 1));
-    y_max_row<T>(nx, qy + i * nx, cs + i * W + 1, c, ct_qy + i * nx);
+    if (alive[i]) {
+      cell_row<T>(nx, q, qy + i * nx, qy + (i + 1) * nx, ratio + i * nx, rate, floor, c,
+                  ct_H + i * nx, term);
+      lane_sum(term, nx, acc8);
+      x_max_row<T>(nx, q, c, ct_qx + i * (nx + 1));
+    } else {  // c stays 0: no cotangent of the outflow
+      std::fill(ct_H + i * nx, ct_H + (i + 1) * nx, T(0));
+    }
+    if (y_walked(i)) y_max_row<T>(nx, qy + i * nx, cs + i * W + 1, c, ct_qy + i * nx);
   }
-  y_max_row<T>(nx, qy + ny * nx, cs + ny * W + 1, cs + (ny + 1) * W + 1, ct_qy + ny * nx);
+  if (y_walked(ny))
+    y_max_row<T>(nx, qy + ny * nx, cs + ny * W + 1, cs + (ny + 1) * W + 1, ct_qy + ny * nx);
   T total = T(0);
   for (int k = 0; k < 8; ++k) total += acc8[k];
   *ct_dt = total / dx;
