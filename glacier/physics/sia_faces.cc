@@ -419,16 +419,12 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
   // limited fluxes are q times a finite factor), and its donor factors are read only by its
   // own faces and its two neighbour rows' shared y-faces.
   unsigned char* active = grow(scratch.active, ny);
-  unsigned char* needed = grow(scratch.needed, ny);
-  for (int64_t i = 0; i < ny; ++i) {
-    const T* q = qx + i * (nx + 1);
-    const T* qlo = qy + i * nx;
-    const T* qhi = qy + (i + 1) * nx;
-    int64_t count = 0;  // NaN counts: it must reach div
-    for (int64_t j = 0; j < nx + 1; ++j) count += (q[j] != T(0));
-    for (int64_t j = 0; j < nx; ++j) count += (qlo[j] != T(0)) + (qhi[j] != T(0));
-    active[i] = count > 0;
-  }
+  unsigned char* needed = grow(scratch.needed, ny + 1);
+  // (``needed`` holds, first, whether each row of y-faces carries a flux.)
+  for (int64_t f = 0; f <= ny; ++f) needed[f] = glacier_native::any_nonzero(qy + f * nx, nx);
+  for (int64_t i = 0; i < ny; ++i)
+    active[i] = needed[i] || needed[i + 1] ||
+                glacier_native::any_nonzero(qx + i * (nx + 1), nx + 1);
   for (int64_t i = 0; i < ny; ++i) {
     const int64_t below = (i > 0) ? i - 1 : (py ? ny - 1 : -1);
     const int64_t above = (i + 1 < ny) ? i + 1 : (py ? 0 : -1);

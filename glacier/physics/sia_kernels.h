@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -39,21 +40,77 @@ bool grid_dims(const Dims& dims, int64_t& ny, int64_t& nx, int64_t& batch) {
   return true;
 }
 
+// Whether a value is not zero (NaN and Inf count), from its bits: the sign bit masked off, so
+// that -0 is zero; an integer OR over a block vectorises where a float compare with an early
+// exit does not.
+template <typename T>
+struct Bits;
+template <>
+struct Bits<double> {
+  using U = uint64_t;
+  static constexpr U kMagnitude = 0x7fffffffffffffffULL;
+};
+template <>
+struct Bits<float> {
+  using U = uint32_t;
+  static constexpr U kMagnitude = 0x7fffffffU;
+};
+
+// The index of the first value of row[0 .. n) that is not zero, or n; blocks of 16 values at a
+// time, so that a row of ice stops at once and an ice-free row is one vectorised pass.
+template <typename T>
+inline int64_t first_nonzero(const T* row, int64_t n) {
+  using U = typename Bits<T>::U;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    U acc = 0;
+    for (int k = 0; k < 16; ++k) {
+      U u;
+      std::memcpy(&u, row + j + k, sizeof(U));
+      acc |= u & Bits<T>::kMagnitude;
+    }
+    if (acc != 0) break;
+  }
+  for (; j < n; ++j)
+    if (row[j] != T(0)) return j;
+  return n;
+}
+
+// One past the index of the last value of row[0 .. n) that is not zero, or 0 (by blocks from
+// the end, as ``first_nonzero``).
+template <typename T>
+inline int64_t last_nonzero_end(const T* row, int64_t n) {
+  using U = typename Bits<T>::U;
+  int64_t j = n;
+  for (; j >= 16; j -= 16) {
+    U acc = 0;
+    for (int k = 0; k < 16; ++k) {
+      U u;
+      std::memcpy(&u, row + j - 16 + k, sizeof(U));
+      acc |= u & Bits<T>::kMagnitude;
+    }
+    if (acc != 0) break;
+  }
+  for (; j > 0; --j)
+    if (row[j - 1] != T(0)) return j;
+  return 0;
+}
+
+// Whether any value of row[0 .. n) is not zero.
+template <typename T>
+inline bool any_nonzero(const T* row, int64_t n) {
+  return first_nonzero(row, n) < n;
+}
+
 // The columns [lo, hi) of a row that hold ice: its first and one past its last value that is
 // not zero (NaN and Inf count); lo >= hi when there is none. A face whose upstream MUSCL
 // stencil holds no ice has zero thickness, so D = 0, q = 0 and all their derivatives are zero
 // there: the kernels skip such faces (a valley glacier covers about a third of its domain).
 template <typename T>
 inline void ice_span(const T* row, int64_t n, int64_t& lo, int64_t& hi) {
-  int64_t count = 0;  // a vectorised pass; the searches below stop at the ice
-  for (int64_t j = 0; j < n; ++j) count += (row[j] != T(0));
-  lo = n;
-  hi = 0;
-  if (count == 0) return;
-  lo = 0;
-  hi = n;
-  while (row[lo] == T(0)) ++lo;
-  while (row[hi - 1] == T(0)) --hi;
+  lo = first_nonzero(row, n);
+  hi = (lo < n) ? last_nonzero_end(row, n) : 0;
+  if (lo >= n) lo = n;
 }
 
 // Cells of a batch from which its glaciers are shared with XLA's intra-op threads (below,

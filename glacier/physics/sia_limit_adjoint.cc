@@ -207,16 +207,10 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   // to dt. A row of y-faces is walked when a row beside it is. (With the face kernel's fluxes
   // a flux leaves only a cell with ice, so ice-free ground away from the margin is skipped.)
   unsigned char* alive = grow(scratch.alive, ny);
-  for (int64_t i = 0; i < ny; ++i) {
-    int64_t count = 0;  // NaN counts
-    const T* h = H + i * nx;
-    const T* q = qx + i * (nx + 1);
-    const T* qlo = qy + i * nx;
-    const T* qhi = qy + (i + 1) * nx;
-    for (int64_t j = 0; j < nx; ++j)
-      count += (h[j] != T(0)) + (q[j] != T(0)) + (qlo[j] != T(0)) + (qhi[j] != T(0));
-    alive[i] = count > 0 || q[nx] != T(0);
-  }
+  for (int64_t i = 0; i < ny; ++i)  // NaN counts
+    alive[i] = glacier_native::any_nonzero(H + i * nx, nx) ||
+               glacier_native::any_nonzero(qx + i * (nx + 1), nx + 1) ||
+               glacier_native::any_nonzero(qy + i * nx, 2 * nx);  // y-faces i and i + 1
   auto y_walked = [&](int64_t f) {  // y-face row f, between cell rows f - 1 and f
     const int64_t below = (f > 0) ? f - 1 : (py ? ny - 1 : -1);
     const int64_t above = (f < ny) ? f : (py ? 0 : -1);
