@@ -228,7 +228,8 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
     y_need(a, j0, j1);
     const T* __restrict s = sp(a);
     T* __restrict c = cx + (a - r0) * nx;
-    for (int64_t j = j0; j < j1; ++j) c[j] = mc_slope(s[j + 2] - s[j + 1], s[j + 1] - s[j]) * inv_dx;
+    for (int64_t j = j0; j < j1; ++j)
+      c[j] = mc_slope(s[j + 2] - s[j + 1], s[j + 1] - s[j]) * inv_dx;
   }
   for (int64_t i = r0; i < r1; ++i) {
     const int64_t b0 = xr[2 * (i - r0)], b1 = xr[2 * (i - r0) + 1] + 1;  // faces f0 .. f1

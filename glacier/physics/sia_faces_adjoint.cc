@@ -281,7 +281,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   Scratch<T>& s = scratch<T>();
   T* Hp = grow(s.Hp, (ny + 4) * W4);
   T* Sp = grow(s.Sp, (ny + 2) * W2);
-  // Padded thickness (zero ghosts, or wrapped) and surface (the edge cell's bed, or wrapped).
+  // Padded thickness (zero ghosts, or wrapped); the padded surface below, where there is ice.
   for (int64_t a = 0; a < ny + 4; ++a) {
     int64_t i = wrap_or_out(a - 2, ny, py);
     T* row = Hp + a * W4;
@@ -295,16 +295,6 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
       int64_t j = wrap_or_out(b - 2, nx, px);
       row[b] = (j < 0) ? T(0) : src[j];
     }
-  }
-  for (int64_t a = 0; a < ny + 2; ++a) {
-    int64_t i = wrap_or_out(a - 1, ny, py);
-    if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
-    const T* __restrict b = bed + i * nx;
-    const T* __restrict h = Hp + (a + 1) * W4 + 1;
-    T* __restrict row = Sp + a * W2;
-    for (int64_t j = 0; j < nx; ++j) row[j + 1] = b[j] + h[j + 1];
-    row[0] = (px ? b[nx - 1] : b[0]) + h[0];
-    row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
   }
   // Ice-free ground is skipped (``glacier_native::ice_span``): the x-faces of row i read the
   // padded columns f .. f + 3 of padded row i + 2, the y-faces of column j padded column
@@ -331,6 +321,39 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   }
   auto y_active = [&](int64_t f) { return f >= 0 && f <= ny && yspan[2 * f] < yspan[2 * f + 1]; };
   auto y_needed = [&](int64_t k) { return y_active(k - 1) || y_active(k); };
+  // The padded rows [row_lo, row_hi) that hold ice: the faces' terms reach at most 3 rows
+  // beyond (a margin of 4 is kept), so the surface, the cotangents of the padded fields and
+  // their transposes are taken on those rows only.
+  int64_t row_lo = ny + 4, row_hi = 0;
+  for (int64_t a = 0; a < ny + 4; ++a)
+    if (ice[2 * a] < ice[2 * a + 1]) {
+      row_lo = std::min(row_lo, a);
+      row_hi = a + 1;
+    }
+  if (row_lo >= row_hi) {  // no ice: every face's D and q are 0, and so are their derivatives
+    if (ct_H_in == nullptr)
+      std::fill(ct_H, ct_H + ny * nx, T(0));
+    else if (ct_H_in != ct_H)
+      std::copy(ct_H_in, ct_H_in + ny * nx, ct_H);
+    std::fill(ct_bed, ct_bed + ny * nx, T(0));
+    ct_coef[0] = ct_coef[1] = T(0);
+    return;
+  }
+  const int64_t hp0 = std::max<int64_t>(0, row_lo - 4);
+  const int64_t hp1 = std::min<int64_t>(ny + 4, row_hi + 4);
+  const int64_t sp0 = std::max<int64_t>(0, row_lo - 4);
+  const int64_t sp1 = std::min<int64_t>(ny + 2, row_hi + 2);
+  // The padded surface (the edge cell's bed, or wrapped) on those rows.
+  for (int64_t a = sp0; a < sp1; ++a) {
+    int64_t i = wrap_or_out(a - 1, ny, py);
+    if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
+    const T* __restrict b = bed + i * nx;
+    const T* __restrict h = Hp + (a + 1) * W4 + 1;
+    T* __restrict row = Sp + a * W2;
+    for (int64_t j = 0; j < nx; ++j) row[j + 1] = b[j] + h[j + 1];
+    row[0] = (px ? b[nx - 1] : b[0]) + h[0];
+    row[nx + 1] = (px ? b[0] : b[nx - 1]) + h[nx + 1];
+  }
   // Cell limiters and their weights, computed row by row where they are used (the x-faces of
   // a row need its own; the y-faces between rows f and f + 1 need both rows', kept in
   // two-slot rings), so that the kernel's scratch stays small (about 4 fields besides its
@@ -390,8 +413,10 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   };
   // Adjoint of the faces, into the cotangents of the padded surface and thickness and of the
   // cell limiters.
-  T* gHp = zeroed(s.gHp, (ny + 4) * W4);
-  T* gSp = zeroed(s.gSp, (ny + 2) * W2);
+  T* gHp = grow(s.gHp, (ny + 4) * W4);
+  T* gSp = grow(s.gSp, (ny + 2) * W2);
+  std::fill(gHp + hp0 * W4, gHp + hp1 * W4, T(0));
+  std::fill(gSp + sp0 * W2, gSp + sp1 * W2, T(0));
   T* gc = grow(s.gcy, W2);  // one row of cy's and of sbx's cotangents (x-faces only)
   T* gb = grow(s.gsbx, W2);
   T* CA = zeroed(s.CA, W4 + 2);
@@ -551,7 +576,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   } else
     std::fill(ct_H, ct_H + ny * nx, T(0));
   std::fill(ct_bed, ct_bed + ny * nx, T(0));
-  for (int64_t a = 0; a < ny + 2; ++a) {
+  for (int64_t a = sp0; a < sp1; ++a) {
     int64_t i = wrap_or_out(a - 1, ny, py);
     if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
     const T* __restrict g = gSp + a * W2;
@@ -562,7 +587,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     cb[px ? nx - 1 : 0] += g[0];
     cb[px ? 0 : nx - 1] += g[nx + 1];
   }
-  for (int64_t a = 0; a < ny + 4; ++a) {
+  for (int64_t a = hp0; a < hp1; ++a) {
     int64_t i = wrap_or_out(a - 2, ny, py);
     if (i < 0) continue;
     const T* __restrict g = gHp + a * W4;
