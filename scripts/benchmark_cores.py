@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
                              speedup_no_data=serial / alone))
             print(f"{work:5d} {serial:10.2f} {split:9.2f} {serial / split:8.2f}x "
                   f"{alone:11.2f} {serial / alone:8.2f}x", flush=True)
-    report = dict(cpu=cpu_model(), cores=len(__import__("os").sched_getaffinity(0)),
+    report = dict(cpu=cpu_model(), cores=len(os.sched_getaffinity(0)),
                   compiler=cxx, rows=rows)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nCPU: {report['cpu']} ({report['cores']} cores); wrote {args.out}")

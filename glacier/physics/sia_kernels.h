@@ -110,7 +110,6 @@ template <typename T>
 inline void ice_span(const T* row, int64_t n, int64_t& lo, int64_t& hi) {
   lo = first_nonzero(row, n);
   hi = (lo < n) ? last_nonzero_end(row, n) : 0;
-  if (lo >= n) lo = n;
 }
 
 // Cells of a batch from which its glaciers are shared with XLA's intra-op threads (below,

@@ -17,7 +17,7 @@ from glacier.laws import GlenLaw
 from glacier.physics import native, sia
 
 from .test_native import _both, _rel
-from .test_native_adjoint import _coef, _compare
+from .test_native_adjoint import _coef, _compare, check_solve_gradient
 from .test_native_limit_vjp import _check
 
 needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
@@ -87,25 +87,6 @@ def test_gradient_of_a_solve_on_islands_equals_that_without_the_kernels(periodic
     """A run whose steps are sized by D_max, on islands of ice that spread and thin: the
     gradient with respect to log A and to the initial thickness with the kernels (skipping the
     ice-free ground) against the same with none."""
-    from glacier.physics import mass_balance
-    from glacier.schemes import ExplicitMUSCL
-    from glacier.solver import Checkpointed, SaveAt, simulate
-
     grid = Grid(**GRID, periodic=periodic)
     H0, bed = _islands(np.random.default_rng(3), grid.ny, grid.nx, jnp.float64)
-    target = 0.9 * H0
-
-    def loss(logA, H):
-        tr = simulate(H, bed, grid=grid, rheology=GlenLaw(A=jnp.exp(logA)),
-                      smb=mass_balance.linear(2300.0, 0.005, max_rate=2.0),
-                      save_at=SaveAt((0.0, 5.0)), scheme=ExplicitMUSCL(max_dt=1.0, max_steps=400),
-                      adjoint=Checkpointed())
-        return jnp.mean((tr.thickness[-1] - target) ** 2) + 1e-6 * tr.outflow_volume[-1]
-
-    args = (jnp.log(2.4e-16), H0)
-    g = jax.grad(loss, argnums=(0, 1))
-    fast = jax.jit(g)(*args)
-    monkeypatch.setenv("GLACIER_NATIVE", "0")
-    slow = jax.jit(lambda *a: g(*a))(*args)
-    assert abs(float(fast[0] - slow[0])) <= 1e-9 * abs(float(slow[0]))
-    assert float(jnp.max(jnp.abs(fast[1] - slow[1]))) <= 1e-9 * float(jnp.max(jnp.abs(slow[1])))
+    check_solve_gradient(grid, H0, bed, 2300.0, monkeypatch)
