@@ -69,8 +69,9 @@ class GlenLaw:
                                       fs=self.fs)
 
     def native_coefficients(self):
-        """The coefficients for ``sia.fluxes``'s native kernel (n = 3, scalar A and fs), or
-        None (the law's own ``diffusivity`` then runs as XLA expressions)."""
+        """The coefficients for ``sia.fluxes``'s native kernel (n = 3; A and fs scalars or
+        (ny, nx) fields), or None (the law's own ``diffusivity`` then runs as XLA
+        expressions)."""
         return sia.glen3_coefficients(self.A, self.fs, n=self.n, rho=self.rho, g=self.g)
 
 

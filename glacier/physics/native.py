@@ -4,8 +4,8 @@
 states, the cross slopes, the diffusivity and the flux of one direction each
 (``scripts/profile_step.py``). ``sia_faces.cc`` holds
 
-- the **face kernel**: for Glen's law with n = 3 and a scalar A and sliding (forward
-  simulations, the benchmarks, the relaxation runs of a scalar-A inversion) the same
+- the **face kernel**: for Glen's law with n = 3, A and sliding scalars or cell fields
+  (forward simulations, the benchmarks, training with A(T), inversions of A and sliding) the same
   quantities in one pass, each cell's limiters once, row bands in the first-level cache, XLA's
   intra-op threads from 32 768 cells;
 - the **limiter kernel** (``sia.limited_divergence``, any law's fluxes): the outflow limiter,
@@ -203,14 +203,22 @@ def _grid(dx: float, periodic: tuple[bool, bool]) -> dict:
                 periodic_x=np.int64(bool(periodic[1])))
 
 
+def coef_fields(H, coef) -> bool:
+    """Whether ``coef`` holds the law's coefficients as cell fields, (..., 2, ny, nx) for H
+    (..., ny, nx), rather than (..., 2)."""
+    return jnp.ndim(coef) == jnp.ndim(H) + 1
+
+
 def faces_call(H, bed, coef, *, dx: float, periodic: tuple[bool, bool]):
     """The FFI call: (qx, qy, D_max) for H, bed (..., ny, nx) and coef (..., 2) = (Gamma,
-    fs (rho g)^n)."""
+    fs (rho g)^n), or coef (..., 2, ny, nx): the two per cell (each face takes the mean of its
+    two cells', ``grid.cell_to_face``)."""
     *lead, ny, nx = H.shape
     out = (jax.ShapeDtypeStruct((*lead, ny, nx + 1), H.dtype),
            jax.ShapeDtypeStruct((*lead, ny + 1, nx), H.dtype),
            jax.ShapeDtypeStruct(tuple(lead), H.dtype))
-    return _ffi(TARGETS, out, H, bed, coef, **_grid(dx, periodic))
+    return _ffi(TARGETS, out, H, bed, coef, coef_fields=np.int64(coef_fields(H, coef)),
+                **_grid(dx, periodic))
 
 
 def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
@@ -254,7 +262,8 @@ def faces_vjp_call(H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax, ct_H_in=None, *, d
     # Without one, H stands in for the field (not read).
     return _ffi(FACES_VJP_TARGETS, out, H, bed, coef, dmax, ct_qx, ct_qy, ct_dmax,
                 ct_H_in if has else H, aliases={7: 0} if has else None,
-                has_ct_in=np.int64(has), **_grid(dx, periodic))
+                has_ct_in=np.int64(has), coef_fields=np.int64(coef_fields(H, coef)),
+                **_grid(dx, periodic))
 
 
 def limit_vjp_call(H, qx, qy, dt, ct_div, ct_edge, *, dx: float,

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import jax.numpy as jnp
 
-from ..grid import Grid
+from ..grid import Grid, cell_to_face
 from . import native
 from .faces import face_states_autodiff
 from .faces_adjoint import face_states_custom
@@ -80,18 +80,27 @@ def glen_diffusivity_parts(H, slope2, A, *, n: float, rho: float, g: float, fs=0
 
 def glen3_coefficients(A, fs, *, n: float, rho: float, g: float):
     """(Gamma, fs (rho g)^n) as one array, the coefficients of ``coef_diffusivity``, when the
-    native kernel can take the law (n = 3, scalar A and fs); None otherwise."""
-    if float(n) != 3.0 or jnp.ndim(A) != 0 or jnp.ndim(fs) != 0:
+    native kernel can take the law (n = 3): of shape (2,) for scalar A and fs, (2, ny, nx) per
+    cell when either is a (ny, nx) field (a scalar one then broadcast); None otherwise."""
+    shapes = {jnp.shape(A), jnp.shape(fs)} - {()}
+    if float(n) != 3.0 or len(shapes) > 1 or any(len(s) != 2 for s in shapes):
         return None
-    return jnp.stack([jnp.asarray(glen_gamma(A, n, rho, g)),
-                      jnp.asarray(fs * (rho * g) ** n, dtype=jnp.result_type(A))])
+    dtype = jnp.result_type(A, fs)
+    parts = [jnp.asarray(glen_gamma(A, n, rho, g), dtype), jnp.asarray(fs * (rho * g) ** n, dtype)]
+    if shapes:
+        parts = [jnp.broadcast_to(p, next(iter(shapes))) for p in parts]
+    return jnp.stack(parts)
 
 
-def coef_diffusivity(H, slope2, coef):
+def coef_diffusivity(H, slope2, coef, axis: int | None = None):
     """Glen's n = 3 diffusivity from ``glen3_coefficients``: Gamma H^5 s2 + fs (rho g)^3 H^3 s2
-    (``glen_diffusivity_parts`` summed)."""
+    (``glen_diffusivity_parts`` summed). Coefficient fields (2, ny, nx) are averaged to the
+    faces normal to ``axis`` (``grid.cell_to_face``, as ``laws.GlenLaw`` does a field A)."""
     coef = coef.astype(H.dtype)
-    return coef[0] * power(H, 5.0) * slope2 + coef[1] * power(H, 3.0) * slope2
+    gamma, slide = coef[0], coef[1]
+    if coef.ndim > 1:
+        gamma, slide = cell_to_face(gamma, axis), cell_to_face(slide, axis)
+    return gamma * power(H, 5.0) * slope2 + slide * power(H, 3.0) * slope2
 
 
 def face_states(H, bed, grid: Grid, *, custom_vjp: bool = True):
@@ -135,20 +144,21 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True,
     with slope or thickness than Glen's n = 3, for which the step limits were set), the
     largest D times that factor.
 
-    A law with ``native_coefficients`` (Glen's, n = 3, scalar A and sliding) runs on the CPU
-    as one native kernel (``physics.native``), differentiated by its adjoint kernel: the same
-    values and gradients to round-off (``GLACIER_NATIVE_VJP=0``: reverse mode through the
-    expressions below).
+    A law with ``native_coefficients`` (Glen's, n = 3, A and sliding scalars or fields) runs
+    on the CPU as one native kernel (``physics.native``), differentiated by its adjoint kernel:
+    the same values and gradients to round-off (``GLACIER_NATIVE_VJP=0``: reverse mode through
+    the expressions below).
     """
     # Looked up on the class: a wrapper that forwards attributes (laws.ClosedOutline) changes
     # the diffusivity, so it must not hand over its wrapped law's coefficients.
     native_coef = getattr(type(rheology), "native_coefficients", None)
     coef = native_coef(rheology) if (native_coef is not None and custom_vjp) else None
-    if coef is not None and jnp.ndim(H) == 2 and native.usable(H):
+    if (coef is not None and jnp.ndim(H) == 2 and jnp.shape(coef)[1:] in ((), jnp.shape(H))
+            and native.usable(H)):
         def reference(H, bed, coef):  # the same quantities as XLA expressions, for gradients
             (Hx, s2x, gx), (Hy, s2y, gy) = face_states(H, bed, grid, custom_vjp=True)
-            Dx = coef_diffusivity(Hx, s2x, coef)
-            Dy = coef_diffusivity(Hy, s2y, coef)
+            Dx = coef_diffusivity(Hx, s2x, coef, 1)
+            Dy = coef_diffusivity(Hy, s2y, coef, 0)
             return -Dx * gx, -Dy * gy, jnp.maximum(jnp.max(Dx), jnp.max(Dy))
         return native.fluxes_native(H, bed, coef, reference, dx=grid.dx,
                                     periodic=grid.periodic, through=through)

@@ -1,5 +1,5 @@
-// The SIA face fluxes of ``physics.sia.fluxes`` for Glen's law (n = 3, scalar A and sliding)
-// as one CPU kernel: an XLA FFI custom call, built on first use by ``physics.native``.
+// The SIA face fluxes of ``physics.sia.fluxes`` for Glen's law (n = 3; A and sliding scalars or
+// cell fields) as one CPU kernel: an XLA FFI custom call, built on first use by ``physics.native``.
 //
 // Same expressions as ``physics.faces.face_states_autodiff`` and ``sia.glen_diffusivity_parts``
 // (MUSCL-superbee thickness from the upstream side, monotonised-central cross slopes, D =
@@ -10,8 +10,11 @@
 // in the input still reaches D_max, which is what the solver's blow-up check reads.
 //
 // Inputs: H (..., ny, nx), bed (..., ny, nx), coef (..., 2) = (gamma, slide) [per batch
-// element]; attributes dx, periodic_y, periodic_x. Outputs: qx (..., ny, nx + 1),
-// qy (..., ny + 1, nx), dmax (...).
+// element], or with the attribute coef_fields (..., 2, ny, nx): gamma and slide per cell, each
+// face taking the mean of its two cells' (the domain's edges the edge cell's: ``grid.
+// cell_to_face``, as ``laws.GlenLaw.diffusivity`` averages a field A); attributes dx,
+// periodic_y, periodic_x, coef_fields. Outputs: qx (..., ny, nx + 1), qy (..., ny + 1, nx),
+// dmax (...).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -69,14 +72,17 @@ inline void lane_max(const T* d, int64_t n, T* m8, T* nan8) {
 }
 
 // One row of faces: the face between a low and a high cell, from their surfaces, cross
-// slopes, thicknesses and superbee corrections; flux into q, diffusivity into d.
-template <typename T>
+// slopes, thicknesses and superbee corrections; flux into q, diffusivity into d. The law's
+// coefficients: the scalars gamma, slide, or (Field) each face's gam[f], sld[f].
+template <typename T, bool Field>
 __attribute__((noinline)) void face_row(
     int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
     const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
-    const T* __restrict sb_lo, const T* __restrict sb_hi, T gamma, T slide, T inv_dx,
-    T* __restrict q, T* __restrict d) {
+    const T* __restrict sb_lo, const T* __restrict sb_hi, T gamma_s, T slide_s,
+    const T* __restrict gam, const T* __restrict sld, T inv_dx, T* __restrict q,
+    T* __restrict d) {
   for (int64_t f = 0; f < n; ++f) {
+    const T gamma = Field ? gam[f] : gamma_s, slide = Field ? sld[f] : slide_s;
     T grad = (s_hi[f] - s_lo[f]) * inv_dx;
     T cross = T(0.5) * (c_lo[f] + c_hi[f]);
     T s2 = grad * grad + cross * cross;
@@ -93,7 +99,7 @@ __attribute__((noinline)) void face_row(
 // Scratch arrays of one thread, grown when a larger grid comes.
 template <typename T>
 struct FaceScratch {
-  std::vector<T> Hp, Sp, cx, cy, sbx, sby, d;
+  std::vector<T> Hp, Sp, cx, cy, sbx, sby, d, fg, fs;
   std::vector<int64_t> span;  // per padded row: its ice's columns, then the faces'
 };
 
@@ -121,10 +127,12 @@ LimitScratch<T>& limit_scratch() {
 constexpr int64_t kBand = 16;
 
 // Fluxes of x-face rows [r0, r1) and y-face rows [r0, fe) (fe = r1, or ny + 1 for the last
-// band), with the running maxima of D in m8 and NaN seen in nan8.
+// band), with the running maxima of D in m8 and NaN seen in nan8. The law's coefficients:
+// gamma and slide, or (cg not null) the cell fields cg, cs.
 template <typename T>
-void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny, int64_t nx,
-                bool py, bool px, int64_t r0, int64_t r1, T* qx, T* qy, T* m8, T* nan8) {
+void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cg, const T* cs, T inv_dx,
+                int64_t ny, int64_t nx, bool py, bool px, int64_t r0, int64_t r1, T* qx, T* qy,
+                T* m8, T* nan8) {
   const int64_t fe = (r1 == ny) ? ny + 1 : r1;
   const int64_t W = nx + 4, SW = nx + 2;
   // Padded thickness Hp (2 ghosts: zero, or wrapped) rows [r0, fe + 3); padded surface Sp
@@ -140,6 +148,8 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
   T* sbx = grow(scratch.sbx, (r1 - r0) * (nx + 2));
   T* sby = grow(scratch.sby, (fe + 1 - r0) * nx);
   T* d = grow(scratch.d, nx + 1);
+  T* fg = cg ? grow(scratch.fg, nx + 1) : nullptr;  // one row of faces' coefficients
+  T* fsl = cg ? grow(scratch.fs, nx + 1) : nullptr;
   auto hp = [=](int64_t a) { return Hp + (a - r0) * W; };
   auto sp = [=](int64_t a) { return Sp + (a - r0) * SW; };
   for (int64_t a = r0; a < fe + 3; ++a) {
@@ -269,8 +279,15 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
     const T* s = sp(i + 1) + f0;
     const T* c = cy + (i - r0) * SW + f0;
     const T* sb = sbx + (i - r0) * (nx + 2) + f0;
-    face_row<T>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide, inv_dx,
-                q + f0, d);
+    if (cg) {  // x-face f between cells f - 1 and f of row i (the edge cell at the edges)
+      glacier_native::face_coefficients(f0, f1, cg + i * nx, cg + i * nx, cs + i * nx,
+                                        cs + i * nx, 1, nx - 1, fg, fsl);
+      face_row<T, true>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
+                        fg + f0, fsl + f0, inv_dx, q + f0, d);
+    } else {
+      face_row<T, false>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
+                         nullptr, nullptr, inv_dx, q + f0, d);
+    }
     lane_max(d, f1 - f0, m8, nan8);
   }
   // y-faces: face f of column j lies between cells f - 1 and f (padded rows f + 1, f + 2).
@@ -283,10 +300,15 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, T inv_dx, int64_t ny
     }
     std::fill(q, q + j0, T(0));
     std::fill(q + j1, q + nx, T(0));
-    face_row<T>(j1 - j0, sp(f) + 1 + j0, sp(f + 1) + 1 + j0, cx + (f - r0) * nx + j0,
-                cx + (f + 1 - r0) * nx + j0, hp(f + 1) + 2 + j0, hp(f + 2) + 2 + j0,
-                sby + (f - r0) * nx + j0, sby + (f + 1 - r0) * nx + j0, gamma, slide, inv_dx,
-                q + j0, d);
+    if (cg) {  // y-face f between cell rows f - 1 and f (the edge row at the edges)
+      const int64_t a = std::max<int64_t>(f - 1, 0) * nx, b = std::min<int64_t>(f, ny - 1) * nx;
+      glacier_native::face_coefficients(j0, j1, cg + a, cg + b, cs + a, cs + b, 0, nx, fg, fsl);
+    }
+    const auto row = cg ? face_row<T, true> : face_row<T, false>;
+    row(j1 - j0, sp(f) + 1 + j0, sp(f + 1) + 1 + j0, cx + (f - r0) * nx + j0,
+        cx + (f + 1 - r0) * nx + j0, hp(f + 1) + 2 + j0, hp(f + 2) + 2 + j0,
+        sby + (f - r0) * nx + j0, sby + (f + 1 - r0) * nx + j0, gamma, slide,
+        cg ? fg + j0 : nullptr, cg ? fsl + j0 : nullptr, inv_dx, q + j0, d);
     lane_max(d, j1 - j0, m8, nan8);
   }
 }
@@ -300,8 +322,9 @@ constexpr int64_t kParallelCells = 32768;
 // no task starts, and waits only for bands that a task claimed; the shared state lives as
 // long as the last task that holds it.
 template <typename T>
-void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int64_t nx,
-               bool py, bool px, T* qx, T* qy, T* dmax_out, ffi::ThreadPool* pool) {
+void faces_one(const T* H, const T* bed, T gamma, T slide, const T* cg, const T* cs, T dx,
+               int64_t ny, int64_t nx, bool py, bool px, T* qx, T* qy, T* dmax_out,
+               ffi::ThreadPool* pool) {
   const T inv_dx = T(1) / dx;
   const int64_t nb = (ny + kBand - 1) / kBand;
   struct Shared {
@@ -314,8 +337,8 @@ void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int
   auto work = [=]() {
     for (int64_t b = shared->next.fetch_add(1); b < nb; b = shared->next.fetch_add(1)) {
       const int64_t r0 = b * kBand;
-      faces_band<T>(H, bed, gamma, slide, inv_dx, ny, nx, py, px, r0, std::min(ny, r0 + kBand),
-                    qx, qy, &shared->m8[8 * b], &shared->nan8[8 * b]);
+      faces_band<T>(H, bed, gamma, slide, cg, cs, inv_dx, ny, nx, py, px, r0,
+                    std::min(ny, r0 + kBand), qx, qy, &shared->m8[8 * b], &shared->nan8[8 * b]);
       shared->done.fetch_add(1, std::memory_order_release);
     }
   };
@@ -336,14 +359,16 @@ void faces_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int
 template <ffi::DataType DT>
 ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> bed,
                       ffi::Buffer<DT> coef, double dx, int64_t periodic_y, int64_t periodic_x,
-                      ffi::ResultBuffer<DT> qx, ffi::ResultBuffer<DT> qy,
+                      int64_t coef_fields, ffi::ResultBuffer<DT> qx, ffi::ResultBuffer<DT> qy,
                       ffi::ResultBuffer<DT> dmax) {
   using T = ffi::NativeType<DT>;
   int64_t ny, nx, batch;
   if (!grid_dims(H.dimensions(), ny, nx, batch))
     return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
-  if (bed.element_count() != H.element_count() || coef.element_count() != 2 * batch)
-    return ffi::Error::InvalidArgument("bed must match H and coef hold 2 values per glacier");
+  const int64_t per = coef_fields ? 2 * ny * nx : 2;  // coefficients per glacier
+  if (bed.element_count() != H.element_count() || coef.element_count() != per * batch)
+    return ffi::Error::InvalidArgument(
+        "bed must match H and coef hold 2 values (or 2 fields) per glacier");
   const T* h = H.typed_data();
   const T* b = bed.typed_data();
   const T* c = coef.typed_data();
@@ -355,7 +380,9 @@ ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> b
   const bool by_glacier =
       ny * nx < kParallelCells && glacier_native::shares_glaciers(batch, ny * nx);
   const std::function<void(int64_t)> one = [&](int64_t g) {
-    faces_one<T>(h + g * ny * nx, b + g * ny * nx, c[2 * g], c[2 * g + 1], T(dx), ny, nx,
+    const T* cg = coef_fields ? c + g * per : nullptr;
+    faces_one<T>(h + g * ny * nx, b + g * ny * nx, cg ? T(0) : c[per * g],
+                 cg ? T(0) : c[per * g + 1], cg, cg ? cg + ny * nx : nullptr, T(dx), ny, nx,
                  periodic_y != 0, periodic_x != 0, ox + g * ny * (nx + 1),
                  oy + g * (ny + 1) * nx, om + g, by_glacier ? nullptr : &pool);
   };
@@ -374,6 +401,7 @@ ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> b
       .Attr<double>("dx")                        \
       .Attr<int64_t>("periodic_y")               \
       .Attr<int64_t>("periodic_x")               \
+      .Attr<int64_t>("coef_fields")              \
       .Ret<ffi::Buffer<DT>>()                    \
       .Ret<ffi::Buffer<DT>>()                    \
       .Ret<ffi::Buffer<DT>>()

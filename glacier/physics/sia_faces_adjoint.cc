@@ -15,12 +15,14 @@
 // directions at a tie (``lax.max``'s balanced rule). So the gradients equal those of the XLA
 // expressions to round-off (``tests/numerics/test_native_adjoint.py``).
 //
-// Inputs: H, bed (..., ny, nx), coef (..., 2), dmax (...) (the forward's D_max, unused: the
+// Inputs: H, bed (..., ny, nx), coef (..., 2) (or, with the attribute coef_fields, the cell
+// fields (..., 2, ny, nx) of sia_faces.cc), dmax (...) (the forward's D_max, unused: the
 // maxima of the two directions are recomputed), ct_qx (..., ny, nx + 1), ct_qy (..., ny + 1,
 // nx), ct_dmax (...), ct_H_in (..., ny, nx) (a cotangent of H from elsewhere, added to ct_H:
 // the step's other uses of H, so that XLA need not add them in a fusion of its own; read only
-// with the attribute has_ct_in); attributes dx, periodic_y, periodic_x, has_ct_in. Outputs:
-// ct_H, ct_bed (..., ny, nx), ct_coef (..., 2).
+// with the attribute has_ct_in); attributes dx, periodic_y, periodic_x, has_ct_in,
+// coef_fields. Outputs: ct_H, ct_bed (..., ny, nx), ct_coef (the shape of coef: a face's
+// coefficient cotangent goes half to each of its two cells).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -177,6 +179,8 @@ struct Scratch {
   // Adjoint: cotangents of the above (gHp, gSp whole; the limiters' in rows), and one row of
   // face terms.
   std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB, Z;
+  // One row of faces' coefficients (cell fields of the law's coefficients only).
+  std::vector<T> FG, FS;
 };
 
 template <typename T>
@@ -211,16 +215,18 @@ inline Face<T> face(T s_lo, T s_hi, T c_lo, T c_hi, T h_lo, T h_hi, T sb_lo, T s
 // cotangent, to the low or the high side's MUSCL state), and E5, E3 (each face's part of the
 // coefficients' cotangents, summed by ``lane_sum``: a sum in the loop would not vectorise).
 // Ties: the faces whose D equals ``at_max`` take ``share`` of D_max's cotangent besides their
-// own; StoreD: each face's D into D_out (the row's, for its maximum).
-template <typename T, bool Ties, bool StoreD>
+// own; StoreD: each face's D into D_out (the row's, for its maximum). The law's coefficients:
+// gamma_s and slide_s, or (Field) each face's gam[f] and sld[f].
+template <typename T, bool Ties, bool StoreD, bool Field>
 __attribute__((noinline)) void face_row_adjoint(
     int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
     const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
     const T* __restrict sb_lo, const T* __restrict sb_hi, const T* __restrict ct_q,
-    T at_max, T share, T gamma, T slide, T inv_dx, T* __restrict G,
-    T* __restrict K, T* __restrict L, T* __restrict R, T* __restrict E5, T* __restrict E3,
-    T* __restrict D_out) {
+    T at_max, T share, T gamma_s, T slide_s, const T* __restrict gam, const T* __restrict sld,
+    T inv_dx, T* __restrict G, T* __restrict K, T* __restrict L, T* __restrict R,
+    T* __restrict E5, T* __restrict E3, T* __restrict D_out) {
   for (int64_t f = 0; f < n; ++f) {
+    const T gamma = Field ? gam[f] : gamma_s, slide = Field ? sld[f] : slide_s;
     Face<T> F = face(s_lo[f], s_hi[f], c_lo[f], c_hi[f], h_lo[f], h_hi[f], sb_lo[f], sb_hi[f],
                      gamma, slide, inv_dx);
     if (StoreD) D_out[f] = F.D;
@@ -272,10 +278,34 @@ __attribute__((noinline)) T array_max(const T* __restrict d, int64_t n) {
   return (nan == nan) ? m : std::numeric_limits<T>::quiet_NaN();
 }
 
+// The adjoint of ``glacier_native::face_coefficients``: each face's coefficient cotangents
+// E5[f], E3[f] half to each of its two cells.
 template <typename T>
-void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny, int64_t nx,
-                   bool py, bool px, const T* ct_qx, const T* ct_qy, T ct_dmax,
-                   const T* ct_H_in, T* ct_H, T* ct_bed, T* ct_coef) {
+inline void face_coefficients_adjoint(int64_t f0, int64_t f1, const T* E5, const T* E3,
+                                      T* g_lo, T* g_hi, T* s_lo, T* s_hi, int64_t shift,
+                                      int64_t last) {
+  for (int64_t f = f0; f < f1; ++f) {
+    const int64_t a = std::max<int64_t>(f - shift, 0), b = std::min<int64_t>(f, last);
+    const T e5 = T(0.5) * E5[f], e3 = T(0.5) * E3[f];
+    g_lo[a] += e5;
+    g_hi[b] += e5;
+    s_lo[a] += e3;
+    s_hi[b] += e3;
+  }
+}
+
+// cg, cs: the law's coefficient fields (then their cotangents go to ct_cg, ct_cs, and gamma,
+// slide and ct_coef are not used), or null.
+template <typename T>
+void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cg, const T* cs, T dx,
+                   int64_t ny, int64_t nx, bool py, bool px, const T* ct_qx, const T* ct_qy,
+                   T ct_dmax, const T* ct_H_in, T* ct_H, T* ct_bed, T* ct_coef, T* ct_cg,
+                   T* ct_cs) {
+  const bool fields = cg != nullptr;
+  if (fields) {
+    std::fill(ct_cg, ct_cg + ny * nx, T(0));
+    std::fill(ct_cs, ct_cs + ny * nx, T(0));
+  }
   const T inv_dx = T(1) / dx;
   const int64_t W4 = nx + 4, W2 = nx + 2;
   Scratch<T>& s = scratch<T>();
@@ -336,7 +366,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     else if (ct_H_in != ct_H)
       std::copy(ct_H_in, ct_H_in + ny * nx, ct_H);
     std::fill(ct_bed, ct_bed + ny * nx, T(0));
-    ct_coef[0] = ct_coef[1] = T(0);
+    if (!fields) ct_coef[0] = ct_coef[1] = T(0);
     return;
   }
   const int64_t hp0 = std::max<int64_t>(0, row_lo - 4);
@@ -428,6 +458,8 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
   T* R = zeroed(s.R, nrow);
   T* E5 = grow(s.E5, nrow);
   T* E3 = grow(s.E3, nrow);
+  T* FG = fields ? grow(s.FG, nrow) : nullptr;  // the faces' coefficients of the row walked
+  T* FS = fields ? grow(s.FS, nrow) : nullptr;
   T c5[8] = {}, c3[8] = {};
   // One row of faces: with ``D_out`` (the first pass, D_max's cotangent not zero) storing
   // their D; with ``share`` not zero (the second) adding it to the faces whose D equals
@@ -447,21 +479,23 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
       std::fill(D_out + f1, D_out + n, T(0));
     }
     const int64_t m = f1 - f0;
+    const T* gam = fields ? FG + f0 : nullptr;
+    const T* sld = fields ? FS + f0 : nullptr;
+    auto walk = [&](auto kernel, T* d) {
+      kernel(m, s_lo + f0, s_hi + f0, c_lo + f0, c_hi + f0, h_lo + f0, h_hi + f0, sb_lo + f0,
+             sb_hi + f0, ct_q + f0, at_max, share, gamma, slide, gam, sld, inv_dx, g + f0,
+             k + f0, l + f0, r + f0, E5 + f0, E3 + f0, d);
+    };
     if (share != T(0))
-      face_row_adjoint<T, true, false>(m, s_lo + f0, s_hi + f0, c_lo + f0, c_hi + f0, h_lo + f0,
-                                       h_hi + f0, sb_lo + f0, sb_hi + f0, ct_q + f0, at_max,
-                                       share, gamma, slide, inv_dx, g + f0, k + f0, l + f0,
-                                       r + f0, E5 + f0, E3 + f0, nullptr);
+      fields ? walk(face_row_adjoint<T, true, false, true>, nullptr)
+             : walk(face_row_adjoint<T, true, false, false>, nullptr);
     else if (D_out != nullptr)
-      face_row_adjoint<T, false, true>(m, s_lo + f0, s_hi + f0, c_lo + f0, c_hi + f0, h_lo + f0,
-                                       h_hi + f0, sb_lo + f0, sb_hi + f0, ct_q + f0, at_max,
-                                       share, gamma, slide, inv_dx, g + f0, k + f0, l + f0,
-                                       r + f0, E5 + f0, E3 + f0, D_out + f0);
+      fields ? walk(face_row_adjoint<T, false, true, true>, D_out + f0)
+             : walk(face_row_adjoint<T, false, true, false>, D_out + f0);
     else
-      face_row_adjoint<T, false, false>(m, s_lo + f0, s_hi + f0, c_lo + f0, c_hi + f0,
-                                        h_lo + f0, h_hi + f0, sb_lo + f0, sb_hi + f0, ct_q + f0,
-                                        at_max, share, gamma, slide, inv_dx, g + f0, k + f0,
-                                        l + f0, r + f0, E5 + f0, E3 + f0, nullptr);
+      fields ? walk(face_row_adjoint<T, false, false, true>, nullptr)
+             : walk(face_row_adjoint<T, false, false, false>, nullptr);
+    if (fields) return;  // the caller takes E5 and E3 to the cells
     lane_sum(E5, n, c5);
     lane_sum(E3, n, c3);
   };
@@ -472,8 +506,16 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     x_limiters(i);
     const T* h = Hp + (i + 2) * W4;
     const T* r = Sp + (i + 1) * W2;
-    row_adjoint(nx + 1, xspan[2 * i], xspan[2 * i + 1], r, r + 1, cy, cy + 1, h + 1, h + 2, sbx,
-                sbx + 1, ct_q, at_max, share, D_out, G + 1, K + 1, L + 1, R + 1);
+    const int64_t f0 = xspan[2 * i], f1 = xspan[2 * i + 1];
+    // Face f between cells f - 1 and f of row i (the edge cell at the edges).
+    if (fields)
+      glacier_native::face_coefficients(f0, f1, cg + i * nx, cg + i * nx, cs + i * nx,
+                                        cs + i * nx, 1, nx - 1, FG, FS);
+    row_adjoint(nx + 1, f0, f1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_q, at_max,
+                share, D_out, G + 1, K + 1, L + 1, R + 1);
+    if (fields)
+      face_coefficients_adjoint(f0, f1, E5, E3, ct_cg + i * nx, ct_cg + i * nx, ct_cs + i * nx,
+                                ct_cs + i * nx, 1, nx - 1);
     G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
     std::fill(gc, gc + W2, T(0));
@@ -520,8 +562,16 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
     const int64_t o0 = slot(f), o1 = slot(f + 1);
     const T *r0 = Sp + f * W2 + 1, *r1 = Sp + (f + 1) * W2 + 1;
     const T *h0 = Hp + (f + 1) * W4 + 2, *h1 = Hp + (f + 2) * W4 + 2;
-    row_adjoint(nx, yspan[2 * f], yspan[2 * f + 1], r0, r1, cx + o0, cx + o1, h0, h1, sby + o0,
-                sby + o1, ct_q, at_max, share, D_out, G, K, L, R);
+    const int64_t j0 = yspan[2 * f], j1 = yspan[2 * f + 1];
+    // Face f of column j between cell rows f - 1 and f (the edge row at the edges).
+    const int64_t a = std::max<int64_t>(f - 1, 0) * nx, b = std::min<int64_t>(f, ny - 1) * nx;
+    if (fields)
+      glacier_native::face_coefficients(j0, j1, cg + a, cg + b, cs + a, cs + b, 0, nx, FG, FS);
+    row_adjoint(nx, j0, j1, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_q, at_max,
+                share, D_out, G, K, L, R);
+    if (fields)
+      face_coefficients_adjoint(j0, j1, E5, E3, ct_cg + a, ct_cg + b, ct_cs + a, ct_cs + b, 0,
+                                nx);
     y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + o0,
                       gcx + o1, gsby + o0, gsby + o1, gHp + (f + 1) * W4 + 2,
                       gHp + (f + 2) * W4 + 2);
@@ -598,6 +648,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, T dx, int64_t ny,
       if (j >= 0) ch[j] += g[b];
     }
   }
+  if (fields) return;
   T ct_gamma = T(0), ct_slide = T(0);
   for (int k = 0; k < 8; ++k) ct_gamma += c5[k], ct_slide += c3[k];
   ct_coef[0] = ct_gamma;
@@ -609,27 +660,32 @@ ffi::Error faces_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<D
                           ffi::Buffer<DT> dmax, ffi::Buffer<DT> ct_qx, ffi::Buffer<DT> ct_qy,
                           ffi::Buffer<DT> ct_dmax, ffi::Buffer<DT> ct_H_in, double dx,
                           int64_t periodic_y, int64_t periodic_x, int64_t has_ct_in,
-                          ffi::ResultBuffer<DT> ct_H,
+                          int64_t coef_fields, ffi::ResultBuffer<DT> ct_H,
                           ffi::ResultBuffer<DT> ct_bed, ffi::ResultBuffer<DT> ct_coef) {
   using T = ffi::NativeType<DT>;
   int64_t ny, nx, batch;
   if (!grid_dims(H.dimensions(), ny, nx, batch))
     return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
-  if (bed.element_count() != H.element_count() || coef.element_count() != 2 * batch
+  const int64_t per = coef_fields ? 2 * ny * nx : 2;  // coefficients per glacier
+  if (bed.element_count() != H.element_count() || coef.element_count() != per * batch
       || ct_qx.element_count() != batch * ny * (nx + 1)
       || ct_qy.element_count() != batch * (ny + 1) * nx || ct_dmax.element_count() != batch
       || ct_H_in.element_count() != H.element_count())
     return ffi::Error::InvalidArgument("the faces adjoint's arguments do not fit H");
   (void)dmax;
   const std::function<void(int64_t)> one = [&](int64_t g) {
-    const T* c = coef.typed_data() + 2 * g;
-    faces_vjp_one<T>(H.typed_data() + g * ny * nx, bed.typed_data() + g * ny * nx, c[0], c[1],
-                     T(dx), ny, nx, periodic_y != 0, periodic_x != 0,
+    const T* c = coef.typed_data() + per * g;
+    T* ct_c = ct_coef->typed_data() + per * g;
+    const bool fields = coef_fields != 0;
+    faces_vjp_one<T>(H.typed_data() + g * ny * nx, bed.typed_data() + g * ny * nx,
+                     fields ? T(0) : c[0], fields ? T(0) : c[1], fields ? c : nullptr,
+                     fields ? c + ny * nx : nullptr, T(dx), ny, nx, periodic_y != 0,
+                     periodic_x != 0,
                      ct_qx.typed_data() + g * ny * (nx + 1),
                      ct_qy.typed_data() + g * (ny + 1) * nx, ct_dmax.typed_data()[g],
                      has_ct_in ? ct_H_in.typed_data() + g * ny * nx : nullptr,
                      ct_H->typed_data() + g * ny * nx, ct_bed->typed_data() + g * ny * nx,
-                     ct_coef->typed_data() + 2 * g);
+                     ct_c, fields ? ct_c : nullptr, fields ? ct_c + ny * nx : nullptr);
   };
   // The batch's glaciers shared with XLA's intra-op threads when together they are large
   // enough (each glacier whole on one thread).
@@ -655,6 +711,7 @@ ffi::Error faces_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<D
       .Attr<int64_t>("periodic_y")               \
       .Attr<int64_t>("periodic_x")               \
       .Attr<int64_t>("has_ct_in")                \
+      .Attr<int64_t>("coef_fields")              \
       .Ret<ffi::Buffer<DT>>()                    \
       .Ret<ffi::Buffer<DT>>()                    \
       .Ret<ffi::Buffer<DT>>()

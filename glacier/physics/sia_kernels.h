@@ -112,6 +112,22 @@ inline void ice_span(const T* row, int64_t n, int64_t& lo, int64_t& hi) {
   hi = (lo < n) ? last_nonzero_end(row, n) : 0;
 }
 
+// The law's coefficients (gamma, slide) at faces [f0, f1) of a row, into fg[f] and fs[f]: the
+// mean of the coefficient fields' cells lo[max(f - shift, 0)] and hi[min(f, last)]
+// (``grid.cell_to_face``: 0.5 (lo + hi), the domain's edges taking the edge cell's). An
+// x-face row i: lo = hi = row i, shift 1, last nx - 1 (face f between cells f - 1 and f); a
+// y-face row f: the cell rows max(f - 1, 0) and min(f, ny - 1), shift 0, last nx.
+template <typename T>
+inline void face_coefficients(int64_t f0, int64_t f1, const T* g_lo, const T* g_hi,
+                              const T* s_lo, const T* s_hi, int64_t shift, int64_t last, T* fg,
+                              T* fs) {
+  for (int64_t f = f0; f < f1; ++f) {
+    const int64_t a = std::max<int64_t>(f - shift, 0), b = std::min<int64_t>(f, last);
+    fg[f] = T(0.5) * (g_lo[a] + g_hi[b]);
+    fs[f] = T(0.5) * (s_lo[a] + s_hi[b]);
+  }
+}
+
 // Cells of a batch from which its glaciers are shared with XLA's intra-op threads (below,
 // waking a thread costs more than it saves; as the face kernel's bands of one glacier).
 constexpr int64_t kParallelBatchCells = 32768;
