@@ -269,6 +269,22 @@ class ClosedOutline:
     def diffusivity(self, H, slope2, axis):
         return self.rheology.diffusivity(H, slope2, axis) * faces_within(self.mask, axis)
 
+    def native_coefficients(self):
+        """The wrapped law's coefficients for the native kernel as cell fields, with the mask
+        as their outline weight (``sia.glen3_coefficients``), or None when the wrapped law
+        has none (looked up on its class, as ``sia.fluxes`` does)."""
+        inner = getattr(type(self.rheology), "native_coefficients", None)
+        coef = inner(self.rheology) if inner is not None else None
+        if coef is None:
+            return None
+        mask = jnp.asarray(self.mask)
+        if coef.ndim == 1:
+            coef = jnp.concatenate([jnp.broadcast_to(coef[:, None, None], (2, *mask.shape)),
+                                    jnp.ones((1, *mask.shape), coef.dtype)])
+        if coef.shape[1:] != mask.shape:
+            return None
+        return coef.at[2].multiply(mask.astype(coef.dtype))
+
     def surface_speed(self, H, slope2):
         return self.rheology.surface_speed(H, slope2)
 

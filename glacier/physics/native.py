@@ -204,15 +204,17 @@ def _grid(dx: float, periodic: tuple[bool, bool]) -> dict:
 
 
 def coef_fields(H, coef) -> bool:
-    """Whether ``coef`` holds the law's coefficients as cell fields, (..., 2, ny, nx) for H
-    (..., ny, nx), rather than (..., 2)."""
+    """Whether ``coef`` holds the law's coefficients as cell fields, (..., 3, ny, nx) for H
+    (..., ny, nx): Gamma, fs (rho g)^n and an outline weight (``sia.glen3_coefficients``),
+    rather than (..., 2)."""
     return jnp.ndim(coef) == jnp.ndim(H) + 1
 
 
 def faces_call(H, bed, coef, *, dx: float, periodic: tuple[bool, bool]):
     """The FFI call: (qx, qy, D_max) for H, bed (..., ny, nx) and coef (..., 2) = (Gamma,
-    fs (rho g)^n), or coef (..., 2, ny, nx): the two per cell (each face takes the mean of its
-    two cells', ``grid.cell_to_face``)."""
+    fs (rho g)^n), or coef (..., 3, ny, nx): the two per cell and an outline weight (each face
+    takes the mean of its two cells' coefficients, ``grid.cell_to_face``, times the product
+    of their weights, ``grid.faces_within``)."""
     *lead, ny, nx = H.shape
     out = (jax.ShapeDtypeStruct((*lead, ny, nx + 1), H.dtype),
            jax.ShapeDtypeStruct((*lead, ny + 1, nx), H.dtype),

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import jax.numpy as jnp
 
-from ..grid import Grid, cell_to_face
+from ..grid import Grid, cell_to_face, faces_within
 from . import native
 from .faces import face_states_autodiff
 from .faces_adjoint import face_states_custom
@@ -80,27 +80,31 @@ def glen_diffusivity_parts(H, slope2, A, *, n: float, rho: float, g: float, fs=0
 
 def glen3_coefficients(A, fs, *, n: float, rho: float, g: float):
     """(Gamma, fs (rho g)^n) as one array, the coefficients of ``coef_diffusivity``, when the
-    native kernel can take the law (n = 3): of shape (2,) for scalar A and fs, (2, ny, nx) per
-    cell when either is a (ny, nx) field (a scalar one then broadcast); None otherwise."""
+    native kernel can take the law (n = 3): of shape (2,) for scalar A and fs; when either is
+    a (ny, nx) field, (3, ny, nx): the two per cell (a scalar one broadcast) and an outline
+    weight of 1 (``laws.ClosedOutline`` sets it to its mask); None otherwise."""
     shapes = {jnp.shape(A), jnp.shape(fs)} - {()}
     if float(n) != 3.0 or len(shapes) > 1 or any(len(s) != 2 for s in shapes):
         return None
     dtype = jnp.result_type(A, fs)
     parts = [jnp.asarray(glen_gamma(A, n, rho, g), dtype), jnp.asarray(fs * (rho * g) ** n, dtype)]
     if shapes:
-        parts = [jnp.broadcast_to(p, next(iter(shapes))) for p in parts]
+        shape = next(iter(shapes))
+        parts = [jnp.broadcast_to(p, shape) for p in parts] + [jnp.ones(shape, dtype)]
     return jnp.stack(parts)
 
 
 def coef_diffusivity(H, slope2, coef, axis: int | None = None):
     """Glen's n = 3 diffusivity from ``glen3_coefficients``: Gamma H^5 s2 + fs (rho g)^3 H^3 s2
-    (``glen_diffusivity_parts`` summed). Coefficient fields (2, ny, nx) are averaged to the
-    faces normal to ``axis`` (``grid.cell_to_face``, as ``laws.GlenLaw`` does a field A)."""
+    (``glen_diffusivity_parts`` summed). Coefficient fields (3, ny, nx) are averaged to the
+    faces normal to ``axis`` (``grid.cell_to_face``, as ``laws.GlenLaw`` does a field A) and
+    weighted by the outline's ``grid.faces_within`` (``laws.ClosedOutline``)."""
     coef = coef.astype(H.dtype)
-    gamma, slide = coef[0], coef[1]
-    if coef.ndim > 1:
-        gamma, slide = cell_to_face(gamma, axis), cell_to_face(slide, axis)
-    return gamma * power(H, 5.0) * slope2 + slide * power(H, 3.0) * slope2
+    if coef.ndim == 1:
+        return coef[0] * power(H, 5.0) * slope2 + coef[1] * power(H, 3.0) * slope2
+    gamma, slide = cell_to_face(coef[0], axis), cell_to_face(coef[1], axis)
+    D = gamma * power(H, 5.0) * slope2 + slide * power(H, 3.0) * slope2
+    return D * faces_within(coef[2], axis)
 
 
 def face_states(H, bed, grid: Grid, *, custom_vjp: bool = True):
@@ -149,8 +153,9 @@ def fluxes(H, bed, rheology: Rheology, grid: Grid, *, custom_vjp: bool = True,
     the same values and gradients to round-off (``GLACIER_NATIVE_VJP=0``: reverse mode through
     the expressions below).
     """
-    # Looked up on the class: a wrapper that forwards attributes (laws.ClosedOutline) changes
-    # the diffusivity, so it must not hand over its wrapped law's coefficients.
+    # Looked up on the class: a wrapper that forwards attributes (as laws.ClosedOutline does)
+    # changes the diffusivity, so it must not hand over its wrapped law's coefficients
+    # (ClosedOutline gives its own: the wrapped law's with the outline as their weight).
     native_coef = getattr(type(rheology), "native_coefficients", None)
     coef = native_coef(rheology) if (native_coef is not None and custom_vjp) else None
     if (coef is not None and jnp.ndim(H) == 2 and jnp.shape(coef)[1:] in ((), jnp.shape(H))

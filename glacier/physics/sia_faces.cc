@@ -10,9 +10,10 @@
 // in the input still reaches D_max, which is what the solver's blow-up check reads.
 //
 // Inputs: H (..., ny, nx), bed (..., ny, nx), coef (..., 2) = (gamma, slide) [per batch
-// element], or with the attribute coef_fields (..., 2, ny, nx): gamma and slide per cell, each
-// face taking the mean of its two cells' (the domain's edges the edge cell's: ``grid.
-// cell_to_face``, as ``laws.GlenLaw.diffusivity`` averages a field A); attributes dx,
+// element], or with the attribute coef_fields (..., 3, ny, nx): gamma, slide and an outline
+// weight per cell, each face taking the mean of its two cells' coefficients (the domain's
+// edges the edge cell's: ``grid.cell_to_face``, as ``laws.GlenLaw.diffusivity`` averages a
+// field A) times the product of their weights (``laws.ClosedOutline``); attributes dx,
 // periodic_y, periodic_x, coef_fields. Outputs: qx (..., ny, nx + 1), qy (..., ny + 1, nx),
 // dmax (...).
 #include <algorithm>
@@ -128,9 +129,9 @@ constexpr int64_t kBand = 16;
 
 // Fluxes of x-face rows [r0, r1) and y-face rows [r0, fe) (fe = r1, or ny + 1 for the last
 // band), with the running maxima of D in m8 and NaN seen in nan8. The law's coefficients:
-// gamma and slide, or (cg not null) the cell fields cg, cs.
+// gamma and slide, or (cf not null) the cell fields of ``glacier_native::face_coefficients``.
 template <typename T>
-void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cg, const T* cs, T inv_dx,
+void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cf, T inv_dx,
                 int64_t ny, int64_t nx, bool py, bool px, int64_t r0, int64_t r1, T* qx, T* qy,
                 T* m8, T* nan8) {
   const int64_t fe = (r1 == ny) ? ny + 1 : r1;
@@ -148,8 +149,8 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cg, const T
   T* sbx = grow(scratch.sbx, (r1 - r0) * (nx + 2));
   T* sby = grow(scratch.sby, (fe + 1 - r0) * nx);
   T* d = grow(scratch.d, nx + 1);
-  T* fg = cg ? grow(scratch.fg, nx + 1) : nullptr;  // one row of faces' coefficients
-  T* fsl = cg ? grow(scratch.fs, nx + 1) : nullptr;
+  T* fg = cf ? grow(scratch.fg, nx + 1) : nullptr;  // one row of faces' coefficients
+  T* fsl = cf ? grow(scratch.fs, nx + 1) : nullptr;
   auto hp = [=](int64_t a) { return Hp + (a - r0) * W; };
   auto sp = [=](int64_t a) { return Sp + (a - r0) * SW; };
   for (int64_t a = r0; a < fe + 3; ++a) {
@@ -279,9 +280,9 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cg, const T
     const T* s = sp(i + 1) + f0;
     const T* c = cy + (i - r0) * SW + f0;
     const T* sb = sbx + (i - r0) * (nx + 2) + f0;
-    if (cg) {  // x-face f between cells f - 1 and f of row i (the edge cell at the edges)
-      glacier_native::face_coefficients(f0, f1, cg + i * nx, cg + i * nx, cs + i * nx,
-                                        cs + i * nx, 1, nx - 1, fg, fsl);
+    if (cf) {  // x-face f between cells f - 1 and f of row i (the edge cell at the edges)
+      glacier_native::face_coefficients(f0, f1, cf + i * nx, cf + i * nx, ny * nx, 1, nx - 1, fg,
+                                        fsl);
       face_row<T, true>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
                         fg + f0, fsl + f0, inv_dx, q + f0, d);
     } else {
@@ -300,15 +301,15 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cg, const T
     }
     std::fill(q, q + j0, T(0));
     std::fill(q + j1, q + nx, T(0));
-    if (cg) {  // y-face f between cell rows f - 1 and f (the edge row at the edges)
+    if (cf) {  // y-face f between cell rows f - 1 and f (the edge row at the edges)
       const int64_t a = std::max<int64_t>(f - 1, 0) * nx, b = std::min<int64_t>(f, ny - 1) * nx;
-      glacier_native::face_coefficients(j0, j1, cg + a, cg + b, cs + a, cs + b, 0, nx, fg, fsl);
+      glacier_native::face_coefficients(j0, j1, cf + a, cf + b, ny * nx, 0, nx, fg, fsl);
     }
-    const auto row = cg ? face_row<T, true> : face_row<T, false>;
+    const auto row = cf ? face_row<T, true> : face_row<T, false>;
     row(j1 - j0, sp(f) + 1 + j0, sp(f + 1) + 1 + j0, cx + (f - r0) * nx + j0,
         cx + (f + 1 - r0) * nx + j0, hp(f + 1) + 2 + j0, hp(f + 2) + 2 + j0,
         sby + (f - r0) * nx + j0, sby + (f + 1 - r0) * nx + j0, gamma, slide,
-        cg ? fg + j0 : nullptr, cg ? fsl + j0 : nullptr, inv_dx, q + j0, d);
+        cf ? fg + j0 : nullptr, cf ? fsl + j0 : nullptr, inv_dx, q + j0, d);
     lane_max(d, j1 - j0, m8, nan8);
   }
 }
@@ -322,7 +323,7 @@ constexpr int64_t kParallelCells = 32768;
 // no task starts, and waits only for bands that a task claimed; the shared state lives as
 // long as the last task that holds it.
 template <typename T>
-void faces_one(const T* H, const T* bed, T gamma, T slide, const T* cg, const T* cs, T dx,
+void faces_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx,
                int64_t ny, int64_t nx, bool py, bool px, T* qx, T* qy, T* dmax_out,
                ffi::ThreadPool* pool) {
   const T inv_dx = T(1) / dx;
@@ -337,7 +338,7 @@ void faces_one(const T* H, const T* bed, T gamma, T slide, const T* cg, const T*
   auto work = [=]() {
     for (int64_t b = shared->next.fetch_add(1); b < nb; b = shared->next.fetch_add(1)) {
       const int64_t r0 = b * kBand;
-      faces_band<T>(H, bed, gamma, slide, cg, cs, inv_dx, ny, nx, py, px, r0,
+      faces_band<T>(H, bed, gamma, slide, cf, inv_dx, ny, nx, py, px, r0,
                     std::min(ny, r0 + kBand), qx, qy, &shared->m8[8 * b], &shared->nan8[8 * b]);
       shared->done.fetch_add(1, std::memory_order_release);
     }
@@ -365,10 +366,10 @@ ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> b
   int64_t ny, nx, batch;
   if (!grid_dims(H.dimensions(), ny, nx, batch))
     return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
-  const int64_t per = coef_fields ? 2 * ny * nx : 2;  // coefficients per glacier
+  const int64_t per = coef_fields ? 3 * ny * nx : 2;  // coefficients per glacier
   if (bed.element_count() != H.element_count() || coef.element_count() != per * batch)
     return ffi::Error::InvalidArgument(
-        "bed must match H and coef hold 2 values (or 2 fields) per glacier");
+        "bed must match H and coef hold 2 values (or 3 fields) per glacier");
   const T* h = H.typed_data();
   const T* b = bed.typed_data();
   const T* c = coef.typed_data();
@@ -380,9 +381,9 @@ ffi::Error faces_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> b
   const bool by_glacier =
       ny * nx < kParallelCells && glacier_native::shares_glaciers(batch, ny * nx);
   const std::function<void(int64_t)> one = [&](int64_t g) {
-    const T* cg = coef_fields ? c + g * per : nullptr;
-    faces_one<T>(h + g * ny * nx, b + g * ny * nx, cg ? T(0) : c[per * g],
-                 cg ? T(0) : c[per * g + 1], cg, cg ? cg + ny * nx : nullptr, T(dx), ny, nx,
+    const T* cf = coef_fields ? c + g * per : nullptr;
+    faces_one<T>(h + g * ny * nx, b + g * ny * nx, cf ? T(0) : c[per * g],
+                 cf ? T(0) : c[per * g + 1], cf, T(dx), ny, nx,
                  periodic_y != 0, periodic_x != 0, ox + g * ny * (nx + 1),
                  oy + g * (ny + 1) * nx, om + g, by_glacier ? nullptr : &pool);
   };

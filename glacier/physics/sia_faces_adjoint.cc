@@ -16,13 +16,12 @@
 // expressions to round-off (``tests/numerics/test_native_adjoint.py``).
 //
 // Inputs: H, bed (..., ny, nx), coef (..., 2) (or, with the attribute coef_fields, the cell
-// fields (..., 2, ny, nx) of sia_faces.cc), dmax (...) (the forward's D_max, unused: the
+// fields (..., 3, ny, nx) of sia_faces.cc), dmax (...) (the forward's D_max, unused: the
 // maxima of the two directions are recomputed), ct_qx (..., ny, nx + 1), ct_qy (..., ny + 1,
 // nx), ct_dmax (...), ct_H_in (..., ny, nx) (a cotangent of H from elsewhere, added to ct_H:
 // the step's other uses of H, so that XLA need not add them in a fusion of its own; read only
 // with the attribute has_ct_in); attributes dx, periodic_y, periodic_x, has_ct_in,
-// coef_fields. Outputs: ct_H, ct_bed (..., ny, nx), ct_coef (the shape of coef: a face's
-// coefficient cotangent goes half to each of its two cells).
+// coef_fields. Outputs: ct_H, ct_bed (..., ny, nx), ct_coef (the shape of coef).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -278,34 +277,39 @@ __attribute__((noinline)) T array_max(const T* __restrict d, int64_t n) {
   return (nan == nan) ? m : std::numeric_limits<T>::quiet_NaN();
 }
 
-// The adjoint of ``glacier_native::face_coefficients``: each face's coefficient cotangents
-// E5[f], E3[f] half to each of its two cells.
+// The adjoint of ``glacier_native::face_coefficients`` (fields from lo and hi, ``cells``
+// apart): the cotangents E5[f], E3[f] of each face's (gamma, slide), as cotangents of its two
+// cells' fields, into ct_lo and ct_hi (laid out as the fields). With the weight w = m_lo m_hi
+// and the means gm, sm: w/2 E5 and w/2 E3 to each cell's gamma and slide, and
+// (gm E5 + sm E3) times the other cell's weight to each cell's weight.
 template <typename T>
 inline void face_coefficients_adjoint(int64_t f0, int64_t f1, const T* E5, const T* E3,
-                                      T* g_lo, T* g_hi, T* s_lo, T* s_hi, int64_t shift,
-                                      int64_t last) {
+                                      const T* lo, const T* hi, T* ct_lo, T* ct_hi,
+                                      int64_t cells, int64_t shift, int64_t last) {
+  const T *g_lo = lo, *g_hi = hi, *s_lo = lo + cells, *s_hi = hi + cells;
+  const T *m_lo = lo + 2 * cells, *m_hi = hi + 2 * cells;
   for (int64_t f = f0; f < f1; ++f) {
     const int64_t a = std::max<int64_t>(f - shift, 0), b = std::min<int64_t>(f, last);
-    const T e5 = T(0.5) * E5[f], e3 = T(0.5) * E3[f];
-    g_lo[a] += e5;
-    g_hi[b] += e5;
-    s_lo[a] += e3;
-    s_hi[b] += e3;
+    const T w = m_lo[a] * m_hi[b];
+    const T e5 = T(0.5) * (w * E5[f]), e3 = T(0.5) * (w * E3[f]);
+    const T ct_w = E5[f] * (T(0.5) * (g_lo[a] + g_hi[b])) + E3[f] * (T(0.5) * (s_lo[a] + s_hi[b]));
+    ct_lo[a] += e5;
+    ct_hi[b] += e5;
+    ct_lo[cells + a] += e3;
+    ct_hi[cells + b] += e3;
+    ct_lo[2 * cells + a] += ct_w * m_hi[b];
+    ct_hi[2 * cells + b] += ct_w * m_lo[a];
   }
 }
 
-// cg, cs: the law's coefficient fields (then their cotangents go to ct_cg, ct_cs, and gamma,
-// slide and ct_coef are not used), or null.
+// cf: the law's coefficient fields (``glacier_native::face_coefficients``; then their
+// cotangents go to ct_cf, and gamma, slide and ct_coef are not used), or null.
 template <typename T>
-void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cg, const T* cs, T dx,
-                   int64_t ny, int64_t nx, bool py, bool px, const T* ct_qx, const T* ct_qy,
-                   T ct_dmax, const T* ct_H_in, T* ct_H, T* ct_bed, T* ct_coef, T* ct_cg,
-                   T* ct_cs) {
-  const bool fields = cg != nullptr;
-  if (fields) {
-    std::fill(ct_cg, ct_cg + ny * nx, T(0));
-    std::fill(ct_cs, ct_cs + ny * nx, T(0));
-  }
+void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx, int64_t ny,
+                   int64_t nx, bool py, bool px, const T* ct_qx, const T* ct_qy, T ct_dmax,
+                   const T* ct_H_in, T* ct_H, T* ct_bed, T* ct_coef, T* ct_cf) {
+  const bool fields = cf != nullptr;
+  if (fields) std::fill(ct_cf, ct_cf + 3 * ny * nx, T(0));
   const T inv_dx = T(1) / dx;
   const int64_t W4 = nx + 4, W2 = nx + 2;
   Scratch<T>& s = scratch<T>();
@@ -509,13 +513,13 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cg, cons
     const int64_t f0 = xspan[2 * i], f1 = xspan[2 * i + 1];
     // Face f between cells f - 1 and f of row i (the edge cell at the edges).
     if (fields)
-      glacier_native::face_coefficients(f0, f1, cg + i * nx, cg + i * nx, cs + i * nx,
-                                        cs + i * nx, 1, nx - 1, FG, FS);
+      glacier_native::face_coefficients(f0, f1, cf + i * nx, cf + i * nx, ny * nx, 1, nx - 1, FG,
+                                        FS);
     row_adjoint(nx + 1, f0, f1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_q, at_max,
                 share, D_out, G + 1, K + 1, L + 1, R + 1);
     if (fields)
-      face_coefficients_adjoint(f0, f1, E5, E3, ct_cg + i * nx, ct_cg + i * nx, ct_cs + i * nx,
-                                ct_cs + i * nx, 1, nx - 1);
+      face_coefficients_adjoint(f0, f1, E5, E3, cf + i * nx, cf + i * nx, ct_cf + i * nx,
+                                ct_cf + i * nx, ny * nx, 1, nx - 1);
     G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
     std::fill(gc, gc + W2, T(0));
@@ -566,11 +570,11 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cg, cons
     // Face f of column j between cell rows f - 1 and f (the edge row at the edges).
     const int64_t a = std::max<int64_t>(f - 1, 0) * nx, b = std::min<int64_t>(f, ny - 1) * nx;
     if (fields)
-      glacier_native::face_coefficients(j0, j1, cg + a, cg + b, cs + a, cs + b, 0, nx, FG, FS);
+      glacier_native::face_coefficients(j0, j1, cf + a, cf + b, ny * nx, 0, nx, FG, FS);
     row_adjoint(nx, j0, j1, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_q, at_max,
                 share, D_out, G, K, L, R);
     if (fields)
-      face_coefficients_adjoint(j0, j1, E5, E3, ct_cg + a, ct_cg + b, ct_cs + a, ct_cs + b, 0,
+      face_coefficients_adjoint(j0, j1, E5, E3, cf + a, cf + b, ct_cf + a, ct_cf + b, ny * nx, 0,
                                 nx);
     y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + o0,
                       gcx + o1, gsby + o0, gsby + o1, gHp + (f + 1) * W4 + 2,
@@ -666,7 +670,7 @@ ffi::Error faces_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<D
   int64_t ny, nx, batch;
   if (!grid_dims(H.dimensions(), ny, nx, batch))
     return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
-  const int64_t per = coef_fields ? 2 * ny * nx : 2;  // coefficients per glacier
+  const int64_t per = coef_fields ? 3 * ny * nx : 2;  // coefficients per glacier
   if (bed.element_count() != H.element_count() || coef.element_count() != per * batch
       || ct_qx.element_count() != batch * ny * (nx + 1)
       || ct_qy.element_count() != batch * (ny + 1) * nx || ct_dmax.element_count() != batch
@@ -678,14 +682,13 @@ ffi::Error faces_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<D
     T* ct_c = ct_coef->typed_data() + per * g;
     const bool fields = coef_fields != 0;
     faces_vjp_one<T>(H.typed_data() + g * ny * nx, bed.typed_data() + g * ny * nx,
-                     fields ? T(0) : c[0], fields ? T(0) : c[1], fields ? c : nullptr,
-                     fields ? c + ny * nx : nullptr, T(dx), ny, nx, periodic_y != 0,
-                     periodic_x != 0,
+                     fields ? T(0) : c[0], fields ? T(0) : c[1], fields ? c : nullptr, T(dx),
+                     ny, nx, periodic_y != 0, periodic_x != 0,
                      ct_qx.typed_data() + g * ny * (nx + 1),
                      ct_qy.typed_data() + g * (ny + 1) * nx, ct_dmax.typed_data()[g],
                      has_ct_in ? ct_H_in.typed_data() + g * ny * nx : nullptr,
                      ct_H->typed_data() + g * ny * nx, ct_bed->typed_data() + g * ny * nx,
-                     ct_c, fields ? ct_c : nullptr, fields ? ct_c + ny * nx : nullptr);
+                     ct_c, fields ? ct_c : nullptr);
   };
   // The batch's glaciers shared with XLA's intra-op threads when together they are large
   // enough (each glacier whole on one thread).

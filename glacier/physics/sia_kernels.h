@@ -112,19 +112,24 @@ inline void ice_span(const T* row, int64_t n, int64_t& lo, int64_t& hi) {
   hi = (lo < n) ? last_nonzero_end(row, n) : 0;
 }
 
-// The law's coefficients (gamma, slide) at faces [f0, f1) of a row, into fg[f] and fs[f]: the
-// mean of the coefficient fields' cells lo[max(f - shift, 0)] and hi[min(f, last)]
-// (``grid.cell_to_face``: 0.5 (lo + hi), the domain's edges taking the edge cell's). An
-// x-face row i: lo = hi = row i, shift 1, last nx - 1 (face f between cells f - 1 and f); a
-// y-face row f: the cell rows max(f - 1, 0) and min(f, ny - 1), shift 0, last nx.
+// The law's coefficient fields per cell: gamma, slide and the outline weight m (1, or 0
+// outside a closed outline), each ``cells`` values apart. The coefficients (gamma, slide) at
+// faces [f0, f1) of a row, into fg[f] and fs[f], are w 0.5 (lo + hi) with w = m_lo m_hi, of
+// the cells lo[max(f - shift, 0)] and hi[min(f, last)] of the fields' rows: the mean of the
+// two cells (``grid.cell_to_face``, the domain's edges taking the edge cell's) and zero on a
+// face between a cell of the outline and one outside (``grid.faces_within``). An x-face row
+// i: lo = hi = row i, shift 1, last nx - 1 (face f between cells f - 1 and f); a y-face row f:
+// the cell rows max(f - 1, 0) and min(f, ny - 1), shift 0, last nx.
 template <typename T>
-inline void face_coefficients(int64_t f0, int64_t f1, const T* g_lo, const T* g_hi,
-                              const T* s_lo, const T* s_hi, int64_t shift, int64_t last, T* fg,
-                              T* fs) {
+inline void face_coefficients(int64_t f0, int64_t f1, const T* lo, const T* hi, int64_t cells,
+                              int64_t shift, int64_t last, T* fg, T* fs) {
+  const T *g_lo = lo, *g_hi = hi, *s_lo = lo + cells, *s_hi = hi + cells;
+  const T *m_lo = lo + 2 * cells, *m_hi = hi + 2 * cells;
   for (int64_t f = f0; f < f1; ++f) {
     const int64_t a = std::max<int64_t>(f - shift, 0), b = std::min<int64_t>(f, last);
-    fg[f] = T(0.5) * (g_lo[a] + g_hi[b]);
-    fs[f] = T(0.5) * (s_lo[a] + s_hi[b]);
+    const T w = m_lo[a] * m_hi[b];
+    fg[f] = w * (T(0.5) * (g_lo[a] + g_hi[b]));
+    fs[f] = w * (T(0.5) * (s_lo[a] + s_hi[b]));
   }
 }
 

@@ -127,12 +127,24 @@ def test_build_is_cached_and_reports_a_missing_compiler(tmp_path, monkeypatch):
 
 
 def test_a_wrapped_law_is_not_taken_for_glen():
-    """``ClosedOutline`` forwards its law's attributes; the kernel must not see through it."""
-    from glacier.laws import ClosedOutline
+    """A wrapper that forwards its law's attributes (as ``ClosedOutline`` does) but changes the
+    diffusivity: the kernel must not see through it to the wrapped law's coefficients.
+    (``ClosedOutline`` gives coefficients of its own: ``test_native_fields.py``.)"""
+
+    class Doubled:
+        def __init__(self, law):
+            self.law = law
+
+        def diffusivity(self, H, slope2, axis):
+            return 2.0 * self.law.diffusivity(H, slope2, axis)
+
+        def __getattr__(self, name):
+            return getattr(self.law, name)
 
     grid = Grid(ny=6, nx=7, dx=100.0)
     H, bed = _case(np.random.default_rng(2), 6, 7, jnp.float64)
-    law = ClosedOutline(GlenLaw(A=7.6e-17), jnp.ones((6, 7)))
+    law = Doubled(GlenLaw(A=7.6e-17))
+    assert law.native_coefficients() is not None  # forwarded, yet not used
     hlo = jax.jit(lambda H, b: sia.fluxes(H, b, law, grid)).lower(H, bed).as_text()
     assert "glacier_sia_faces" not in hlo
 

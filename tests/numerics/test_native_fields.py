@@ -1,10 +1,11 @@
 """The native face kernel and its adjoint with the law's coefficients as cell fields: Glen's law
 with a field A and a field (or scalar) sliding fs, as ``glacier-invert`` runs it (invert.A=field,
-invert.sliding=field). Each face takes the mean of its two cells' coefficients (the edge cell's
-at the domain's edges: ``grid.cell_to_face``, as ``laws.GlenLaw.diffusivity``). The values must
-equal the law's XLA expressions, the adjoint JAX's AD of them (the coefficients' cotangents
-half to each cell of a face), and a solve's gradient with respect to the field that without
-the kernels."""
+invert.sliding=field), and inside a closed outline (``laws.ClosedOutline``, invert.outline=
+closed). Each face takes the mean of its two cells' coefficients (the edge cell's at the
+domain's edges: ``grid.cell_to_face``, as ``laws.GlenLaw.diffusivity``) times the product of
+their outline weights (``grid.faces_within``: no flux across the outline). The values must
+equal the laws' XLA expressions, the adjoint JAX's AD of them, and a solve's gradient with
+respect to the fields that without the kernels."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from glacier.grid import Grid
-from glacier.laws import GlenLaw
+from glacier.laws import ClosedOutline, GlenLaw
 from glacier.physics import native, sia
 
 from .test_native import _case, _rel
@@ -34,6 +35,15 @@ def _fields(rng, ny, nx, dtype, *, sliding="field"):
     return GlenLaw(A=A, fs=fs)
 
 
+def _outline(ny, nx):
+    """A glacier outline (0/1) that does not reach the domain's edges on two sides, with a
+    notch: faces between a cell inside and one outside carry no flux."""
+    mask = np.zeros((ny, nx))
+    mask[2:ny - 3, 1:] = 1.0
+    mask[ny // 2, nx // 3] = 0.0
+    return mask
+
+
 def _law_expressions(H, bed, law, grid):
     """(qx, qy, D_max) as the law's own XLA expressions (``GlenLaw.diffusivity``)."""
     return sia.fluxes(H, bed, law, grid, custom_vjp=False)
@@ -45,14 +55,17 @@ def _law_expressions(H, bed, law, grid):
                                                ("scalar", jnp.float64, 1e-13),
                                                ("none", jnp.float64, 1e-13),
                                                ("field", jnp.float32, 1e-5)])
+@pytest.mark.parametrize("outline", [False, True])
 def test_fluxes_with_coefficient_fields_equal_the_laws_expressions(periodic, sliding, dtype,
-                                                                   tol):
+                                                                   tol, outline):
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         pytest.skip("float64 needs x64")
     rng = np.random.default_rng(21)
     grid = Grid(ny=17, nx=23, dx=100.0, periodic=periodic)
     H, bed = _case(rng, grid.ny, grid.nx, dtype, cliffs=True)
     law = _fields(rng, grid.ny, grid.nx, dtype, sliding=sliding)
+    if outline:
+        law = ClosedOutline(law, jnp.asarray(_outline(grid.ny, grid.nx), dtype))
     run = jax.jit(lambda H, law: sia.fluxes(H, bed, law, grid))
     assert native.TARGETS[np.dtype(dtype)] in run.lower(H, law).as_text()
     fast = run(H, law)
@@ -60,21 +73,49 @@ def test_fluxes_with_coefficient_fields_equal_the_laws_expressions(periodic, sli
     for name, a, b in zip(("qx", "qy", "D_max"), fast, slow, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype, name
         assert _rel(a, b) <= tol, (name, _rel(a, b))
+    if outline:  # nothing crosses the outline (the rows outside it hold ice)
+        assert float(jnp.max(jnp.abs(fast[1][2]))) == 0.0 < float(jnp.max(jnp.abs(slow[1][3])))
+
+
+@needs_kernel
+def test_a_closed_outline_around_a_scalar_law_takes_the_kernel():
+    """``ClosedOutline`` around Glen's law with scalar A: its coefficients become fields with
+    the mask as their weight, and the fluxes equal the wrapper's expressions."""
+    rng = np.random.default_rng(26)
+    grid = Grid(ny=12, nx=15, dx=100.0)
+    H, bed = _case(rng, grid.ny, grid.nx, jnp.float64)
+    law = ClosedOutline(GlenLaw(A=7.6e-17, fs=2e-12), jnp.asarray(_outline(12, 15)))
+    coef = law.native_coefficients()
+    assert coef.shape == (3, 12, 15)
+    np.testing.assert_array_equal(coef[2], _outline(12, 15))
+    run = jax.jit(lambda H: sia.fluxes(H, bed, law, grid))
+    assert native.TARGETS[np.dtype("float64")] in run.lower(H).as_text()
+    slow = jax.jit(lambda H: _law_expressions(H, bed, law, grid))(H)
+    for a, b in zip(run(H), slow, strict=True):
+        assert _rel(a, b) <= 1e-13
 
 
 def test_the_coefficient_fields_are_gamma_and_sliding_per_cell():
     A = jnp.asarray(np.linspace(1e-17, 9e-17, 12).reshape(3, 4))
     law = GlenLaw(A=A, fs=2e-12)
     coef = law.native_coefficients()
-    assert coef.shape == (2, 3, 4)
+    assert coef.shape == (3, 3, 4)
     np.testing.assert_allclose(coef[0], sia.glen_gamma(A, 3.0, law.rho, law.g), rtol=1e-15)
     np.testing.assert_allclose(coef[1], 2e-12 * (law.rho * law.g) ** 3, rtol=1e-15)
+    np.testing.assert_array_equal(coef[2], 1.0)  # no outline
     assert GlenLaw(A=7.6e-17).native_coefficients().shape == (2,)
     assert GlenLaw(A=A, fs=jnp.ones((4, 3))).native_coefficients() is None  # shapes differ
 
 
-def _field_coef(rng, ny, nx, dtype):
-    return _fields(rng, ny, nx, dtype).native_coefficients().astype(dtype)
+def _field_coef(rng, ny, nx, dtype, *, outline=True):
+    """Coefficient fields with an outline weight: the mask of ``_outline``, with a few cells
+    at other values than 0 and 1 so that its cotangent is tested away from a mask's values."""
+    coef = _fields(rng, ny, nx, dtype).native_coefficients().astype(dtype)
+    if not outline:
+        return coef
+    weight = _outline(ny, nx)
+    weight[ny // 2, nx // 2:nx // 2 + 3] = [0.5, 0.8, 1.3]
+    return coef.at[2].set(jnp.asarray(weight, dtype))
 
 
 ADJOINT_CASES = ([(p, "cliffs", jnp.float64, 1e-12) for p in PERIODIC]
@@ -85,8 +126,9 @@ ADJOINT_CASES = ([(p, "cliffs", jnp.float64, 1e-12) for p in PERIODIC]
 @needs_kernel
 @pytest.mark.parametrize("periodic,case,dtype,tol", ADJOINT_CASES)
 def test_faces_adjoint_with_coefficient_fields_equals_jax_ad(periodic, case, dtype, tol):
-    """Cotangents of H, bed and both coefficient fields, with D_max's cotangent and without
-    (skipped), on cliffs and bedrock steps and on islands of ice (rows skipped)."""
+    """Cotangents of H, bed and the coefficient fields (outline weight included), with
+    D_max's cotangent and without (skipped), on cliffs and bedrock steps and on islands of
+    ice (rows skipped)."""
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         pytest.skip("float64 needs x64")
     rng = np.random.default_rng(22)
@@ -109,7 +151,7 @@ def test_faces_adjoint_with_coefficient_fields_at_ties(periodic):
     rng = np.random.default_rng(23)
     grid = Grid(ny=8, nx=8, dx=64.0, periodic=periodic)
     bed = jnp.asarray(np.add.outer(np.zeros(8), 16.0 * np.arange(8)))
-    coef = jnp.stack([jnp.full((8, 8), 1e-10), jnp.full((8, 8), 3e-13)])
+    coef = jnp.stack([jnp.full((8, 8), 1e-10), jnp.full((8, 8), 3e-13), jnp.ones((8, 8))])
     for H in (jnp.full((8, 8), 128.0), jnp.zeros((8, 8))):
         _compare(grid, H, bed, coef, rng, 1.7, 1e-12)
 
@@ -149,7 +191,7 @@ def test_coefficient_fields_batch_under_vmap():
 def test_solve_gradient_with_respect_to_a_field_of_A(periodic, monkeypatch):
     """The gradient of a thickness misfit after 5 a (steps sized by D_max) with respect to a
     field log A, a field fs and H0, with the kernels, equals that without any kernel (1e-9):
-    what a field inversion differentiates."""
+    what a field inversion differentiates (in a closed outline on the non-periodic grid)."""
     from glacier.physics import mass_balance
     from glacier.schemes import ExplicitMUSCL
     from glacier.solver import Checkpointed, SaveAt, simulate
@@ -161,8 +203,11 @@ def test_solve_gradient_with_respect_to_a_field_of_A(periodic, monkeypatch):
     fs = jnp.asarray(1e-12 * np.exp(rng.normal(0.0, 0.3, (grid.ny, grid.nx))))
     target = 0.9 * H0
 
+    mask = jnp.asarray(_outline(grid.ny, grid.nx))
+
     def loss(log_A, fs, H):
-        tr = simulate(H, bed, grid=grid, rheology=GlenLaw(A=jnp.exp(log_A), fs=fs),
+        law = GlenLaw(A=jnp.exp(log_A), fs=fs)
+        tr = simulate(H, bed, grid=grid, rheology=law if periodic[0] else ClosedOutline(law, mask),
                       smb=mass_balance.linear(2200.0, 0.005, max_rate=2.0),
                       save_at=SaveAt((0.0, 5.0)), scheme=ExplicitMUSCL(max_dt=1.0, max_steps=400),
                       adjoint=Checkpointed())
