@@ -10,6 +10,11 @@ step with their share and kind, the number of kernels per step and the time outs
 writes JSON (``--out``).
 
     python scripts/profile_step.py [--steps 500] [--top 15] [--size 100] [--out FILE]
+                                   [--law scalar|field|closed]
+
+``--law field``: Glen's law with A as a field (the same value in every cell), as
+``glacier-invert invert.A=field`` runs it; ``closed``: the scalar law in a closed outline (the
+spun-up glacier's cells), as ``invert.outline=closed``.
 
 What it showed (README, "Where a step's time goes"): the two face kernels (MUSCL states,
 slopes, diffusivity and flux of each direction, about 90 HLO operations each) take half of the
@@ -71,10 +76,11 @@ def _profile(mode: str, n_steps: int, trace_dir: str) -> tuple[dict, float, floa
     from glacier import simulation as sim
     from glacier import solver as slv
     from glacier.domains import build_domain
-    from glacier.laws import GlenLaw
+    from glacier.laws import ClosedOutline, GlenLaw
     from glacier.schemes import ExplicitMUSCL
 
     n = int(os.environ.get("PROFILE_SIZE", "100"))  # --size, handed to the child
+    kind = os.environ.get("PROFILE_LAW", "scalar")  # --law
     d = build_domain("synthetic_valley", nx=n, ny=n)
     spun = sim.run(d, save_at=slv.SaveAt((0.0, 100.0)), scheme=ExplicitMUSCL(max_dt=0.1))
     H0, bed = jnp.asarray(spun.thickness[-1]), jnp.asarray(d.bed)
@@ -83,8 +89,13 @@ def _profile(mode: str, n_steps: int, trace_dir: str) -> tuple[dict, float, floa
     scheme = ExplicitMUSCL(max_dt=dt, max_steps=n_steps + 2)
     adjoint = slv.ForwardOnly() if mode == "forward" else slv.Checkpointed()
 
+    outline = (H0 > 0).astype(H0.dtype)
+
     def loss(log_A, H):
-        law = GlenLaw(A=jnp.exp(log_A), rho=d.physics.rho, g=d.physics.g)
+        A = jnp.exp(log_A) * (jnp.ones_like(H) if kind == "field" else 1.0)
+        law = GlenLaw(A=A, rho=d.physics.rho, g=d.physics.g)
+        if kind == "closed":
+            law = ClosedOutline(law, outline)
         tr = slv.simulate(H, bed, grid=d.grid, rheology=law, smb=d.smb, save_at=save_at,
                           scheme=scheme, adjoint=adjoint)
         return jnp.mean((tr.thickness[-1] - 1.01 * H0) ** 2)
@@ -125,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=100,
                     help="cells along each side of the synthetic valley")
     ap.add_argument("--mode", choices=("forward", "gradient", "both"), default="both")
+    ap.add_argument("--law", choices=("scalar", "field", "closed"), default="scalar",
+                    help="Glen's law with a scalar A, a field A, or in a closed outline")
     ap.add_argument("--out", default="profile_step.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -148,7 +161,7 @@ def main(argv=None) -> int:
     for mode in modes:
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, PROFILE_TRACE_DIR=os.path.join(tmp, "trace"),
-                       PROFILE_SIZE=str(args.size),
+                       PROFILE_SIZE=str(args.size), PROFILE_LAW=args.law,
                        PROFILE_DUMP_DIR=os.path.join(tmp, "hlo"),
                        XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_dump_to="
                                   + os.path.join(tmp, "hlo") + " --xla_dump_hlo_as_text"))

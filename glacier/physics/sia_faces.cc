@@ -129,7 +129,7 @@ constexpr int64_t kBand = 16;
 
 // Fluxes of x-face rows [r0, r1) and y-face rows [r0, fe) (fe = r1, or ny + 1 for the last
 // band), with the running maxima of D in m8 and NaN seen in nan8. The law's coefficients:
-// gamma and slide, or (cf not null) the cell fields of ``glacier_native::face_coefficients``.
+// gamma and slide, or (cf not null) the cell fields of ``glacier_native::face_coefficients_run``.
 template <typename T>
 void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cf, T inv_dx,
                 int64_t ny, int64_t nx, bool py, bool px, int64_t r0, int64_t r1, T* qx, T* qy,
@@ -281,8 +281,7 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cf, T inv_d
     const T* c = cy + (i - r0) * SW + f0;
     const T* sb = sbx + (i - r0) * (nx + 2) + f0;
     if (cf) {  // x-face f between cells f - 1 and f of row i (the edge cell at the edges)
-      glacier_native::face_coefficients(f0, f1, cf + i * nx, cf + i * nx, ny * nx, 1, nx - 1, fg,
-                                        fsl);
+      glacier_native::x_face_coefficients(f0, f1, cf + i * nx, nx, ny * nx, fg, fsl);
       face_row<T, true>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
                         fg + f0, fsl + f0, inv_dx, q + f0, d);
     } else {
@@ -303,7 +302,7 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cf, T inv_d
     std::fill(q + j1, q + nx, T(0));
     if (cf) {  // y-face f between cell rows f - 1 and f (the edge row at the edges)
       const int64_t a = std::max<int64_t>(f - 1, 0) * nx, b = std::min<int64_t>(f, ny - 1) * nx;
-      glacier_native::face_coefficients(j0, j1, cf + a, cf + b, ny * nx, 0, nx, fg, fsl);
+      glacier_native::y_face_coefficients(j0, j1, cf + a, cf + b, ny * nx, fg, fsl);
     }
     const auto row = cf ? face_row<T, true> : face_row<T, false>;
     row(j1 - j0, sp(f) + 1 + j0, sp(f + 1) + 1 + j0, cx + (f - r0) * nx + j0,

@@ -179,7 +179,7 @@ struct Scratch {
   // face terms.
   std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB, Z;
   // One row of faces' coefficients (cell fields of the law's coefficients only).
-  std::vector<T> FG, FS;
+  std::vector<T> FG, FS, TERMS;
 };
 
 template <typename T>
@@ -277,32 +277,95 @@ __attribute__((noinline)) T array_max(const T* __restrict d, int64_t n) {
   return (nan == nan) ? m : std::numeric_limits<T>::quiet_NaN();
 }
 
-// The adjoint of ``glacier_native::face_coefficients`` (fields from lo and hi, ``cells``
-// apart): the cotangents E5[f], E3[f] of each face's (gamma, slide), as cotangents of its two
-// cells' fields, into ct_lo and ct_hi (laid out as the fields). With the weight w = m_lo m_hi
-// and the means gm, sm: w/2 E5 and w/2 E3 to each cell's gamma and slide, and
-// (gm E5 + sm E3) times the other cell's weight to each cell's weight.
-template <typename T>
-inline void face_coefficients_adjoint(int64_t f0, int64_t f1, const T* E5, const T* E3,
-                                      const T* lo, const T* hi, T* ct_lo, T* ct_hi,
-                                      int64_t cells, int64_t shift, int64_t last) {
-  const T *g_lo = lo, *g_hi = hi, *s_lo = lo + cells, *s_hi = hi + cells;
-  const T *m_lo = lo + 2 * cells, *m_hi = hi + 2 * cells;
+// The adjoint of the face coefficients (``glacier_native::face_coefficients_run``): from the
+// cotangents E5[f], E3[f] of each face's (gamma, slide), with the weight w = m_lo m_hi and the
+// cells' means gm, sm, each face's terms for its two cells: P5 = w E5 / 2 and P3 = w E3 / 2 to
+// both cells' gamma and slide, and (gm E5 + sm E3) times the other cell's weight to each
+// cell's weight (QL to the low cell, QH to the high one). Faces [f0, f1), cells lo[f - Shift]
+// and hi[f], as in the forward.
+template <int Shift, typename T>
+inline void face_terms_run(int64_t f0, int64_t f1, const T* __restrict lo, const T* __restrict hi,
+                           int64_t cells, const T* __restrict E5, const T* __restrict E3,
+                           T* __restrict P5, T* __restrict P3, T* __restrict QL,
+                           T* __restrict QH) {
+  const T *g_lo = lo, *s_lo = lo + cells, *m_lo = lo + 2 * cells;
+  const T *g_hi = hi, *s_hi = hi + cells, *m_hi = hi + 2 * cells;
   for (int64_t f = f0; f < f1; ++f) {
-    const int64_t a = std::max<int64_t>(f - shift, 0), b = std::min<int64_t>(f, last);
-    const T w = m_lo[a] * m_hi[b];
-    const T e5 = T(0.5) * (w * E5[f]), e3 = T(0.5) * (w * E3[f]);
-    const T ct_w = E5[f] * (T(0.5) * (g_lo[a] + g_hi[b])) + E3[f] * (T(0.5) * (s_lo[a] + s_hi[b]));
-    ct_lo[a] += e5;
-    ct_hi[b] += e5;
-    ct_lo[cells + a] += e3;
-    ct_hi[cells + b] += e3;
-    ct_lo[2 * cells + a] += ct_w * m_hi[b];
-    ct_hi[2 * cells + b] += ct_w * m_lo[a];
+    const T ml = m_lo[f - Shift], mh = m_hi[f], w = ml * mh;
+    const T ct_w = E5[f] * (T(0.5) * (g_lo[f - Shift] + g_hi[f]))
+                   + E3[f] * (T(0.5) * (s_lo[f - Shift] + s_hi[f]));
+    P5[f] = T(0.5) * (w * E5[f]);
+    P3[f] = T(0.5) * (w * E3[f]);
+    QL[f] = ct_w * mh;
+    QH[f] = ct_w * ml;
   }
 }
 
-// cf: the law's coefficient fields (``glacier_native::face_coefficients``; then their
+// Scratch rows of the face terms (nx + 2 values each).
+template <typename T>
+struct FaceTerms {
+  T *P5, *P3, *QL, *QH;
+};
+
+// x-face row ``row`` (faces [f0, f1) of nx + 1): the faces' terms, then gathered per cell
+// (cell j is the high cell of face j and the low cell of face j + 1; the edge faces 0 and nx
+// have the edge cell on both sides), into the cotangent row ``ct`` (laid out as the fields).
+template <typename T>
+inline void x_face_coefficients_adjoint(int64_t f0, int64_t f1, const T* E5, const T* E3,
+                                        const T* row, T* ct, int64_t nx, int64_t cells,
+                                        FaceTerms<T> t) {
+  if (f0 >= f1) return;
+  for (T* v : {t.P5, t.P3, t.QL, t.QH}) {  // zeros beside the faces walked, for the gather
+    if (f0 > 0) v[f0 - 1] = T(0);
+    if (f1 <= nx) v[f1] = T(0);
+  }
+  if (f0 == 0) face_terms_run<0>(0, 1, row, row, cells, E5, E3, t.P5, t.P3, t.QL, t.QH);
+  face_terms_run<1>(std::max<int64_t>(f0, 1), std::min(f1, nx), row, row, cells, E5, E3, t.P5,
+                    t.P3, t.QL, t.QH);
+  if (f1 == nx + 1)
+    face_terms_run<0>(nx - 1, nx, row, row, cells, E5 + 1, E3 + 1, t.P5 + 1, t.P3 + 1,
+                      t.QL + 1, t.QH + 1);
+  const int64_t c0 = std::max<int64_t>(f0 - 1, 0), c1 = std::min(f1, nx);
+  T *cg = ct, *cs = ct + cells, *cm = ct + 2 * cells;
+  const T *P5 = t.P5, *P3 = t.P3, *QL = t.QL, *QH = t.QH;
+  for (int64_t j = c0; j < c1; ++j) {
+    cg[j] += P5[j] + P5[j + 1];
+    cs[j] += P3[j] + P3[j + 1];
+    cm[j] += QH[j] + QL[j + 1];
+  }
+  if (f0 == 0) {  // face 0: cell 0 is its low cell as well
+    cg[0] += P5[0];
+    cs[0] += P3[0];
+    cm[0] += QL[0];
+  }
+  if (f1 == nx + 1) {  // face nx: cell nx - 1 is its high cell as well
+    cg[nx - 1] += P5[nx];
+    cs[nx - 1] += P3[nx];
+    cm[nx - 1] += QH[nx];
+  }
+}
+
+// A y-face row between the cell rows lo and hi (faces [j0, j1)): each face's terms to the
+// cells beside it, into the cotangent rows ct_lo and ct_hi (the same row at the domain's
+// edges).
+template <typename T>
+inline void y_face_coefficients_adjoint(int64_t j0, int64_t j1, const T* E5, const T* E3,
+                                        const T* lo, const T* hi, T* ct_lo, T* ct_hi,
+                                        int64_t cells, FaceTerms<T> t) {
+  face_terms_run<0>(j0, j1, lo, hi, cells, E5, E3, t.P5, t.P3, t.QL, t.QH);
+  for (T* ct : {ct_lo, ct_hi}) {
+    T *cg = ct, *cs = ct + cells;
+    for (int64_t j = j0; j < j1; ++j) {
+      cg[j] += t.P5[j];
+      cs[j] += t.P3[j];
+    }
+  }
+  T *ml = ct_lo + 2 * cells, *mh = ct_hi + 2 * cells;
+  for (int64_t j = j0; j < j1; ++j) ml[j] += t.QL[j];
+  for (int64_t j = j0; j < j1; ++j) mh[j] += t.QH[j];
+}
+
+// cf: the law's coefficient fields (``glacier_native::face_coefficients_run``; then their
 // cotangents go to ct_cf, and gamma, slide and ct_coef are not used), or null.
 template <typename T>
 void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx, int64_t ny,
@@ -464,6 +527,11 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
   T* E3 = grow(s.E3, nrow);
   T* FG = fields ? grow(s.FG, nrow) : nullptr;  // the faces' coefficients of the row walked
   T* FS = fields ? grow(s.FS, nrow) : nullptr;
+  FaceTerms<T> terms{};  // the faces' terms of the coefficients' adjoint (fields only)
+  if (fields) {
+    T* v = grow(s.TERMS, 4 * nrow);
+    terms = FaceTerms<T>{v, v + nrow, v + 2 * nrow, v + 3 * nrow};
+  }
   T c5[8] = {}, c3[8] = {};
   // One row of faces: with ``D_out`` (the first pass, D_max's cotangent not zero) storing
   // their D; with ``share`` not zero (the second) adding it to the faces whose D equals
@@ -513,13 +581,12 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
     const int64_t f0 = xspan[2 * i], f1 = xspan[2 * i + 1];
     // Face f between cells f - 1 and f of row i (the edge cell at the edges).
     if (fields)
-      glacier_native::face_coefficients(f0, f1, cf + i * nx, cf + i * nx, ny * nx, 1, nx - 1, FG,
-                                        FS);
+      glacier_native::x_face_coefficients(f0, f1, cf + i * nx, nx, ny * nx, FG, FS);
     row_adjoint(nx + 1, f0, f1, r, r + 1, cy, cy + 1, h + 1, h + 2, sbx, sbx + 1, ct_q, at_max,
                 share, D_out, G + 1, K + 1, L + 1, R + 1);
     if (fields)
-      face_coefficients_adjoint(f0, f1, E5, E3, cf + i * nx, cf + i * nx, ct_cf + i * nx,
-                                ct_cf + i * nx, ny * nx, 1, nx - 1);
+      x_face_coefficients_adjoint(f0, f1, E5, E3, cf + i * nx, ct_cf + i * nx, nx, ny * nx,
+                                  terms);
     G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
     std::fill(gc, gc + W2, T(0));
@@ -570,12 +637,12 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
     // Face f of column j between cell rows f - 1 and f (the edge row at the edges).
     const int64_t a = std::max<int64_t>(f - 1, 0) * nx, b = std::min<int64_t>(f, ny - 1) * nx;
     if (fields)
-      glacier_native::face_coefficients(j0, j1, cf + a, cf + b, ny * nx, 0, nx, FG, FS);
+      glacier_native::y_face_coefficients(j0, j1, cf + a, cf + b, ny * nx, FG, FS);
     row_adjoint(nx, j0, j1, r0, r1, cx + o0, cx + o1, h0, h1, sby + o0, sby + o1, ct_q, at_max,
                 share, D_out, G, K, L, R);
     if (fields)
-      face_coefficients_adjoint(j0, j1, E5, E3, cf + a, cf + b, ct_cf + a, ct_cf + b, ny * nx, 0,
-                                nx);
+      y_face_coefficients_adjoint(j0, j1, E5, E3, cf + a, cf + b, ct_cf + a, ct_cf + b, ny * nx,
+                                  terms);
     y_face_scatter<T>(nx, G, K, L, R, gSp + f * W2 + 1, gSp + (f + 1) * W2 + 1, gcx + o0,
                       gcx + o1, gsby + o0, gsby + o1, gHp + (f + 1) * W4 + 2,
                       gHp + (f + 2) * W4 + 2);

@@ -113,24 +113,45 @@ inline void ice_span(const T* row, int64_t n, int64_t& lo, int64_t& hi) {
 }
 
 // The law's coefficient fields per cell: gamma, slide and the outline weight m (1, or 0
-// outside a closed outline), each ``cells`` values apart. The coefficients (gamma, slide) at
-// faces [f0, f1) of a row, into fg[f] and fs[f], are w 0.5 (lo + hi) with w = m_lo m_hi, of
-// the cells lo[max(f - shift, 0)] and hi[min(f, last)] of the fields' rows: the mean of the
-// two cells (``grid.cell_to_face``, the domain's edges taking the edge cell's) and zero on a
-// face between a cell of the outline and one outside (``grid.faces_within``). An x-face row
-// i: lo = hi = row i, shift 1, last nx - 1 (face f between cells f - 1 and f); a y-face row f:
-// the cell rows max(f - 1, 0) and min(f, ny - 1), shift 0, last nx.
-template <typename T>
-inline void face_coefficients(int64_t f0, int64_t f1, const T* lo, const T* hi, int64_t cells,
-                              int64_t shift, int64_t last, T* fg, T* fs) {
-  const T *g_lo = lo, *g_hi = hi, *s_lo = lo + cells, *s_hi = hi + cells;
-  const T *m_lo = lo + 2 * cells, *m_hi = hi + 2 * cells;
+// outside a closed outline), each ``cells`` values apart. A face's coefficients (gamma,
+// slide) are w 0.5 (lo + hi) with w = m_lo m_hi, of its two cells lo and hi: the mean of the
+// two cells (``grid.cell_to_face``, the domain's edges taking the edge cell for both) and zero
+// on a face between a cell of the outline and one outside (``grid.faces_within``).
+//
+// Faces [f0, f1) whose cells are lo[f - Shift] and hi[f] (an x-face row's interior: Shift 1,
+// lo = hi = the cell row; a y-face row: Shift 0, lo and hi the cell rows on its two sides),
+// into fg[f] and fs[f]. Plain indices, so that the loop vectorises.
+template <int Shift, typename T>
+inline void face_coefficients_run(int64_t f0, int64_t f1, const T* __restrict lo,
+                                  const T* __restrict hi, int64_t cells, T* __restrict fg,
+                                  T* __restrict fs) {
+  const T *g_lo = lo, *s_lo = lo + cells, *m_lo = lo + 2 * cells;
+  const T *g_hi = hi, *s_hi = hi + cells, *m_hi = hi + 2 * cells;
   for (int64_t f = f0; f < f1; ++f) {
-    const int64_t a = std::max<int64_t>(f - shift, 0), b = std::min<int64_t>(f, last);
-    const T w = m_lo[a] * m_hi[b];
-    fg[f] = w * (T(0.5) * (g_lo[a] + g_hi[b]));
-    fs[f] = w * (T(0.5) * (s_lo[a] + s_hi[b]));
+    const T w = m_lo[f - Shift] * m_hi[f];
+    fg[f] = w * (T(0.5) * (g_lo[f - Shift] + g_hi[f]));
+    fs[f] = w * (T(0.5) * (s_lo[f - Shift] + s_hi[f]));
   }
+}
+
+// The coefficients of faces [f0, f1) of x-face row ``row`` (nx + 1 faces: face f between cells
+// f - 1 and f, the edge faces 0 and nx taking the edge cell for both sides).
+template <typename T>
+inline void x_face_coefficients(int64_t f0, int64_t f1, const T* row, int64_t nx, int64_t cells,
+                                T* fg, T* fs) {
+  if (f0 >= f1) return;
+  if (f0 == 0) face_coefficients_run<0>(0, 1, row, row, cells, fg, fs);
+  face_coefficients_run<1>(std::max<int64_t>(f0, 1), std::min(f1, nx), row, row, cells, fg, fs);
+  if (f1 == nx + 1) {  // fg[nx] from cell nx - 1 on both sides
+    face_coefficients_run<0>(nx - 1, nx, row, row, cells, fg + 1, fs + 1);
+  }
+}
+
+// The coefficients of faces [j0, j1) of a y-face row between the cell rows lo and hi.
+template <typename T>
+inline void y_face_coefficients(int64_t j0, int64_t j1, const T* lo, const T* hi, int64_t cells,
+                                T* fg, T* fs) {
+  face_coefficients_run<0>(j0, j1, lo, hi, cells, fg, fs);
 }
 
 // Cells of a batch from which its glaciers are shared with XLA's intra-op threads (below,
