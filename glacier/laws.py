@@ -279,7 +279,7 @@ class ClosedOutline:
             return None
         mask = jnp.asarray(self.mask)
         if coef.ndim == 1:
-            coef = jnp.concatenate([jnp.broadcast_to(coef[:, None, None], (2, *mask.shape)),
+            coef = jnp.concatenate([sia.coefficients_to_cells(coef, mask.shape),
                                     jnp.ones((1, *mask.shape), coef.dtype)])
         if coef.shape[1:] != mask.shape:
             return None

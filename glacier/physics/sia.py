@@ -23,8 +23,10 @@ All functions are pure; arrays are ``[y, x]`` with units metres and years.
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
+import jax
 import jax.numpy as jnp
 
 from ..grid import Grid, cell_to_face, faces_within
@@ -92,6 +94,27 @@ def glen3_coefficients(A, fs, *, n: float, rho: float, g: float):
         shape = next(iter(shapes))
         parts = [jnp.broadcast_to(p, shape) for p in parts] + [jnp.ones(shape, dtype)]
     return jnp.stack(parts)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def coefficients_to_cells(coef, shape: tuple[int, int]):
+    """The scalar coefficients ``coef`` (k,) as k uniform cell fields (k, *shape) (a law in a
+    closed outline: ``laws.ClosedOutline.native_coefficients``). Its cotangent, the sum of
+    each field's, is one matrix-vector product: XLA's reduction of the two fields took about
+    60 us of a 100 x 100 gradient step."""
+    return jnp.broadcast_to(coef[:, None, None], (coef.shape[0], *shape))
+
+
+def _to_cells_fwd(coef, shape):
+    return coefficients_to_cells(coef, shape), None
+
+
+def _to_cells_bwd(shape, _, ct):
+    ones = jnp.ones((shape[0] * shape[1],), ct.dtype)
+    return (ct.reshape(ct.shape[0], -1) @ ones,)
+
+
+coefficients_to_cells.defvjp(_to_cells_fwd, _to_cells_bwd)
 
 
 def coef_diffusivity(H, slope2, coef, axis: int | None = None):

@@ -222,3 +222,26 @@ def test_solve_gradient_with_respect_to_a_field_of_A(periodic, monkeypatch):
     for a, b in zip(fast, slow, strict=True):
         assert float(jnp.max(jnp.abs(b))) > 0.0
         assert _rel(a, b) <= 1e-9, _rel(a, b)
+
+
+@needs_kernel
+def test_gradient_of_a_scalar_law_in_a_closed_outline():
+    """A scalar A and fs in a closed outline are spread over the cells by
+    ``sia.coefficients_to_cells``, whose cotangent sums each field's as a matrix-vector
+    product: the gradient with respect to log A, fs and H equals the law's XLA expressions'."""
+    rng = np.random.default_rng(27)
+    grid = Grid(ny=12, nx=15, dx=100.0)
+    H, bed = _case(rng, grid.ny, grid.nx, jnp.float64)
+    mask = jnp.asarray(_outline(12, 15))
+    w = jnp.asarray(rng.normal(size=(12, 16)))
+
+    def loss(log_A, fs, H, custom_vjp):
+        law = ClosedOutline(GlenLaw(A=jnp.exp(log_A), fs=fs), mask)
+        qx, qy, d_max = sia.fluxes(H, bed, law, grid, custom_vjp=custom_vjp)
+        return jnp.sum(w * qx) + jnp.sum(qy**2) * 1e-9 + 1e-3 * d_max
+
+    args = (jnp.log(7.6e-17), jnp.asarray(2e-12), H)
+    fast = jax.jit(jax.grad(lambda *a: loss(*a, True), argnums=(0, 1, 2)))(*args)
+    slow = jax.jit(jax.grad(lambda *a: loss(*a, False), argnums=(0, 1, 2)))(*args)
+    for a, b in zip(fast, slow, strict=True):
+        assert _rel(a, b) <= 1e-12, _rel(a, b)
