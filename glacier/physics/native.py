@@ -4,8 +4,9 @@
 states, the cross slopes, the diffusivity and the flux of one direction each
 (``scripts/profile_step.py``). ``sia_faces.cc`` holds
 
-- the **face kernel**: for Glen's law with n = 3, A and sliding scalars or cell fields
-  (forward simulations, the benchmarks, training with A(T), inversions of A and sliding) the same
+- the **face kernel**: for Glen's law with n = 3, A and sliding scalars or cell fields, in a
+  closed outline or not (forward simulations, the benchmarks, training with A(T), inversions
+  of A and sliding) the same
   quantities in one pass, each cell's limiters once, row bands in the first-level cache, XLA's
   intra-op threads from 32 768 cells;
 - the **limiter kernel** (``sia.limited_divergence``, any law's fluxes): the outflow limiter,

@@ -212,7 +212,8 @@ inline Face<T> face(T s_lo, T s_hi, T c_lo, T c_hi, T h_lo, T h_hi, T sb_lo, T s
 // The adjoint terms of a row of n faces, into G (d/dS differences: ct_grad / dx), K (half the
 // cross slope's cotangent, to each of the two cells), L and R (the upwind thickness's
 // cotangent, to the low or the high side's MUSCL state), and E5, E3 (each face's part of the
-// coefficients' cotangents, summed by ``lane_sum``: a sum in the loop would not vectorise).
+// coefficients' cotangents, summed by ``lane_sum``: a sum in the loop would not vectorise; with
+// coefficient fields, taken to the cells by ``x_``/``y_face_coefficients_adjoint``).
 // Ties: the faces whose D equals ``at_max`` take ``share`` of D_max's cotangent besides their
 // own; StoreD: each face's D into D_out (the row's, for its maximum). The law's coefficients:
 // gamma_s and slide_s, or (Field) each face's gam[f] and sld[f].
