@@ -89,15 +89,7 @@ def test_faces_adjoint_batches_under_vmap():
     H, bed = _case(rng, 9, 10, jnp.float64, cliffs=True)
     Hs = jnp.stack([H, 0.5 * H, 0.0 * H])
     coefs = jnp.stack([_coef(jnp.float64), 2.0 * _coef(jnp.float64), _coef(jnp.float64)])
-
-    def loss(H, coef):
-        qx, qy, d_max = sia.fluxes(H, bed, _Law(coef), grid)
-        return jnp.sum(qx * jnp.arange(qx.size).reshape(qx.shape)) + jnp.sum(qy**2) + d_max
-
-    fast = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(Hs, coefs)
-    ref = jax.vmap(jax.grad(lambda H, c: _ref_loss(grid, bed, H, c), argnums=(0, 1)))(Hs, coefs)
-    for a, b in zip(fast, ref, strict=True):
-        assert float(jnp.max(jnp.abs(a - b))) <= 1e-12 * (float(jnp.max(jnp.abs(b))) or 1.0)
+    check_batched_gradient(grid, bed, Hs, coefs)
 
 
 class _Law:
@@ -110,7 +102,23 @@ class _Law:
         return self.coef
 
     def diffusivity(self, H, slope2, axis):
-        return sia.coef_diffusivity(H, slope2, self.coef)
+        return sia.coef_diffusivity(H, slope2, self.coef, axis)
+
+
+def check_batched_gradient(grid, bed, Hs, coefs):
+    """Under ``vmap``, the gradient with respect to H and the coefficients (scalars or cell
+    fields) of a loss of the fluxes through the adjoint kernel equals JAX's AD of the XLA
+    expressions (1e-12)."""
+    def loss(H, coef):
+        qx, qy, d_max = sia.fluxes(H, bed, _Law(coef), grid)
+        return jnp.sum(qx * jnp.arange(qx.size).reshape(qx.shape)) + jnp.sum(qy**2) + d_max
+
+    fast = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(Hs, coefs)
+    ref = jax.jit(jax.vmap(jax.grad(lambda H, c: _ref_loss(grid, bed, H, c),
+                                    argnums=(0, 1))))(Hs, coefs)
+    for a, b in zip(fast, ref, strict=True):
+        assert a.shape == b.shape
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-12 * (float(jnp.max(jnp.abs(b))) or 1.0)
 
 
 def _ref_loss(grid, bed, H, coef):

@@ -19,7 +19,7 @@ from glacier.laws import ClosedOutline, GlenLaw
 from glacier.physics import native, sia
 
 from .test_native import _case, _rel
-from .test_native_adjoint import _compare, _reference
+from .test_native_adjoint import _compare, check_batched_gradient
 from .test_native_ice_free import _islands
 
 needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
@@ -164,26 +164,7 @@ def test_coefficient_fields_batch_under_vmap():
     Hs = jnp.stack([H, 0.5 * H, 0.0 * H])
     coefs = jnp.stack([_field_coef(rng, 9, 10, jnp.float64) for _ in range(3)])
 
-    class Law:  # Glen's n = 3 by its coefficient fields (traced)
-        def __init__(self, coef):
-            self.coef = coef
-
-        def native_coefficients(self):
-            return self.coef
-
-    def loss(fluxes, H, coef):
-        qx, qy, d_max = fluxes(H, coef)
-        return jnp.sum(qx * jnp.arange(qx.size).reshape(qx.shape)) + jnp.sum(qy**2) + d_max
-
-    fast = jax.jit(jax.vmap(jax.grad(
-        lambda H, c: loss(lambda H, c: sia.fluxes(H, bed, Law(c), grid), H, c),
-        argnums=(0, 1))))(Hs, coefs)
-    ref = jax.jit(jax.vmap(jax.grad(
-        lambda H, c: loss(lambda H, c: _reference(grid)(H, bed, c), H, c),
-        argnums=(0, 1))))(Hs, coefs)
-    for a, b in zip(fast, ref, strict=True):
-        assert a.shape == b.shape
-        assert float(jnp.max(jnp.abs(a - b))) <= 1e-12 * float(jnp.max(jnp.abs(b)))
+    check_batched_gradient(grid, bed, Hs, coefs)
 
 
 @needs_kernel
