@@ -423,7 +423,8 @@ template <typename T>
 __attribute__((noinline)) void donor_row(int64_t n, const T* __restrict q,
                                          const T* __restrict s_lo, const T* __restrict s_hi,
                                          T* __restrict out) {
-  for (int64_t f = 0; f < n; ++f) out[f] = q[f] * ((q[f] > T(0)) ? s_lo[f] : s_hi[f]);
+  for (int64_t f = 0; f < n; ++f)
+    out[f] = q[f] * glacier_native::pick(q[f] > T(0), s_lo[f], s_hi[f]);
 }
 
 template <typename T>
@@ -469,7 +470,15 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
     const T* __restrict qhi = qy + (i + 1) * nx;
     const T* __restrict h = H + i * nx;
     T* __restrict s = &sc[(i + 1) * W + 1];
-    for (int64_t j = 0; j < nx; ++j) {
+    // Cells without ice (H = 0) take the factor 0 whatever their outflow: 0 / out, or, where
+    // a NaN flux makes out NaN, a NaN that the flux itself carries into div q anyway. Only
+    // the row's ice [lo, hi) pays the division.
+    int64_t lo, hi;
+    glacier_native::ice_span(h, nx, lo, hi);
+    if (lo >= hi) lo = hi = 0;
+    std::fill(s, s + lo, T(0));
+    std::fill(s + hi, s + nx, T(0));
+    for (int64_t j = lo; j < hi; ++j) {
       T out = ((((q[j + 1] > T(0)) ? q[j + 1] : T(0)) + ((-q[j] > T(0)) ? -q[j] : T(0)))
                + ((qhi[j] > T(0)) ? qhi[j] : T(0))) + ((-qlo[j] > T(0)) ? -qlo[j] : T(0));
       out = out * rate;
@@ -489,19 +498,23 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
   // Limited fluxes (a face takes the factor of the cell its flux leaves) and their divergence,
   // row by row: the row's x-faces once, its two rows of y-faces (each y-face is computed by
   // the two rows it separates, the same product both times).
+  // The row of y-faces above an active row is the one below the next: kept for it (``lo``
+  // and ``hi`` swap), so that each y-face row is scaled once.
   T e = T(0);
+  T* lo = ly;
+  T* hi = ly + nx;
+  bool lo_ready = false;  // whether lo holds the limited y-faces below row i
   for (int64_t i = 0; i < ny; ++i) {
     if (!active[i]) {
       std::fill(div + i * nx, div + (i + 1) * nx, T(0));
+      lo_ready = false;
       continue;
     }
     const T* q = qx + i * (nx + 1);
     const T* s = sc + (i + 1) * W;  // s[f]: the cell left of face f (ghost at 0)
     T* l = lx;
-    T* lo = ly;
-    T* hi = ly + nx;
     donor_row<T>(nx + 1, q, s, s + 1, l);
-    donor_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1, lo);
+    if (!lo_ready) donor_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1, lo);
     donor_row<T>(nx, qy + (i + 1) * nx, sc + (i + 1) * W + 1, sc + (i + 2) * W + 1, hi);
     divergence_row<T>(nx, l, lo, hi, inv_dx, div + i * nx);
     e += l[nx] - l[0];
@@ -509,6 +522,8 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
       for (int64_t j = 0; j < nx; ++j) e -= lo[j];
     if (i == ny - 1)
       for (int64_t j = 0; j < nx; ++j) e += hi[j];
+    std::swap(lo, hi);
+    lo_ready = true;
   }
   *edge = e;
 }

@@ -203,7 +203,7 @@ inline Face<T> face(T s_lo, T s_hi, T c_lo, T c_hi, T h_lo, T h_hi, T sb_lo, T s
   F.cross = T(0.5) * (c_lo + c_hi);
   F.s2 = F.grad * F.grad + F.cross * F.cross;
   F.low = F.grad <= T(0);
-  F.Hu = F.low ? h_lo + sb_lo : h_hi - sb_hi;
+  F.Hu = glacier_native::pick(F.low, h_lo + sb_lo, h_hi - sb_hi);
   T H2 = F.Hu * F.Hu, H3 = H2 * F.Hu;
   F.D = gamma * (H3 * H2) * F.s2 + slide * H3 * F.s2;
   return F;
@@ -671,8 +671,10 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
     T ctx = (mx > my) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
     T cty = (my > mx) ? ct_dmax : (mx == my) ? T(0.5) * ct_dmax : T(0);
     int64_t nmx = 0, nmy = 0;
-    for (int64_t i = 0; i < ny; ++i) nmx += (xmax[i] == mx) ? xcount[i] : 0;
-    for (int64_t f = 0; f <= ny; ++f) nmy += (ymax[f] == my) ? ycount[f] : 0;
+    for (int64_t i = 0; i < ny; ++i)
+      nmx += glacier_native::pick(xmax[i] == mx, xcount[i], int64_t(0));
+    for (int64_t f = 0; f <= ny; ++f)
+      nmy += glacier_native::pick(ymax[f] == my, ycount[f], int64_t(0));
     T share_x = nmx ? ctx / T(nmx) : T(0);
     T share_y = nmy ? cty / T(nmy) : T(0);
     if (share_x != T(0))

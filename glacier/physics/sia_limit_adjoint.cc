@@ -105,12 +105,13 @@ __attribute__((noinline)) void x_face_row(int64_t n, const T* __restrict q,
                                           T* __restrict c) {
   for (int64_t f = 0; f <= n; ++f) {
     T ct = g[f] - g[f + 1];
-    o[f] = ct * ((q[f] > T(0)) ? s[f] : s[f + 1]);
+    o[f] = ct * glacier_native::pick(q[f] > T(0), s[f], s[f + 1]);
     p[f] = ct * q[f];
   }
   // Cell j: the flux of face j + 1 leaves it towards +, that of face j towards -.
   for (int64_t j = 0; j < n; ++j)
-    c[j] = ((q[j + 1] > T(0)) ? p[j + 1] : T(0)) + ((q[j] > T(0)) ? T(0) : p[j]);
+    c[j] = glacier_native::pick(q[j + 1] > T(0), p[j + 1], T(0)) +
+           glacier_native::pick(q[j] > T(0), T(0), p[j]);
   c[-1] = (q[0] > T(0)) ? p[0] : T(0);
   c[n] = (q[n] > T(0)) ? T(0) : p[n];
 }
@@ -126,7 +127,7 @@ __attribute__((noinline)) void y_face_row(int64_t n, const T* __restrict q,
   for (int64_t j = 0; j < n; ++j) {
     T ct = glo[j] - ghi[j];
     bool up = q[j] > T(0);
-    o[j] = ct * (up ? slo[j] : shi[j]);
+    o[j] = ct * glacier_native::pick(up, slo[j], shi[j]);
     T w = ct * q[j];
     clo[j] += up ? w : T(0);
     chi[j] += up ? T(0) : w;

@@ -137,3 +137,31 @@ def test_gradient_with_respect_to_model_parameters():
     assert float(g.gradient) == pytest.approx(float(np.sum(S - 1000.0)))
     assert float(g.base) == pytest.approx(2.0)
     assert float(g.max_rate) == 0.0 and float(g.min_rate) == 0.0  # not binding
+
+
+@pytest.mark.parametrize("model", [
+    mb.zero(),
+    mb.linear(ela=1000.0, gradient=0.005),
+    mb.linear(ela=1000.0, gradient=0.005, max_rate=1.0),  # S = 1200 sits on the cap: a tie
+    MassBalance(base=0.5, gradient=0.01, reference=1000.0, min_rate=-1.5, max_rate=2.0),
+    mb.prescribed(np.linspace(-2.0, 1.0, 6), reference=1100.0, gradient=0.0),
+], ids=["zero", "linear", "capped", "both_caps", "prescribed"])
+def test_constant_terms_left_out_change_nothing(model):
+    """A model whose parameters are Python scalars (closed over: its constant terms left
+    out) gives the values and derivatives of the same model whose parameters are traced
+    (every term computed), ties at the caps included."""
+    S = np.array([0.0, 850.0, 1000.0, 1200.0, 1250.0, 1600.0])
+    closed = jax.jit(lambda S: model(S))
+    np.testing.assert_array_equal(closed(S), CALL(model, S))
+    np.testing.assert_array_equal(jax.jit(jax.grad(lambda S: jnp.sum(model(S))))(S),
+                                  jax.grad(lambda S: jnp.sum(CALL(model, S)))(S))
+
+
+def test_zero_balance_computes_nothing_per_cell():
+    """The zero balance is a broadcast zero: no product with the surface and no clip for
+    XLA to evaluate on every cell of every step."""
+    jaxpr = str(jax.make_jaxpr(lambda S: mb.zero()(S))(jnp.ones((4, 5))))
+    for op in ("mul", "max", "min"):
+        assert f" {op} " not in jaxpr, jaxpr
+    linear = str(jax.make_jaxpr(lambda S: mb.linear(1000.0, 0.005)(S))(jnp.ones((4, 5))))
+    assert " max " not in linear and " min " not in linear, linear  # uncapped: no clip
