@@ -22,7 +22,7 @@ from jax import lax
 
 from . import implicit
 from .grid import Grid
-from .physics import sia
+from .physics import mass_balance, sia
 
 STATUS_OK = 0
 STATUS_NONFINITE = 1
@@ -121,6 +121,7 @@ class ExplicitMUSCL(Scheme):
         dx = grid.dx
         cell_area = grid.cell_area
         cfl, max_dt, custom_vjp = self.cfl, self.max_dt, self.custom_vjp
+        b_fixed = mass_balance.fixed_field(smb, bed)  # None: it depends on the surface
 
         def step(state: State, t_target) -> State:
             t = state.t
@@ -135,7 +136,8 @@ class ExplicitMUSCL(Scheme):
             dt = jnp.where(last, remaining, dt_stable)
             dt_h = dt.astype(H.dtype)
             div, edge = sia.limited_divergence(H, qx, qy, dt_h, grid, custom_vjp=custom_vjp)
-            H_new, applied, removed = sia.step_end(H, div, dt_h, smb(S, t), ice_free,
+            b = smb(S, t) if b_fixed is None else b_fixed
+            H_new, applied, removed = sia.step_end(H, div, dt_h, b, ice_free,
                                                    custom_vjp=custom_vjp)
             applied = applied * cell_area
             outflow = dt_h * dx * edge

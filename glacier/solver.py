@@ -45,6 +45,7 @@ from jax import lax
 
 from .grid import Grid
 from .physics import sia
+from .physics.mass_balance import MassBalance
 from .schemes import (
     STATUS_MAX_STEPS,
     STATUS_NAMES,
@@ -324,6 +325,8 @@ def simulate(
     if H0.shape != grid.shape or jnp.shape(bed) != grid.shape:
         raise ValueError(f"H0 {H0.shape} and bed {jnp.shape(bed)} must have the grid's shape "
                          f"{grid.shape}.")
+    if isinstance(smb, MassBalance) and smb.terms is None:  # constant terms stay out
+        smb = smb.with_constant_terms()
     rheology, smb = cast_floats(rheology, H0.dtype), cast_floats(smb, H0.dtype)
     return _simulate(H0, jnp.asarray(bed, H0.dtype), rheology, smb,
                      None if ice_free is None else jnp.asarray(ice_free, H0.dtype),

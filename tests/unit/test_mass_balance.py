@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,3 +167,58 @@ def test_zero_balance_computes_nothing_per_cell():
         assert f" {op} " not in jaxpr, jaxpr
     linear = str(jax.make_jaxpr(lambda S: mb.linear(1000.0, 0.005)(S))(jnp.ones((4, 5))))
     assert " max " not in linear and " min " not in linear, linear  # uncapped: no clip
+
+
+def test_marked_terms_stay_out_when_traced():
+    """``with_constant_terms`` keeps a zero balance free of per-cell work even where the model
+    is a traced argument (as in ``solver.simulate``'s compiled loop); unmarked, it computes
+    0 * (S - reference) there, since the zero is no longer known."""
+    S = jnp.ones((4, 5))
+    traced = str(jax.make_jaxpr(lambda m, S: m(S))(mb.zero(), S))
+    assert " mul " in traced
+    marked = str(jax.make_jaxpr(lambda m, S: m(S))(mb.zero().with_constant_terms(), S))
+    for op in ("mul", "max", "min"):
+        assert f" {op} " not in marked, marked
+    linear = mb.linear(1000.0, 0.005, max_rate=2.0).with_constant_terms()
+    assert linear.terms == (True, False, True)
+    # arrays and traced parameters keep their terms
+    assert MassBalance(gradient=np.zeros(3)).with_constant_terms().terms == (True, False, False)
+    seen = []
+    jax.jit(lambda g: seen.append(MassBalance(gradient=g).with_constant_terms().terms) or g)(0.0)
+    assert seen == [(True, False, False)]  # a traced zero is not known to be zero
+    np.testing.assert_array_equal(CALL(linear, np.array([900.0, 2000.0])), [-0.5, 2.0])
+
+
+def test_fixed_field_only_for_balances_that_ignore_the_surface():
+    bed = np.linspace(0.0, 1000.0, 6).reshape(2, 3)
+    field = np.arange(6.0).reshape(2, 3)
+    fixed = mb.fixed_field(mb.prescribed(field).with_constant_terms(), bed)
+    np.testing.assert_array_equal(fixed, field)
+    np.testing.assert_array_equal(mb.fixed_field(mb.zero().with_constant_terms(), bed),
+                                  np.zeros((2, 3)))
+    assert mb.fixed_field(mb.linear(500.0, 0.01).with_constant_terms(), bed) is None
+    assert mb.fixed_field(mb.zero(), bed) is None  # not marked: decided at each call
+    assert mb.fixed_field(lambda S, t: 0.0 * S, bed) is None  # other callables
+
+
+@pytest.mark.parametrize("model", [mb.zero(), mb.linear(3200.0, 0.01, max_rate=1.0),
+                                   mb.prescribed(np.full((13, 13), -0.3))],
+                         ids=["zero", "linear_capped", "prescribed"])
+def test_a_solve_is_the_same_with_every_term_evaluated(model):
+    """``simulate`` marks the balance's constant terms (and a balance that ignores the
+    surface is evaluated once): the run equals, bit for bit, the one that evaluates every
+    term at every step."""
+    from glacier import solver as slv
+    from glacier.domains import build_domain
+    from glacier.laws import glen_law
+    d = build_domain("halfar", dx=200e3)
+    assert d.grid.shape == (13, 13)
+    H0, bed = jnp.asarray(d.thickness), jnp.asarray(d.bed) + 3000.0
+    every = dataclasses.replace(model, terms=(True, True, True))
+
+    def run(smb):
+        return slv.simulate(H0, bed, grid=d.grid, rheology=glen_law(d.physics), smb=smb,
+                            save_at=slv.SaveAt((0.0, 2000.0)))
+    a, b = run(model), run(every)
+    np.testing.assert_array_equal(a.thickness, b.thickness)
+    np.testing.assert_array_equal(a.smb_volume, b.smb_volume)
