@@ -135,10 +135,9 @@ class ExplicitMUSCL(Scheme):
             last = dt_stable >= remaining
             dt = jnp.where(last, remaining, dt_stable)
             dt_h = dt.astype(H.dtype)
-            div, edge = sia.limited_divergence(H, qx, qy, dt_h, grid, custom_vjp=custom_vjp)
             b = smb(S, t) if b_fixed is None else b_fixed
-            H_new, applied, removed = sia.step_end(H, div, dt_h, b, ice_free,
-                                                   custom_vjp=custom_vjp)
+            H_new, applied, removed, edge = sia.limited_step_end(
+                H, qx, qy, dt_h, b, ice_free, grid, custom_vjp=custom_vjp)
             applied = applied * cell_area
             outflow = dt_h * dx * edge
             if ice_free is not None:

@@ -34,7 +34,9 @@ They are
 - **differentiated by their adjoint kernels** (``sia_faces_adjoint.cc``,
   ``sia_limit_adjoint.cc``, the step end's in ``sia_update.cc``; ``with_native_vjp``): each
   call is a ``jax.custom_vjp`` whose residuals are its inputs and outputs and whose cotangent
-  rule is a second custom call, the
+  rule is a second custom call (in an explicit step the limiter and the step's end are one
+  ``custom_vjp``, ``limited_step_end_native``, whose fused adjoint remakes div q row by row,
+  so that reverse mode neither reruns the limiter kernel nor keeps div q), the
   hand-derived VJP with JAX's one-sided derivatives at every kink, so gradients equal those of
   the XLA expressions to round-off (``tests/numerics/test_native_adjoint.py``,
   ``test_native_limit_vjp.py``). ``GLACIER_NATIVE_VJP=0`` differentiates through the XLA
@@ -84,9 +86,10 @@ FACES_VJP_TARGETS = _targets("faces_vjp")
 LIMIT_VJP_TARGETS = _targets("limit_vjp")
 UPDATE_TARGETS = _targets("update")
 UPDATE_VJP_TARGETS = _targets("update_vjp")
+LIMIT_UPDATE_VJP_TARGETS = _targets("limit_update_vjp")
 _SYMBOLS = {target: "".join(word.capitalize() for word in target.split("_"))
             for kernel in (TARGETS, LIMIT_TARGETS, FACES_VJP_TARGETS, LIMIT_VJP_TARGETS,
-                           UPDATE_TARGETS, UPDATE_VJP_TARGETS)
+                           UPDATE_TARGETS, UPDATE_VJP_TARGETS, LIMIT_UPDATE_VJP_TARGETS)
             for target in kernel.values()}
 """FFI target -> the handler's symbol in the library (glacier_sia_faces_f64 ->
 GlacierSiaFacesF64)."""
@@ -279,6 +282,21 @@ def limit_vjp_call(H, qx, qy, dt, ct_div, ct_edge, *, dx: float,
                 **_grid(dx, periodic))
 
 
+def limit_update_vjp_call(H, qx, qy, dt, b, ice_free, ct_edge, ct_out, ct_applied,
+                          ct_removed, *, dx: float, periodic: tuple[bool, bool]):
+    """The FFI call of the fused adjoint of the limiter and the step's end
+    (``sia_limit_adjoint.cc``): (ct_H, ct_qx, ct_qy, ct_dt, ct_b, ct_ice_free) of
+    ``limit_call``'s edge outflow and ``update_call``'s outputs at ``limit_call``'s div q, for
+    their cotangents (ice_free None: of a zero field)."""
+    field = jax.ShapeDtypeStruct(H.shape, H.dtype)
+    out = (field, jax.ShapeDtypeStruct(qx.shape, H.dtype),
+           jax.ShapeDtypeStruct(qy.shape, H.dtype), jax.ShapeDtypeStruct(dt.shape, H.dtype),
+           field, field)
+    return _ffi(LIMIT_UPDATE_VJP_TARGETS, out, H, qx, qy, dt, b,
+                H if ice_free is None else ice_free, ct_edge, ct_out, ct_applied, ct_removed,
+                has_ice_free=np.int64(ice_free is not None), **_grid(dx, periodic))
+
+
 def native_vjp_enabled() -> bool:
     """False when ``GLACIER_NATIVE_VJP`` is 0, off, false or no: the kernels' reverse mode
     then goes through the XLA expressions (``with_reference_vjp``)."""
@@ -391,3 +409,30 @@ def limited_divergence_native(H, qx, qy, dt, reference, *, dx: float,
         return limit_vjp_call(*args, *ct, dx=dx, periodic=periodic)
 
     return with_native_vjp(kernel, adjoint, H, qx, qy, dt)
+
+
+def limited_step_end_native(H, qx, qy, dt, b, ice_free, reference, *, dx: float,
+                            periodic: tuple[bool, bool]):
+    """(H_new, applied, removed, edge outflow) of an explicit step's limiter and end: the
+    limiter kernel and the step-end kernel, differentiated as one by their fused adjoint
+    kernel, whose residuals are the inputs alone (reverse mode does not rerun the limiter for
+    div q: the adjoint remakes it row by row). With ``GLACIER_NATIVE_VJP=0``, as
+    ``reference(H, qx, qy, dt, b, ice_free)``."""
+    dt = jnp.asarray(dt, H.dtype)
+
+    def kernel(H, qx, qy, dt, b, *mask):
+        div, edge = limit_call(H, qx, qy, dt, dx=dx, periodic=periodic)
+        return (*update_call(H, div, dt, b, *mask), edge)
+
+    mask = () if ice_free is None else (ice_free,)
+    if not native_vjp_enabled():
+        return with_reference_vjp(kernel, lambda *a: reference(*a[:5], *(a[5:] or (None,))),
+                                  H, qx, qy, dt, b, *mask)
+
+    def adjoint(args, out, ct):  # the ice-free field from args: a closure may hold a tracer
+        ct_out, ct_applied, ct_removed, ct_edge = ct
+        cts = limit_update_vjp_call(*args[:5], args[5] if mask else None, ct_edge, ct_out,
+                                    ct_applied, ct_removed, dx=dx, periodic=periodic)
+        return cts if mask else cts[:5]
+
+    return with_native_vjp(kernel, adjoint, H, qx, qy, dt, b, *mask)

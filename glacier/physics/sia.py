@@ -267,6 +267,21 @@ def step_end(H, div, dt, b, ice_free=None, *, custom_vjp: bool = True):
     return reference(H, div, dt, b, ice_free)
 
 
+def limited_step_end(H, qx, qy, dt, b, ice_free, grid: Grid, *, custom_vjp: bool = True):
+    """``limited_divergence`` then ``step_end``: (H_new, applied, removed, edge outflow). On
+    the CPU their kernels, differentiated as one by a fused adjoint kernel that remakes div q
+    where it needs it (``native.limited_step_end_native``: reverse mode then reruns neither
+    the limiter nor keeps div q); elsewhere, and with ``custom_vjp=False``, the two in turn."""
+    def reference(H, qx, qy, dt, b, ice_free):
+        div, edge = limited_divergence(H, qx, qy, dt, grid, custom_vjp=False)
+        return (*step_end(H, div, dt, b, ice_free, custom_vjp=False), edge)
+    if custom_vjp and jnp.ndim(H) == 2 and native.usable(H):
+        return native.limited_step_end_native(H, qx, qy, dt, b, ice_free, reference,
+                                              dx=grid.dx, periodic=grid.periodic)
+    div, edge = limited_divergence(H, qx, qy, dt, grid, custom_vjp=custom_vjp)
+    return (*step_end(H, div, dt, b, ice_free, custom_vjp=custom_vjp), edge)
+
+
 def flux_divergence(qx, qy, dx: float):
     """div q at cell centres [m a^-1], shape (ny, nx)."""
     return (qx[:, 1:] - qx[:, :-1] + qy[1:, :] - qy[:-1, :]) / dx

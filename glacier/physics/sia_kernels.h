@@ -1,4 +1,4 @@
-// Helpers shared by the native kernels (sia_faces.cc, sia_faces_adjoint.cc,
+// Helpers shared by the native kernels (sia_faces.cc, sia_faces_adjoint.cc, sia_update.cc,
 // sia_limit_adjoint.cc), which ``physics.native`` compiles into one library.
 #ifndef GLACIER_PHYSICS_SIA_KERNELS_H_
 #define GLACIER_PHYSICS_SIA_KERNELS_H_
@@ -208,6 +208,89 @@ void for_each_glacier(Pool& pool, bool share, int64_t n,
   for (int64_t k = 0; k < helpers; ++k) pool.Schedule(std::function<void()>(run));
   run();
   while (shared->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+// The step end's vectors and its adjoint (``sia_update.cc``), shared with the fused adjoint of
+// the limiter and the step's end (``sia_limit_adjoint.cc``).
+// A 32-byte vector of T in GCC's vector types: the loops below are written on it (the compiler
+// does not vectorise two sums and a select of plain loops; wider vectors compile to scalar
+// code for AVX2), and the cells past the last whole vector take the same expressions on T.
+template <typename T>
+struct VecOf {
+  typedef T type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+
+template <typename T>
+inline Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// The adjoint (VJP) of ``update_one`` for the cotangents of H_new, applied and removed, with
+// JAX's conventions at the kinks of max(x, 0): the whole cotangent where x > 0, half at
+// x == 0, none where x < 0 or x is NaN. Per cell, with h = max(x, 0) before emptying:
+//   ct_h = ct_out + (ct_removed - ct_out) m + ct_applied,   ct_x = w(x) ct_h,
+//   ct_flow = ct_x - ct_applied,   ct_H = ct_flow,   ct_div = -dt ct_flow,   ct_b = dt ct_x,
+//   ct_m = (ct_removed - ct_out) h,   ct_dt = sum(ct_x b - ct_flow div).
+template <bool Masked, typename V, typename T>
+inline void update_vjp_value(V H, V div, T dt, V b, V m, V ct_out, T ct_applied, T ct_removed,
+                             V& ct_H, V& ct_div, V& ct_b, V& ct_m, V& acc) {
+  const V zero{};
+  const V one = zero + T(1), half = zero + T(0.5);
+  V flow = H - dt * div;
+  V x = flow + dt * b;
+  V h = (x > zero || x != x) ? x : zero;
+  V w = (x > zero) ? one : (x == zero) ? half : zero;
+  V ch = ct_out + ct_applied;
+  if (Masked) {
+    V cr = ct_removed - ct_out;
+    ch = ch + cr * m;
+    ct_m = cr * h;
+  }
+  V cx = w * ch;
+  V cf = cx - ct_applied;
+  ct_H = cf;
+  ct_div = -dt * cf;
+  ct_b = dt * cx;
+  acc += cx * b - cf * div;
+}
+
+template <typename T, bool Masked>
+__attribute__((noinline)) void update_vjp_cells(
+    int64_t n, const T* __restrict H, const T* __restrict div, T dt, const T* __restrict b,
+    const T* __restrict m, const T* __restrict ct_out, T ct_applied, T ct_removed,
+    T* __restrict ct_H, T* __restrict ct_div, T* __restrict ct_b, T* __restrict ct_m,
+    T* __restrict acc) {
+  constexpr int64_t L = sizeof(Vec<T>) / sizeof(T);
+  Vec<T> s{}, no_mask{};
+  int64_t k = 0;
+  for (; k + L <= n; k += L) {
+    Vec<T> cH, cd, cb, cm;
+    update_vjp_value<Masked>(load(H + k), load(div + k), dt, load(b + k),
+                             Masked ? load(m + k) : no_mask, load(ct_out + k), ct_applied,
+                             ct_removed, cH, cd, cb, cm, s);
+    store(ct_H + k, cH);
+    store(ct_div + k, cd);
+    store(ct_b + k, cb);
+    if (Masked) store(ct_m + k, cm);
+  }
+  T total = T(0);
+  for (int64_t lane = 0; lane < L; ++lane) total += s[lane];
+  for (; k < n; ++k) {
+    T cm = T(0);
+    update_vjp_value<Masked>(H[k], div[k], dt, b[k], Masked ? m[k] : T(0), ct_out[k],
+                             ct_applied, ct_removed, ct_H[k], ct_div[k], ct_b[k], cm, total);
+    if (Masked) ct_m[k] = cm;
+  }
+  *acc = total;
 }
 
 }  // namespace glacier_native

@@ -49,8 +49,21 @@ using glacier_native::grow;
 // Scratch arrays of one thread, grown when a larger grid comes.
 template <typename T>
 struct LimitVjpScratch {
-  std::vector<T> sc, cs, ratio, g, term;
+  std::vector<T> sc, cs, ratio, g, term, flux;
   std::vector<unsigned char> alive;
+  std::vector<int64_t> span;
+};
+
+// The step's end fused in (``limit_update_vjp``): its inputs besides H, div q and dt, the
+// cotangents of its outputs, and where the cotangents of b and of the ice-free field go.
+template <typename T>
+struct StepEnd {
+  const T* b;
+  const T* m;  // the 0/1 ice-free field, or nullptr
+  const T* ct_out;
+  T ct_applied, ct_removed;
+  T* ct_b;
+  T* ct_m;  // nullptr without m
 };
 
 template <typename T>
@@ -135,9 +148,9 @@ __attribute__((noinline)) void y_face_row(int64_t n, const T* __restrict q,
 }
 
 // Pass C, one row of cells: from the factors' cotangents c (overwritten with the outflow
-// sums' cotangents ct_out * dt / dx) to ct_H (oh); ct_out times the outflow sum into t (for
-// ct_dt).
-template <typename T>
+// sums' cotangents ct_out * dt / dx) to ct_H (oh; ``Add``: added to it); ct_out times the
+// outflow sum into t (for ct_dt).
+template <typename T, bool Add>
 __attribute__((noinline)) void cell_row(int64_t n, const T* __restrict q,
                                         const T* __restrict qlo, const T* __restrict qhi,
                                         const T* __restrict r, T rate, T floor,
@@ -153,7 +166,7 @@ __attribute__((noinline)) void cell_row(int64_t n, const T* __restrict q,
     T w_out = above_weight(out, floor);
     T ct_ratio = c[j] * w_ratio;
     T ct_h = ct_ratio / m;
-    oh[j] = ct_h;
+    oh[j] = Add ? oh[j] + ct_h : ct_h;
     T ct_m = -(ct_h * ratio);  // JAX: -((ct_ratio * (1 / (m * m))) * H), one division less
     T ct_out = ct_m * w_out;
     t[j] = ct_out * sum;
@@ -188,10 +201,14 @@ inline void lane_sum(const T* __restrict t, int64_t n, T* __restrict acc8) {
   for (; j < n; ++j) acc8[0] += t[j];
 }
 
+// ``end`` (the fused adjoint of the limiter and the step's end): ct_div is not given but
+// made row by row, from the step end's adjoint (``glacier_native::update_vjp_cells``) at the
+// row's div q, which is made as the forward makes it (the limited fluxes of the donor
+// factors of pass A, bit for bit); ct_H and ct_dt then take both parts.
 template <typename T>
 void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, T ct_edge,
                    T dx, int64_t ny, int64_t nx, bool py, bool px, T* ct_H, T* ct_qx,
-                   T* ct_qy, T* ct_dt) {
+                   T* ct_qy, T* ct_dt, const StepEnd<T>* end = nullptr) {
   const T floor = sizeof(T) == 8 ? T(1e-30) : T(1e-6);
   const T rate = dt / dx;
   const T inv_dx = T(1) / dx;
@@ -207,15 +224,47 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   // limited fluxes' cotangents times q = 0) are zero, and so is what they give to H, to q and
   // to dt. A row of y-faces is walked when a row beside it is. (With the face kernel's fluxes
   // a flux leaves only a cell with ice, so ice-free ground away from the margin is skipped.)
+  //
+  // Within a row, the columns [a, b) of the cells that hold ice or border a face with a flux
+  // are walked (``span``), the same argument cell by cell: outside them a cell's factor is 0,
+  // and so is every cotangent it would give or take. The x-faces a .. b are walked (those of
+  // the cells a .. b - 1), a row of y-faces on the union of its two rows' columns. (On a
+  // periodic grid, where ghosts fold back, an alive row is walked whole.)
   unsigned char* alive = grow(scratch.alive, ny);
-  for (int64_t i = 0; i < ny; ++i)  // NaN counts
-    alive[i] = glacier_native::any_nonzero(H + i * nx, nx) ||
-               glacier_native::any_nonzero(qx + i * (nx + 1), nx + 1) ||
-               glacier_native::any_nonzero(qy + i * nx, 2 * nx);  // y-faces i and i + 1
-  auto y_walked = [&](int64_t f) {  // y-face row f, between cell rows f - 1 and f
+  int64_t* span = grow(scratch.span, 2 * ny);
+  const bool whole = px || py;
+  for (int64_t i = 0; i < ny; ++i) {  // NaN counts
+    int64_t a = nx, b = 0, lo, hi;
+    auto add = [&](int64_t l, int64_t h) {
+      if (l < h) {
+        a = std::min(a, std::max<int64_t>(l, 0));
+        b = std::max(b, std::min(h, nx));
+      }
+    };
+    glacier_native::ice_span(H + i * nx, nx, lo, hi);
+    add(lo, hi);
+    glacier_native::ice_span(qx + i * (nx + 1), nx + 1, lo, hi);
+    add(lo - 1, hi);  // face f: cells f - 1 and f
+    glacier_native::ice_span(qy + i * nx, nx, lo, hi);  // y-faces below
+    add(lo, hi);
+    glacier_native::ice_span(qy + (i + 1) * nx, nx, lo, hi);  // and above
+    add(lo, hi);
+    alive[i] = a < b;
+    if (!alive[i] || whole) a = 0, b = alive[i] ? nx : 0;
+    span[2 * i] = a;
+    span[2 * i + 1] = b;
+  }
+  // The columns [j0, j1) of y-face row f: the union of its alive rows' spans.
+  auto y_columns = [&](int64_t f, int64_t& j0, int64_t& j1) {
     const int64_t below = (f > 0) ? f - 1 : (py ? ny - 1 : -1);
     const int64_t above = (f < ny) ? f : (py ? 0 : -1);
-    return (below >= 0 && alive[below]) || (above >= 0 && alive[above]);
+    j0 = nx;
+    j1 = 0;
+    for (int64_t r : {below, above})
+      if (r >= 0 && alive[r]) {
+        j0 = std::min(j0, span[2 * r]);
+        j1 = std::max(j1, span[2 * r + 1]);
+      }
   };
 
   // (A) The donor factors, as the forward: ghosts 0, or wrapped.
@@ -227,8 +276,19 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
       std::fill(sc + (i + 1) * W + 1, sc + (i + 1) * W + 1 + nx, T(0));
       continue;
     }
-    factor_row<T>(nx, H + i * nx, qx + i * (nx + 1), qy + i * nx, qy + (i + 1) * nx, rate,
-                  floor, sc + (i + 1) * W + 1, ratio + i * nx);
+    // Cells without ice: factor and ratio 0 / m = 0 (as in the forward kernel, only the
+    // row's ice [lo, hi) pays the division).
+    int64_t lo, hi;
+    glacier_native::ice_span(H + i * nx, nx, lo, hi);
+    if (lo >= hi) lo = hi = 0;
+    T* s = sc + (i + 1) * W + 1;
+    T* r = ratio + i * nx;
+    std::fill(s, s + lo, T(0));
+    std::fill(s + hi, s + nx, T(0));
+    std::fill(r, r + lo, T(0));
+    std::fill(r + hi, r + nx, T(0));
+    factor_row<T>(hi - lo, H + i * nx + lo, qx + i * (nx + 1) + lo, qy + i * nx + lo,
+                  qy + (i + 1) * nx + lo, rate, floor, s + lo, r + lo);
   }
   if (px)
     for (int64_t i = 1; i <= ny; ++i) {
@@ -249,37 +309,106 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   std::fill(g_edge, g_edge + W, -ct_edge);
   std::fill(cs, cs + W, T(0));
   std::fill(cs + (ny + 1) * W, cs + (ny + 2) * W, T(0));
+  T* flux = end ? grow(scratch.flux, 6 * nx + 1) : nullptr;  // lx, ly below and above, div,
+  T end_dt = T(0);                                            // ct_div: one row each
   for (int64_t i = 0; i < ny; ++i) {
-    const T* __restrict cd = ct_div + i * nx;
+    const T* __restrict cd = end ? nullptr : ct_div + i * nx;
+    if (end) {
+      T* lx = flux;
+      T* lo = lx + nx + 1;
+      T* hi = lo + nx;
+      T* dv = hi + nx;
+      T* cdv = dv + nx;
+      if (alive[i]) {  // as limit_one in sia_faces.cc: donor_row and divergence_row
+        const T* q = qx + i * (nx + 1);
+        const T* sr = sc + (i + 1) * W;
+        for (int64_t f = 0; f <= nx; ++f)
+          lx[f] = q[f] * glacier_native::pick(q[f] > T(0), sr[f], sr[f + 1]);
+        const T* qb = qy + i * nx;
+        const T* qa = qy + (i + 1) * nx;
+        const T* sb = sc + i * W + 1;
+        const T* sm = sc + (i + 1) * W + 1;
+        const T* sa = sc + (i + 2) * W + 1;
+        for (int64_t j = 0; j < nx; ++j)
+          lo[j] = qb[j] * glacier_native::pick(qb[j] > T(0), sb[j], sm[j]);
+        for (int64_t j = 0; j < nx; ++j)
+          hi[j] = qa[j] * glacier_native::pick(qa[j] > T(0), sm[j], sa[j]);
+        for (int64_t j = 0; j < nx; ++j)
+          dv[j] = (((lx[j + 1] - lx[j]) + hi[j]) - lo[j]) * inv_dx;
+      } else {
+        std::fill(dv, dv + nx, T(0));
+      }
+      T acc = T(0);
+      if (end->m)
+        glacier_native::update_vjp_cells<T, true>(
+            nx, H + i * nx, dv, dt, end->b + i * nx, end->m + i * nx, end->ct_out + i * nx,
+            end->ct_applied, end->ct_removed, ct_H + i * nx, cdv, end->ct_b + i * nx,
+            end->ct_m + i * nx, &acc);
+      else
+        glacier_native::update_vjp_cells<T, false>(
+            nx, H + i * nx, dv, dt, end->b + i * nx, nullptr, end->ct_out + i * nx,
+            end->ct_applied, end->ct_removed, ct_H + i * nx, cdv, end->ct_b + i * nx, nullptr,
+            &acc);
+      end_dt += acc;
+      cd = cdv;
+    }
     g_cur[0] = g_cur[nx + 1] = -ct_edge;
-    for (int64_t j = 0; j < nx; ++j) g_cur[j + 1] = cd[j] * inv_dx;
+    {  // read by this row's x-faces and the y-faces below and above it: the spans of rows
+       // i - 1 .. i + 1, a cell wider (all of it on a periodic grid)
+      int64_t j0 = nx, j1 = 0;
+      for (int64_t r = std::max<int64_t>(i - 1, 0); r <= std::min(i + 1, ny - 1); ++r)
+        if (span[2 * r] < span[2 * r + 1]) {
+          j0 = std::min(j0, span[2 * r] - 1);
+          j1 = std::max(j1, span[2 * r + 1] + 1);
+        }
+      if (whole) j0 = 0, j1 = nx;
+      j0 = std::max<int64_t>(j0, 0);
+      j1 = std::min(j1, nx);
+      for (int64_t j = j0; j < j1; ++j) g_cur[j + 1] = cd[j] * inv_dx;
+    }
     T* c = cs + (i + 1) * W + 1;
-    if (alive[i]) {
-      x_face_row<T>(nx, qx + i * (nx + 1), sc + (i + 1) * W, g_cur, ct_qx + i * (nx + 1), term,
-                    c);
+    const int64_t a = span[2 * i], b = span[2 * i + 1];
+    T* oq = ct_qx + i * (nx + 1);
+    std::fill(c, c + a, T(0));
+    std::fill(c + b, c + nx, T(0));
+    if (a >= b) std::fill(oq, oq + nx + 1, T(0));
+    if (a < b) {
+      std::fill(oq, oq + a, T(0));
+      std::fill(oq + b + 1, oq + nx + 1, T(0));
+      // Faces a .. b; the cells a - 1 and b it returns as ghosts are outside the span, where
+      // no flux leaves a cell: zero (or, periodic, the ghosts that fold back).
+      x_face_row<T>(b - a, qx + i * (nx + 1) + a, sc + (i + 1) * W + a, g_cur + a, oq + a,
+                    term, c + a);
       if (px) {  // the ghosts' factors were copies of cells nx - 1 and 0
         c[nx - 1] += c[-1];
         c[0] += c[nx];
       }
-    } else {
-      std::fill(ct_qx + i * (nx + 1), ct_qx + (i + 1) * (nx + 1), T(0));
-      std::fill(c, c + nx, T(0));
+      if (a > 0) c[a - 1] = T(0);
+      if (b < nx) c[b] = T(0);
     }
     c[-1] = c[nx] = T(0);  // zero ghosts for pass C
-    if (y_walked(i))
-      y_face_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1,
-                    (i == 0 ? g_edge : g_prev) + 1, g_cur + 1, ct_qy + i * nx, cs + i * W + 1,
-                    c);
-    else
-      std::fill(ct_qy + i * nx, ct_qy + (i + 1) * nx, T(0));
+    int64_t j0, j1;
+    y_columns(i, j0, j1);
+    T* oy = ct_qy + i * nx;
+    std::fill(oy, oy + std::min(j0, nx), T(0));
+    std::fill(oy + std::max(j1, j0), oy + nx, T(0));
+    if (j0 < j1)
+      y_face_row<T>(j1 - j0, qy + i * nx + j0, sc + i * W + 1 + j0, sc + (i + 1) * W + 1 + j0,
+                    (i == 0 ? g_edge : g_prev) + 1 + j0, g_cur + 1 + j0, oy + j0,
+                    cs + i * W + 1 + j0, c + j0);
     std::swap(g_prev, g_cur);
   }
-  if (y_walked(ny))
-    y_face_row<T>(nx, qy + ny * nx, sc + ny * W + 1, sc + (ny + 1) * W + 1,
-                  g_prev + 1, g_edge + 1, ct_qy + ny * nx, cs + ny * W + 1,
-                  cs + (ny + 1) * W + 1);
-  else
-    std::fill(ct_qy + ny * nx, ct_qy + (ny + 1) * nx, T(0));
+  {
+    int64_t j0, j1;
+    y_columns(ny, j0, j1);
+    T* oy = ct_qy + ny * nx;
+    std::fill(oy, oy + std::min(j0, nx), T(0));
+    std::fill(oy + std::max(j1, j0), oy + nx, T(0));
+    if (j0 < j1)
+      y_face_row<T>(j1 - j0, qy + ny * nx + j0, sc + ny * W + 1 + j0,
+                    sc + (ny + 1) * W + 1 + j0, g_prev + 1 + j0, g_edge + 1 + j0, oy + j0,
+                    cs + ny * W + 1 + j0, cs + (ny + 1) * W + 1 + j0);
+  }
   if (py) {  // the ghost rows' factors were copies of rows ny - 1 and 0
     T* top = cs + ny * W + 1;
     T* bottom = cs + 1 * W + 1;
@@ -296,21 +425,38 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   for (int64_t i = 0; i < ny; ++i) {
     const T* q = qx + i * (nx + 1);
     T* c = cs + (i + 1) * W + 1;
-    if (alive[i]) {
-      cell_row<T>(nx, q, qy + i * nx, qy + (i + 1) * nx, ratio + i * nx, rate, floor, c,
-                  ct_H + i * nx, term);
-      lane_sum(term, nx, acc8);
-      x_max_row<T>(nx, q, c, ct_qx + i * (nx + 1));
-    } else {  // c stays 0: no cotangent of the outflow
-      std::fill(ct_H + i * nx, ct_H + (i + 1) * nx, T(0));
+    const int64_t a = span[2 * i], b = span[2 * i + 1];
+    T* oh = ct_H + i * nx;
+    if (!end) {  // outside the span c stays 0: no cotangent of the outflow
+      std::fill(oh, oh + a, T(0));
+      std::fill(oh + b, oh + nx, T(0));
     }
-    if (y_walked(i)) y_max_row<T>(nx, qy + i * nx, cs + i * W + 1, c, ct_qy + i * nx);
+    if (a < b) {
+      if (end)
+        cell_row<T, true>(b - a, q + a, qy + i * nx + a, qy + (i + 1) * nx + a,
+                          ratio + i * nx + a, rate, floor, c + a, oh + a, term);
+      else
+        cell_row<T, false>(b - a, q + a, qy + i * nx + a, qy + (i + 1) * nx + a,
+                           ratio + i * nx + a, rate, floor, c + a, oh + a, term);
+      lane_sum(term, b - a, acc8);
+      x_max_row<T>(b - a, q + a, c + a, ct_qx + i * (nx + 1) + a);
+    }
+    int64_t j0, j1;
+    y_columns(i, j0, j1);
+    if (j0 < j1)
+      y_max_row<T>(j1 - j0, qy + i * nx + j0, cs + i * W + 1 + j0, c + j0,
+                   ct_qy + i * nx + j0);
   }
-  if (y_walked(ny))
-    y_max_row<T>(nx, qy + ny * nx, cs + ny * W + 1, cs + (ny + 1) * W + 1, ct_qy + ny * nx);
+  {
+    int64_t j0, j1;
+    y_columns(ny, j0, j1);
+    if (j0 < j1)
+      y_max_row<T>(j1 - j0, qy + ny * nx + j0, cs + ny * W + 1 + j0,
+                   cs + (ny + 1) * W + 1 + j0, ct_qy + ny * nx + j0);
+  }
   T total = T(0);
   for (int k = 0; k < 8; ++k) total += acc8[k];
-  *ct_dt = total / dx;
+  *ct_dt = total / dx + end_dt;
 }
 
 template <ffi::DataType DT>
@@ -347,6 +493,55 @@ ffi::Error limit_vjp_impl(ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<D
   return ffi::Error::Success();
 }
 
+// The fused adjoint of the limiter and the step's end (``native.limited_step_end_native``):
+// the step's end H_new, applied, removed = update(H, div, dt, b, ice_free) at div, edge =
+// limit(H, qx, qy, dt), differentiated in one call that remakes div q row by row instead of
+// keeping it (so that reverse mode need not rerun the limiter kernel), ct_div never leaving
+// the row. Inputs: H, qx, qy, dt, b, ice_free (H stands in without one), ct_edge, ct_out,
+// ct_applied, ct_removed; attributes dx, periodic_y, periodic_x, has_ice_free. Outputs:
+// ct_H, ct_qx, ct_qy, ct_dt, ct_b, ct_ice_free (zeros without one).
+template <ffi::DataType DT>
+ffi::Error limit_update_vjp_impl(
+    ffi::ThreadPool pool, ffi::Buffer<DT> H, ffi::Buffer<DT> qx, ffi::Buffer<DT> qy,
+    ffi::Buffer<DT> dt, ffi::Buffer<DT> b, ffi::Buffer<DT> ice_free, ffi::Buffer<DT> ct_edge,
+    ffi::Buffer<DT> ct_out, ffi::Buffer<DT> ct_applied, ffi::Buffer<DT> ct_removed, double dx,
+    int64_t periodic_y, int64_t periodic_x, int64_t has_ice_free, ffi::ResultBuffer<DT> ct_H,
+    ffi::ResultBuffer<DT> ct_qx, ffi::ResultBuffer<DT> ct_qy, ffi::ResultBuffer<DT> ct_dt,
+    ffi::ResultBuffer<DT> ct_b, ffi::ResultBuffer<DT> ct_m) {
+  using T = ffi::NativeType<DT>;
+  int64_t ny, nx, batch;
+  if (!grid_dims(H.dimensions(), ny, nx, batch))
+    return ffi::Error::InvalidArgument("H must have at least 2 dimensions");
+  auto count = [](const auto& buffer) { return static_cast<int64_t>(buffer.element_count()); };
+  const int64_t n = ny * nx;
+  if (count(qx) != batch * ny * (nx + 1) || count(qy) != batch * (ny + 1) * nx
+      || count(dt) != batch || count(b) != batch * n || count(ice_free) != batch * n
+      || count(ct_edge) != batch || count(ct_out) != batch * n || count(ct_applied) != batch
+      || count(ct_removed) != batch)
+    return ffi::Error::InvalidArgument("the fused adjoint's arguments do not fit H");
+  if (has_ice_free == 0)  // the stand-in field (H) takes no cotangent
+    std::fill(ct_m->typed_data(), ct_m->typed_data() + ct_m->element_count(), T(0));
+  if (ny == 0 || nx == 0) {
+    for (auto* out : {&ct_H, &ct_qx, &ct_qy, &ct_dt, &ct_b, &ct_m})
+      std::fill((*out)->typed_data(), (*out)->typed_data() + (*out)->element_count(), T(0));
+    return ffi::Error::Success();
+  }
+  const std::function<void(int64_t)> one = [&](int64_t g) {
+    StepEnd<T> end{b.typed_data() + g * n,
+                   has_ice_free != 0 ? ice_free.typed_data() + g * n : nullptr,
+                   ct_out.typed_data() + g * n, ct_applied.typed_data()[g],
+                   ct_removed.typed_data()[g], ct_b->typed_data() + g * n,
+                   has_ice_free != 0 ? ct_m->typed_data() + g * n : nullptr};
+    limit_vjp_one<T>(H.typed_data() + g * n, qx.typed_data() + g * ny * (nx + 1),
+                     qy.typed_data() + g * (ny + 1) * nx, dt.typed_data()[g], nullptr,
+                     ct_edge.typed_data()[g], T(dx), ny, nx, periodic_y != 0, periodic_x != 0,
+                     ct_H->typed_data() + g * n, ct_qx->typed_data() + g * ny * (nx + 1),
+                     ct_qy->typed_data() + g * (ny + 1) * nx, ct_dt->typed_data() + g, &end);
+  };
+  glacier_native::for_each_glacier(pool, glacier_native::shares_glaciers(batch, n), batch, one);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 #define GLACIER_BIND_LIMIT_VJP(DT)               \
@@ -370,3 +565,32 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitVjpF64, limit_vjp_impl<ffi::F64>,
                               GLACIER_BIND_LIMIT_VJP(ffi::F64));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitVjpF32, limit_vjp_impl<ffi::F32>,
                               GLACIER_BIND_LIMIT_VJP(ffi::F32));
+
+#define GLACIER_BIND_LIMIT_UPDATE_VJP(DT)        \
+  ffi::Ffi::Bind()                               \
+      .Ctx<ffi::ThreadPool>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Arg<ffi::Buffer<DT>>()                    \
+      .Attr<double>("dx")                        \
+      .Attr<int64_t>("periodic_y")               \
+      .Attr<int64_t>("periodic_x")               \
+      .Attr<int64_t>("has_ice_free")             \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()                    \
+      .Ret<ffi::Buffer<DT>>()
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitUpdateVjpF64, limit_update_vjp_impl<ffi::F64>,
+                              GLACIER_BIND_LIMIT_UPDATE_VJP(ffi::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaLimitUpdateVjpF32, limit_update_vjp_impl<ffi::F32>,
+                              GLACIER_BIND_LIMIT_UPDATE_VJP(ffi::F32));

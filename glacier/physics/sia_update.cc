@@ -33,27 +33,10 @@ namespace {
 
 using glacier_native::grid_dims;
 
-// A 32-byte vector of T in GCC's vector types: the loops below are written on it (the compiler
-// does not vectorise two sums and a select of plain loops; wider vectors compile to scalar
-// code for AVX2), and the cells past the last whole vector take the same expressions on T.
-template <typename T>
-struct VecOf {
-  typedef T type __attribute__((vector_size(32)));
-};
-template <typename T>
-using Vec = typename VecOf<T>::type;
-
-template <typename T>
-inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-inline void store(T* p, Vec<T> v) {
-  std::memcpy(p, &v, sizeof(v));
-}
+using glacier_native::load;
+using glacier_native::store;
+using glacier_native::update_vjp_cells;
+using glacier_native::Vec;
 
 // The step's end for one cell or one vector of cells (V: T or Vec<T>): returns H_new, adds
 // H_new - H_flow to a and, ``Masked``, the emptied part to r.
@@ -125,65 +108,6 @@ ffi::Error update_impl(ffi::Buffer<DT> H, ffi::Buffer<DT> div, ffi::Buffer<DT> d
                   out->typed_data() + g * n, applied->typed_data() + g,
                   removed->typed_data() + g);
   return ffi::Error::Success();
-}
-
-// The adjoint (VJP) of ``update_one`` for the cotangents of H_new, applied and removed, with
-// JAX's conventions at the kinks of max(x, 0): the whole cotangent where x > 0, half at
-// x == 0, none where x < 0 or x is NaN. Per cell, with h = max(x, 0) before emptying:
-//   ct_h = ct_out + (ct_removed - ct_out) m + ct_applied,   ct_x = w(x) ct_h,
-//   ct_flow = ct_x - ct_applied,   ct_H = ct_flow,   ct_div = -dt ct_flow,   ct_b = dt ct_x,
-//   ct_m = (ct_removed - ct_out) h,   ct_dt = sum(ct_x b - ct_flow div).
-template <bool Masked, typename V, typename T>
-inline void update_vjp_value(V H, V div, T dt, V b, V m, V ct_out, T ct_applied, T ct_removed,
-                             V& ct_H, V& ct_div, V& ct_b, V& ct_m, V& acc) {
-  const V zero{};
-  const V one = zero + T(1), half = zero + T(0.5);
-  V flow = H - dt * div;
-  V x = flow + dt * b;
-  V h = (x > zero || x != x) ? x : zero;
-  V w = (x > zero) ? one : (x == zero) ? half : zero;
-  V ch = ct_out + ct_applied;
-  if (Masked) {
-    V cr = ct_removed - ct_out;
-    ch = ch + cr * m;
-    ct_m = cr * h;
-  }
-  V cx = w * ch;
-  V cf = cx - ct_applied;
-  ct_H = cf;
-  ct_div = -dt * cf;
-  ct_b = dt * cx;
-  acc += cx * b - cf * div;
-}
-
-template <typename T, bool Masked>
-__attribute__((noinline)) void update_vjp_cells(
-    int64_t n, const T* __restrict H, const T* __restrict div, T dt, const T* __restrict b,
-    const T* __restrict m, const T* __restrict ct_out, T ct_applied, T ct_removed,
-    T* __restrict ct_H, T* __restrict ct_div, T* __restrict ct_b, T* __restrict ct_m,
-    T* __restrict acc) {
-  constexpr int64_t L = sizeof(Vec<T>) / sizeof(T);
-  Vec<T> s{}, no_mask{};
-  int64_t k = 0;
-  for (; k + L <= n; k += L) {
-    Vec<T> cH, cd, cb, cm;
-    update_vjp_value<Masked>(load(H + k), load(div + k), dt, load(b + k),
-                             Masked ? load(m + k) : no_mask, load(ct_out + k), ct_applied,
-                             ct_removed, cH, cd, cb, cm, s);
-    store(ct_H + k, cH);
-    store(ct_div + k, cd);
-    store(ct_b + k, cb);
-    if (Masked) store(ct_m + k, cm);
-  }
-  T total = T(0);
-  for (int64_t lane = 0; lane < L; ++lane) total += s[lane];
-  for (; k < n; ++k) {
-    T cm = T(0);
-    update_vjp_value<Masked>(H[k], div[k], dt, b[k], Masked ? m[k] : T(0), ct_out[k],
-                             ct_applied, ct_removed, ct_H[k], ct_div[k], ct_b[k], cm, total);
-    if (Masked) ct_m[k] = cm;
-  }
-  *acc = total;
 }
 
 template <ffi::DataType DT>
