@@ -496,10 +496,9 @@ void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int
     std::copy(&sc[1 * W + 1], &sc[1 * W + 1] + nx, &sc[(ny + 1) * W + 1]);
   }
   // Limited fluxes (a face takes the factor of the cell its flux leaves) and their divergence,
-  // row by row: the row's x-faces once, its two rows of y-faces (each y-face is computed by
-  // the two rows it separates, the same product both times).
-  // The row of y-faces above an active row is the one below the next: kept for it (``lo``
-  // and ``hi`` swap), so that each y-face row is scaled once.
+  // row by row: the row's x-faces, its two rows of y-faces. The row of y-faces above an active
+  // row is the one below the next: kept for it (``lo`` and ``hi`` swap), so that each y-face
+  // row is scaled once (the same product as before, when both rows computed it).
   T e = T(0);
   T* lo = ly;
   T* hi = ly + nx;

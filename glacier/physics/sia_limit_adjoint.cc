@@ -25,7 +25,11 @@
 // (the divergence's transpose, / dx) and ct_edge, the fluxes' direct part of ct_q (ct_l times
 // the donor factor) and the factors' cotangents (ct_l q, to the donor cell, ghosts folded
 // back); (C) per cell through min(1, H / max(out, floor)) to ct_H and ct_out, and per face
-// through the four maxima and dt / dx to the rest of ct_q and to ct_dt.
+// through the four maxima and dt / dx to the rest of ct_q and to ct_dt. In each row only the
+// columns of cells with ice or beside a face with a flux are walked (zero cotangents outside).
+//
+// The same file holds the fused adjoint of the limiter and the step's end
+// (``limit_update_vjp_impl``, end of file), which makes ct_div itself in pass B, row by row.
 //
 // Inputs: H (..., ny, nx), qx (..., ny, nx + 1), qy (..., ny + 1, nx), dt (...), ct_div (...,
 // ny, nx), ct_edge (...); attributes dx, periodic_y, periodic_x. Outputs: ct_H (..., ny, nx),

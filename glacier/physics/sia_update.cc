@@ -18,7 +18,9 @@
 // Inputs: H, div, b (..., ny, nx), dt (...), ice_free (..., ny, nx; read only with
 // has_ice_free = 1). Outputs: H_new (..., ny, nx), applied (...), removed (...).
 //
-// Its adjoint (``update_vjp_impl``, the rule of ``native.update_native``'s ``jax.custom_vjp``)
+// Its adjoint (``update_vjp_impl``, the rule of ``native.update_native``'s ``jax.custom_vjp``;
+// its cell loop ``update_vjp_cells`` is in sia_kernels.h, shared with the fused adjoint of
+// sia_limit_adjoint.cc)
 // takes the same inputs and the cotangents of the three outputs and returns those of H, div,
 // dt, b and ice_free, with JAX's one-sided derivatives at max(x, 0)'s kink.
 #include <cstdint>
