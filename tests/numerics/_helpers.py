@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+import pytest
 
 from glacier.domains import Domain
+from glacier.physics import native
 from glacier.schemes import ExplicitMUSCL
 from glacier.simulation import SimulationResult, run
 from glacier.solver import SaveAt
+
+needs_kernel = pytest.mark.skipif(
+    jax.default_backend() != "cpu" or not native.load(),
+    reason="the native kernels are CPU custom calls: they need the CPU backend (not a GPU "
+           "run of scripts/gpu_check.sh) and a C++ compiler")
+"""The mark of the tests that call the native kernels directly (their FFI targets exist on
+the CPU only)."""
 
 
 def run_domain(domain: Domain, times, *, dtype: str = "float64", max_dt: float | None = None,

@@ -11,7 +11,7 @@ from glacier.grid import Grid
 from glacier.laws import GlenLaw
 from glacier.physics import native, sia
 
-needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
+from ._helpers import needs_kernel
 
 
 def test_the_kernel_builds_where_there_is_a_compiler():

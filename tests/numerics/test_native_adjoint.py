@@ -13,9 +13,8 @@ from glacier.grid import Grid
 from glacier.laws import GlenLaw
 from glacier.physics import native, sia
 
+from ._helpers import needs_kernel
 from .test_native import _case
-
-needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
 
 PERIODIC = [(False, False), (True, False), (False, True), (True, True)]
 

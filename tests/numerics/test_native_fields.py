@@ -18,11 +18,10 @@ from glacier.grid import Grid
 from glacier.laws import ClosedOutline, GlenLaw
 from glacier.physics import native, sia
 
+from ._helpers import needs_kernel
 from .test_native import _case, _rel
 from .test_native_adjoint import _compare, check_batched_gradient
 from .test_native_ice_free import _islands
-
-needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
 
 PERIODIC = [(False, False), (True, False), (False, True), (True, True)]
 

@@ -16,11 +16,10 @@ from glacier.grid import Grid
 from glacier.laws import GlenLaw
 from glacier.physics import native, sia
 
+from ._helpers import needs_kernel
 from .test_native import _both, _rel
 from .test_native_adjoint import _coef, _compare, check_solve_gradient
 from .test_native_limit_vjp import _check
-
-needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
 
 PERIODIC = [(False, False), (True, False), (False, True), (True, True)]
 

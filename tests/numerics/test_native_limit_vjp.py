@@ -15,7 +15,7 @@ import pytest
 from glacier.grid import Grid
 from glacier.physics import native, sia
 
-needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
+from ._helpers import needs_kernel
 
 PERIODIC = [(False, False), (True, False), (False, True), (True, True)]
 

@@ -17,9 +17,8 @@ import pytest
 from glacier.grid import Grid
 from glacier.physics import native, sia
 
+from ._helpers import needs_kernel
 from .test_native_limit_vjp import PERIODIC, _random_case, _rel
-
-needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
 
 NAMES = ("ct_H", "ct_qx", "ct_qy", "ct_dt", "ct_b", "ct_ice_free")
 

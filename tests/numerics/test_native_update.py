@@ -9,11 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glacier.physics import native, sia
+from glacier.physics import sia
 
+from ._helpers import needs_kernel
 from .test_native import _both
-
-needs_kernel = pytest.mark.skipif(not native.load(), reason="no C++ compiler for the kernel")
 
 
 def _fields(rng, shape, dtype):
