@@ -417,22 +417,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GlacierSiaFacesF32, faces_impl<ffi::F32>, GLACIER_
 // nx), dt (...); attributes dx, periodic_y, periodic_x. Outputs: div (..., ny, nx), edge (...).
 namespace {
 
-// Fluxes q scaled by their donor's factor: s_lo's where q flows towards + (out of the low
-// cell), s_hi's otherwise.
-template <typename T>
-__attribute__((noinline)) void donor_row(int64_t n, const T* __restrict q,
-                                         const T* __restrict s_lo, const T* __restrict s_hi,
-                                         T* __restrict out) {
-  for (int64_t f = 0; f < n; ++f)
-    out[f] = q[f] * glacier_native::pick(q[f] > T(0), s_lo[f], s_hi[f]);
-}
-
-template <typename T>
-__attribute__((noinline)) void divergence_row(int64_t n, const T* __restrict l,
-                                              const T* __restrict lo, const T* __restrict hi,
-                                              T inv_dx, T* __restrict d) {
-  for (int64_t j = 0; j < n; ++j) d[j] = (((l[j + 1] - l[j]) + hi[j]) - lo[j]) * inv_dx;
-}
+using glacier_native::divergence_row;
+using glacier_native::donor_row;
 
 template <typename T>
 void limit_one(const T* H, const T* qx, const T* qy, T dt, T dx, int64_t ny, int64_t nx,

@@ -293,6 +293,24 @@ __attribute__((noinline)) void update_vjp_cells(
   *acc = total;
 }
 
+// The limiter's rows (sia_faces.cc's limiter kernel; the fused adjoint of sia_limit_adjoint.cc
+// remakes div q with the same functions, bit for bit). Fluxes q scaled by their donor's factor: s_lo's where q flows towards + (out of the low
+// cell), s_hi's otherwise.
+template <typename T>
+__attribute__((noinline)) void donor_row(int64_t n, const T* __restrict q,
+                                         const T* __restrict s_lo, const T* __restrict s_hi,
+                                         T* __restrict out) {
+  for (int64_t f = 0; f < n; ++f)
+    out[f] = q[f] * glacier_native::pick(q[f] > T(0), s_lo[f], s_hi[f]);
+}
+
+template <typename T>
+__attribute__((noinline)) void divergence_row(int64_t n, const T* __restrict l,
+                                              const T* __restrict lo, const T* __restrict hi,
+                                              T inv_dx, T* __restrict d) {
+  for (int64_t j = 0; j < n; ++j) d[j] = (((l[j + 1] - l[j]) + hi[j]) - lo[j]) * inv_dx;
+}
+
 }  // namespace glacier_native
 
 #endif  // GLACIER_PHYSICS_SIA_KERNELS_H_

@@ -323,22 +323,13 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
       T* hi = lo + nx;
       T* dv = hi + nx;
       T* cdv = dv + nx;
-      if (alive[i]) {  // as limit_one in sia_faces.cc: donor_row and divergence_row
-        const T* q = qx + i * (nx + 1);
-        const T* sr = sc + (i + 1) * W;
-        for (int64_t f = 0; f <= nx; ++f)
-          lx[f] = q[f] * glacier_native::pick(q[f] > T(0), sr[f], sr[f + 1]);
-        const T* qb = qy + i * nx;
-        const T* qa = qy + (i + 1) * nx;
-        const T* sb = sc + i * W + 1;
-        const T* sm = sc + (i + 1) * W + 1;
-        const T* sa = sc + (i + 2) * W + 1;
-        for (int64_t j = 0; j < nx; ++j)
-          lo[j] = qb[j] * glacier_native::pick(qb[j] > T(0), sb[j], sm[j]);
-        for (int64_t j = 0; j < nx; ++j)
-          hi[j] = qa[j] * glacier_native::pick(qa[j] > T(0), sm[j], sa[j]);
-        for (int64_t j = 0; j < nx; ++j)
-          dv[j] = (((lx[j + 1] - lx[j]) + hi[j]) - lo[j]) * inv_dx;
+      if (alive[i]) {  // as limit_one in sia_faces.cc
+        glacier_native::donor_row<T>(nx + 1, qx + i * (nx + 1), sc + (i + 1) * W,
+                                     sc + (i + 1) * W + 1, lx);
+        glacier_native::donor_row<T>(nx, qy + i * nx, sc + i * W + 1, sc + (i + 1) * W + 1, lo);
+        glacier_native::donor_row<T>(nx, qy + (i + 1) * nx, sc + (i + 1) * W + 1,
+                                     sc + (i + 2) * W + 1, hi);
+        glacier_native::divergence_row<T>(nx, lx, lo, hi, inv_dx, dv);
       } else {
         std::fill(dv, dv + nx, T(0));
       }
@@ -357,19 +348,7 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
       cd = cdv;
     }
     g_cur[0] = g_cur[nx + 1] = -ct_edge;
-    {  // read by this row's x-faces and the y-faces below and above it: the spans of rows
-       // i - 1 .. i + 1, a cell wider (all of it on a periodic grid)
-      int64_t j0 = nx, j1 = 0;
-      for (int64_t r = std::max<int64_t>(i - 1, 0); r <= std::min(i + 1, ny - 1); ++r)
-        if (span[2 * r] < span[2 * r + 1]) {
-          j0 = std::min(j0, span[2 * r] - 1);
-          j1 = std::max(j1, span[2 * r + 1] + 1);
-        }
-      if (whole) j0 = 0, j1 = nx;
-      j0 = std::max<int64_t>(j0, 0);
-      j1 = std::min(j1, nx);
-      for (int64_t j = j0; j < j1; ++j) g_cur[j + 1] = cd[j] * inv_dx;
-    }
+    for (int64_t j = 0; j < nx; ++j) g_cur[j + 1] = cd[j] * inv_dx;
     T* c = cs + (i + 1) * W + 1;
     const int64_t a = span[2 * i], b = span[2 * i + 1];
     T* oq = ct_qx + i * (nx + 1);
