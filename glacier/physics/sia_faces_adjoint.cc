@@ -47,12 +47,15 @@ template <typename T>
 inline T mc_weights(T a, T b, T& wa, T& wb) {
   T aa = std::fabs(a), ab = std::fabs(b);
   T half = T(0.5) * std::fabs(a + b), two_min = T(2) * std::min(aa, ab);
-  T same = T(a * b > T(0)), centred = T(half < two_min), pick_a = T(aa < ab);
-  // Branch-free (so that the loops over cells vectorise): 0/1 flags times the weights.
-  T side = same * (T(1) - centred) * T(2);
-  wa = same * centred * T(0.5) + side * pick_a;
-  wb = same * centred * T(0.5) + side * (T(1) - pick_a);
-  return (a * b > T(0)) ? std::copysign(std::min(half, two_min), a) : T(0);
+  const bool same = a * b > T(0), centred = half < two_min, pick_a = aa < ab;
+  // Selects of constants (blends once vectorised): fewer instructions than 0/1 flags times
+  // the weights.
+  T x = pick_a ? T(2) : T(0), y = pick_a ? T(0) : T(2);
+  x = centred ? T(0.5) : x;
+  y = centred ? T(0.5) : y;
+  wa = same ? x : T(0);
+  wb = same ? y : T(0);
+  return same ? std::copysign(std::min(half, two_min), a) : T(0);
 }
 
 // ``stencils.superbee_slope(a, b)`` and its weights as ``faces_adjoint.superbee_slope_weights``
@@ -63,15 +66,28 @@ template <typename T>
 inline T superbee_weights(T a, T b, T& wa, T& wb) {
   T aa = std::fabs(a), ab = std::fabs(b);
   T two_a = T(2) * aa, two_b = T(2) * ab;
-  // Branch-free: with the (nested) flags r < 1/2, r <= 1/2, r < 1, r <= 1, r < 2, r <= 2
-  // (each implies the next where a b > 0), the table above is a sum of flags.
-  T f1 = T(two_a < ab), f2 = T(two_a <= ab), f3 = T(aa < ab), f4 = T(aa <= ab);
-  T f5 = T(aa < two_b), f6 = T(aa <= two_b);
-  T same = T(a * b > T(0));
-  wa = same * (f1 + f2 + T(0.5) * (f5 + f6 - f3 - f4));
-  wb = same * (T(2) + T(0.5) * (f3 + f4 - f1 - f2) - f5 - f6);
+  const bool same = a * b > T(0);
+  // Branch-free: the table read from r > 2 down, each threshold's select overriding the
+  // weights of the larger r (selects of constants: blends once vectorised, half the
+  // instructions of 0/1 flags times weights). Where |a| = |b| = inf, the only input with no
+  // ordering, this gives (1, 1/2).
+  T x = T(0), y = T(2);  // r > 2
+  x = (aa == two_b) ? T(0.5) : x;
+  y = (aa == two_b) ? T(1) : y;
+  x = (aa < two_b) ? T(1) : x;  // 1 < r < 2
+  y = (aa < two_b) ? T(0) : y;
+  x = (aa == ab) ? T(0.5) : x;
+  y = (aa == ab) ? T(0.5) : y;
+  x = (aa < ab) ? T(0) : x;  // 1/2 < r < 1
+  y = (aa < ab) ? T(1) : y;
+  x = (two_a == ab) ? T(1) : x;
+  y = (two_a == ab) ? T(0.5) : y;
+  x = (two_a < ab) ? T(2) : x;  // r < 1/2
+  y = (two_a < ab) ? T(0) : y;
+  wa = same ? x : T(0);
+  wb = same ? y : T(0);
   T mag = std::max(std::min(two_a, ab), std::min(aa, two_b));
-  return (a * b > T(0)) ? std::copysign(mag, b) : T(0);
+  return same ? std::copysign(mag, b) : T(0);
 }
 
 // A row of limited slopes mc_slope(a1 - a0, b1 - b0) / dx and their weights.
@@ -102,12 +118,19 @@ __attribute__((noinline)) void superbee_row(int64_t n, const T* __restrict a0,
 }
 
 // The adjoint of a three-point stencil along a row, g[k] -= ca[k], g[k + 1] += ca[k] - cb[k],
-// g[k + 2] += cb[k] (k < n), written as a gather so that it vectorises; ca and cb hold two
-// zeros before and after their n values.
+// g[k + 2] += cb[k] (k0 <= k < k1), written as a gather so that it vectorises; ca and cb hold
+// the values of k at index k + 2 and two zeros before and after them (``stencil_ends``).
 template <typename T>
-__attribute__((noinline)) void three_point_adjoint(int64_t n, const T* __restrict ca,
+__attribute__((noinline)) void three_point_adjoint(int64_t k0, int64_t k1,
+                                                   const T* __restrict ca,
                                                    const T* __restrict cb, T* __restrict g) {
-  for (int64_t b = 0; b < n + 2; ++b) g[b] += (cb[b] - ca[b + 2]) + (ca[b + 1] - cb[b + 1]);
+  for (int64_t b = k0; b < k1 + 2; ++b) g[b] += (cb[b] - ca[b + 2]) + (ca[b + 1] - cb[b + 1]);
+}
+
+// The zeros of ``three_point_adjoint``'s ca and cb beside the values of [k0, k1).
+template <typename T>
+inline void stencil_ends(int64_t k0, int64_t k1, T* ca, T* cb) {
+  for (int64_t b : {k0, k0 + 1, k1 + 2, k1 + 3}) ca[b] = cb[b] = T(0);
 }
 
 // The same stencil's adjoint across three rows (no dependence between columns).
@@ -419,6 +442,17 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
   }
   auto y_active = [&](int64_t f) { return f >= 0 && f <= ny && yspan[2 * f] < yspan[2 * f + 1]; };
   auto y_needed = [&](int64_t k) { return y_active(k - 1) || y_active(k); };
+  // The columns [j0, j1) of row k of the y-limiters that the active y-face rows k - 1 and k
+  // read (their spans together; the limiters, their weights and cotangents are taken there).
+  auto y_cols = [&](int64_t k, int64_t& j0, int64_t& j1) {
+    j0 = nx;
+    j1 = 0;
+    for (int64_t f : {k - 1, k})
+      if (y_active(f)) {
+        j0 = std::min(j0, yspan[2 * f]);
+        j1 = std::max(j1, yspan[2 * f + 1]);
+      }
+  };
   // The padded rows [row_lo, row_hi) that hold ice: the faces' terms reach at most 3 rows
   // beyond (a margin of 4 is kept), so the surface, the cotangents of the padded fields and
   // their transposes are taken on those rows only.
@@ -473,21 +507,29 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
   T* syb = grow(s.sbb_y, 2 * nx);
   T* gcx = grow(s.gcx, 2 * nx);  // the cotangents of the two rows of cx and of sby
   T* gsby = grow(s.gsby, 2 * nx);
-  auto x_limiters = [&](int64_t i) {
-    mc_row<T>(W2, Sp + (i + 2) * W2, Sp + (i + 1) * W2, Sp + (i + 1) * W2, Sp + i * W2, inv_dx,
-              cy, cya, cyb);
-    const T* h = Hp + (i + 2) * W4;
-    superbee_row<T>(W2, h, h + 1, h + 1, h + 2, sbx, sxa, sxb);
+  // Row i's x-limiters on the columns [k0, k1) that its x-faces [f0, f0 + 1) read (the
+  // faces f0 .. f1 - 1 read columns f0 .. f1).
+  auto x_limiters = [&](int64_t i, int64_t k0, int64_t k1) {
+    const int64_t m = k1 - k0;
+    mc_row<T>(m, Sp + (i + 2) * W2 + k0, Sp + (i + 1) * W2 + k0, Sp + (i + 1) * W2 + k0,
+              Sp + i * W2 + k0, inv_dx, cy + k0, cya + k0, cyb + k0);
+    const T* h = Hp + (i + 2) * W4 + k0;
+    superbee_row<T>(m, h, h + 1, h + 1, h + 2, sbx + k0, sxa + k0, sxb + k0);
   };
   auto slot = [nx](int64_t k) { return (k & 1) * nx; };
   auto y_limiters = [&](int64_t k) {  // row k of cx and of sby into slot k % 2
-    const T* r = Sp + k * W2;
-    const int64_t o = slot(k);
-    mc_row<T>(nx, r + 2, r + 1, r + 1, r, inv_dx, cx + o, cxa + o, cxb + o);
-    const T *h0 = Hp + k * W4 + 2, *h1 = Hp + (k + 1) * W4 + 2, *h2 = Hp + (k + 2) * W4 + 2;
-    superbee_row<T>(nx, h0, h1, h1, h2, sby + o, sya + o, syb + o);
-    std::fill(gcx + o, gcx + o + nx, T(0));
-    std::fill(gsby + o, gsby + o + nx, T(0));
+    int64_t j0, j1;
+    y_cols(k, j0, j1);
+    if (j0 >= j1) return;
+    const int64_t m = j1 - j0;
+    const T* r = Sp + k * W2 + j0;
+    const int64_t o = slot(k) + j0;
+    mc_row<T>(m, r + 2, r + 1, r + 1, r, inv_dx, cx + o, cxa + o, cxb + o);
+    const T *h0 = Hp + k * W4 + 2 + j0, *h1 = Hp + (k + 1) * W4 + 2 + j0;
+    const T* h2 = Hp + (k + 2) * W4 + 2 + j0;
+    superbee_row<T>(m, h0, h1, h1, h2, sby + o, sya + o, syb + o);
+    std::fill(gcx + o, gcx + o + m, T(0));
+    std::fill(gsby + o, gsby + o + m, T(0));
   };
   // D_max's cotangent (only when it is not zero: a step of max_dt, or the last step of an
   // interval, does not depend on D_max) goes to the faces equal to the maximum, which are known
@@ -576,10 +618,11 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
   // columns f, f + 1; MUSCL states of Hp columns f + 1 (+ sbx f) and f + 2 (- sbx f + 1).
   // G, K, L, R hold the row's faces from index 1 (a zero on each side).
   auto x_row = [&](int64_t i, const T* ct_q, T at_max, T share, T* D_out) {
-    x_limiters(i);
     const T* h = Hp + (i + 2) * W4;
     const T* r = Sp + (i + 1) * W2;
     const int64_t f0 = xspan[2 * i], f1 = xspan[2 * i + 1];
+    const int64_t k0 = f0, k1 = f1 + 1;  // the limiters' columns
+    x_limiters(i, k0, k1);
     // Face f between cells f - 1 and f of row i (the edge cell at the edges).
     if (fields)
       glacier_native::x_face_coefficients(f0, f1, cf + i * nx, nx, ny * nx, FG, FS);
@@ -590,20 +633,22 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
                                   terms);
     G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
-    std::fill(gc, gc + W2, T(0));
-    std::fill(gb, gb + W2, T(0));
+    std::fill(gc + k0, gc + k1, T(0));
+    std::fill(gb + k0, gb + k1, T(0));
     x_face_gather<T>(nx + 1, G, K, L, R, gSp + (i + 1) * W2, gc, gb, gHp + (i + 2) * W4);
     // The row's cells have all their x-faces' cotangents: back through its MUSCL corrections
     // sb = superbee(h[k+1] - h[k], h[k+2] - h[k+1]) / 2 along the row (CA, CB: the
     // cotangents of the two differences, padded, for ``three_point_adjoint``) and its cross
     // slopes c = mc_slope(S[i+2] - S[i+1], S[i+1] - S[i]) / dx across three surface rows.
-    for (int64_t k = 0; k < W2; ++k) {
+    // Columns [k0, k1) only: elsewhere gb and gc are zero.
+    for (int64_t k = k0; k < k1; ++k) {
       CA[k + 2] = T(0.5) * sxa[k] * gb[k];
       CB[k + 2] = T(0.5) * sxb[k] * gb[k];
     }
-    three_point_adjoint<T>(W2, CA, CB, gHp + (i + 2) * W4);
-    three_row_adjoint<T>(W2, gc, cyb, cya, inv_dx, gSp + i * W2, gSp + (i + 1) * W2,
-                         gSp + (i + 2) * W2);
+    stencil_ends(k0, k1, CA, CB);
+    three_point_adjoint<T>(k0, k1, CA, CB, gHp + (i + 2) * W4);
+    three_row_adjoint<T>(k1 - k0, gc + k0, cyb + k0, cya + k0, inv_dx, gSp + i * W2 + k0,
+                         gSp + (i + 1) * W2 + k0, gSp + (i + 2) * W2 + k0);
   };
   for (int64_t i = 0; i < ny; ++i) {
     if (xspan[2 * i] >= xspan[2 * i + 1]) {  // no ice: every D is 0, nothing to add
@@ -615,17 +660,22 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
   }
   // Back through the MUSCL corrections along y of padded row k + 1 (Hp rows k..k+2) and the
   // x-slopes of surface row k, once row k's cotangents are complete.
-  auto y_chain = [&](int64_t k) {
+  auto y_chain = [&](int64_t k) {  // on the columns of ``y_limiters``
+    int64_t j0, j1;
+    y_cols(k, j0, j1);
+    if (j0 >= j1) return;
     const int64_t o = slot(k);
-    three_row_adjoint<T>(nx, gsby + o, sya + o, syb + o, T(0.5), gHp + k * W4 + 2,
-                         gHp + (k + 1) * W4 + 2, gHp + (k + 2) * W4 + 2);
+    three_row_adjoint<T>(j1 - j0, gsby + o + j0, sya + o + j0, syb + o + j0, T(0.5),
+                         gHp + k * W4 + 2 + j0, gHp + (k + 1) * W4 + 2 + j0,
+                         gHp + (k + 2) * W4 + 2 + j0);
     const T *g = gcx + o, *wf = cxa + o, *wb = cxb + o;
-    for (int64_t j = 0; j < nx; ++j) {  // the forward difference is the stencil's second
+    for (int64_t j = j0; j < j1; ++j) {  // the forward difference is the stencil's second
       T t = g[j] * inv_dx;
       CA[j + 2] = wb[j] * t;
       CB[j + 2] = wf[j] * t;
     }
-    three_point_adjoint<T>(nx, CA, CB, gSp + k * W2);
+    stencil_ends(j0, j1, CA, CB);
+    three_point_adjoint<T>(j0, j1, CA, CB, gSp + k * W2);
   };
   // y-faces, face row f: between surface rows f, f + 1 (columns 1..nx); cross slopes of cx
   // rows f, f + 1; MUSCL states of Hp rows f + 1 (+ sby f) and f + 2 (- sby f + 1). The
