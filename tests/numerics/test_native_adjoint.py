@@ -68,14 +68,20 @@ def test_faces_adjoint_equals_jax_ad(periodic, cliffs, dtype, tol):
 
 @needs_kernel
 @pytest.mark.parametrize("periodic", [(False, False), (True, True)])
-@pytest.mark.parametrize("kind", ["plane", "flat", "bare"])
+@pytest.mark.parametrize("kind", ["plane", "flat", "bare", "ratios"])
 def test_faces_adjoint_at_ties(periodic, kind):
     """Kinks everywhere: a uniform slab on an inclined plane (every interior face has D_max:
     its cotangent shared by all, and the limiters at their ties), on a flat bed (zero slopes:
-    the upwind switch at g = 0), and no ice at all."""
+    the upwind switch at g = 0), no ice at all, and thickness steps of 1, 2 and 4 m along both
+    axes (superbee's ties at |a| / |b| = 1/2, 1 and 2, the MC limiter's between its centred
+    and one-sided slopes)."""
     rng = np.random.default_rng(12)
     grid = Grid(ny=8, nx=8, dx=64.0, periodic=periodic)
-    H = jnp.zeros((8, 8)) if kind == "bare" else jnp.full((8, 8), 128.0)
+    if kind == "ratios":
+        steps = np.cumsum([0.0, 1.0, 2.0, 4.0, 2.0, 1.0, 1.0, 2.0])
+        H = jnp.asarray(128.0 + np.add.outer(steps, 2.0 * steps))
+    else:
+        H = jnp.zeros((8, 8)) if kind == "bare" else jnp.full((8, 8), 128.0)
     plane = np.add.outer(np.zeros(8), 16.0 * np.arange(8))
     bed = jnp.asarray(plane if kind == "plane" else np.zeros((8, 8)))
     _compare(grid, H, bed, jnp.asarray([1e-10, 3e-13]), rng, 1.7, 1e-12)
