@@ -166,19 +166,21 @@ __attribute__((noinline)) void y_face_scatter(
   }
 }
 
-// A row of x-faces' terms (from index 1, zeros at 0 and n + 1) into the row of cotangents.
+// A row of x-faces' terms (from index 1, zeros beside the faces walked) into the row of
+// cotangents: the cells [k0, k1) beside the faces [k0, k1 - 1) walked. gc and gb (the row's
+// own limiters' cotangents) are written, the padded fields' rows gs and gh added to.
 template <typename T>
-__attribute__((noinline)) void x_face_gather(int64_t n, const T* __restrict G,
+__attribute__((noinline)) void x_face_gather(int64_t k0, int64_t k1, const T* __restrict G,
                                              const T* __restrict K, const T* __restrict L,
                                              const T* __restrict R, T* __restrict gs,
                                              T* __restrict gc, T* __restrict gb,
                                              T* __restrict gh) {
-  for (int64_t b = 0; b <= n; ++b) {  // face b - 1 (index b) and face b (index b + 1)
+  for (int64_t b = k0; b < k1; ++b) {  // face b - 1 (index b) and face b (index b + 1)
     gs[b] += G[b] - G[b + 1];
-    gc[b] += K[b] + K[b + 1];
-    gb[b] += L[b + 1] - R[b];
+    gc[b] = K[b] + K[b + 1];
+    gb[b] = L[b + 1] - R[b];
   }
-  for (int64_t b = 1; b <= n + 1; ++b) gh[b] += L[b] + R[b - 1];
+  for (int64_t b = k0 + 1; b <= k1; ++b) gh[b] += L[b] + R[b - 1];
 }
 
 template <typename T>
@@ -198,6 +200,7 @@ struct Scratch {
   std::vector<int64_t> xcount, ycount;
   // The faces that can carry a flux: per x-face row and y-face row, [first, end).
   std::vector<int64_t> ice, xspan, yspan;
+  std::vector<unsigned char> hit;  // the output rows written so far
   // Adjoint: cotangents of the above (gHp, gSp whole; the limiters' in rows), and one row of
   // face terms.
   std::vector<T> gHp, gSp, gcx, gcy, gsbx, gsby, G, K, L, R, E5, E3, CA, CB, Z;
@@ -633,9 +636,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
                                   terms);
     G[0] = K[0] = L[0] = R[0] = T(0);  // the y-rows write from index 0
     G[nx + 2] = K[nx + 2] = L[nx + 2] = R[nx + 2] = T(0);
-    std::fill(gc + k0, gc + k1, T(0));
-    std::fill(gb + k0, gb + k1, T(0));
-    x_face_gather<T>(nx + 1, G, K, L, R, gSp + (i + 1) * W2, gc, gb, gHp + (i + 2) * W4);
+    x_face_gather<T>(k0, k1, G, K, L, R, gSp + (i + 1) * W2, gc, gb, gHp + (i + 2) * W4);
     // The row's cells have all their x-faces' cotangents: back through its MUSCL corrections
     // sb = superbee(h[k+1] - h[k], h[k+2] - h[k+1]) / 2 along the row (CA, CB: the
     // cotangents of the two differences, padded, for ``three_point_adjoint``) and its cross
@@ -744,12 +745,11 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
         }
     }
   }
-  // S = pad(bed, 1, edge/wrap) + Hp[1:-1, 1:-1]; then the padding's transposes.
-  if (ct_H_in != nullptr) {
-    if (ct_H_in != ct_H) std::copy(ct_H_in, ct_H_in + ny * nx, ct_H);  // else in place
-  } else
-    std::fill(ct_H, ct_H + ny * nx, T(0));
-  std::fill(ct_bed, ct_bed + ny * nx, T(0));
+  // S = pad(bed, 1, edge/wrap) + Hp[1:-1, 1:-1]; then the padding's transposes, in one pass
+  // over the outputs: a row's first padded row is written (with ct_H_in added), the others
+  // added, in the order of the padded rows; the rows no padded row reaches are set after.
+  unsigned char* hit = grow(s.hit, ny);
+  std::fill(hit, hit + ny, 0);
   for (int64_t a = sp0; a < sp1; ++a) {
     int64_t i = wrap_or_out(a - 1, ny, py);
     if (i < 0) i = std::min<int64_t>(std::max<int64_t>(a - 1, 0), ny - 1);
@@ -757,20 +757,42 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
     T* __restrict gh = gHp + (a + 1) * W4 + 1;
     T* __restrict cb = ct_bed + i * nx;
     for (int64_t b = 0; b < W2; ++b) gh[b] += g[b];
-    for (int64_t j = 0; j < nx; ++j) cb[j] += g[j + 1];
+    if (hit[i])
+      for (int64_t j = 0; j < nx; ++j) cb[j] += g[j + 1];
+    else
+      std::copy(g + 1, g + 1 + nx, cb);
+    hit[i] = 1;
     cb[px ? nx - 1 : 0] += g[0];
     cb[px ? 0 : nx - 1] += g[nx + 1];
   }
+  for (int64_t i = 0; i < ny; ++i)
+    if (!hit[i]) std::fill(ct_bed + i * nx, ct_bed + (i + 1) * nx, T(0));
+  std::fill(hit, hit + ny, 0);
   for (int64_t a = hp0; a < hp1; ++a) {
     int64_t i = wrap_or_out(a - 2, ny, py);
     if (i < 0) continue;
     const T* __restrict g = gHp + a * W4;
-    T* __restrict ch = ct_H + i * nx;
-    for (int64_t j = 0; j < nx; ++j) ch[j] += g[j + 2];
+    T* ch = ct_H + i * nx;  // may be ct_H_in (in place)
+    if (hit[i])
+      for (int64_t j = 0; j < nx; ++j) ch[j] += g[j + 2];
+    else if (ct_H_in != nullptr) {
+      const T* in = ct_H_in + i * nx;
+      for (int64_t j = 0; j < nx; ++j) ch[j] = in[j] + g[j + 2];
+    } else
+      std::copy(g + 2, g + 2 + nx, ch);
+    hit[i] = 1;
     for (int64_t b : {int64_t(0), int64_t(1), nx + 2, nx + 3}) {
       int64_t j = wrap_or_out(b - 2, nx, px);
       if (j >= 0) ch[j] += g[b];
     }
+  }
+  for (int64_t i = 0; i < ny; ++i) {
+    if (hit[i]) continue;
+    T* ch = ct_H + i * nx;
+    if (ct_H_in == nullptr)
+      std::fill(ch, ch + nx, T(0));
+    else if (ct_H_in != ct_H)
+      std::copy(ct_H_in + i * nx, ct_H_in + (i + 1) * nx, ch);
   }
   if (fields) return;
   T ct_gamma = T(0), ct_slide = T(0);
