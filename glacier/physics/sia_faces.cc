@@ -54,58 +54,62 @@ inline T superbee_slope(T a, T b) {
   return (a * b > T(0)) ? std::copysign(mag, b) : T(0);
 }
 
-// Running maxima of a row in 8 lanes (a vectorisable loop: a scalar max reduction is not
-// vectorised without -ffinite-math-only), and NaN seen in any lane. The lanes are copied to
-// locals for the loop: through the pointers (which may alias d) every group of 8 faces would
-// store them and load them back, a chain through memory that took an eighth of the kernel.
-template <typename T>
-inline void lane_max(const T* __restrict d, int64_t n, T* m8_out, T* nan8_out) {
-  T m8[8], nan8[8];
-  for (int k = 0; k < 8; ++k) m8[k] = m8_out[k], nan8[k] = nan8_out[k];
-  int64_t f = 0;
-  for (; f + 8 <= n; f += 8)
-    for (int k = 0; k < 8; ++k) {
-      T v = d[f + k];
-      m8[k] = (v > m8[k]) ? v : m8[k];
-      nan8[k] += v * T(0);  // NaN (or Inf) makes it NaN
-    }
-  for (; f < n; ++f) {
-    T v = d[f];
-    m8[0] = (v > m8[0]) ? v : m8[0];
-    nan8[0] += v * T(0);
-  }
-  for (int k = 0; k < 8; ++k) m8_out[k] = m8[k], nan8_out[k] = nan8[k];
+// One face between a low and a high cell: its flux into q[f], its diffusivity returned.
+template <typename T, bool Field>
+inline T face_flux(int64_t f, const T* __restrict s_lo, const T* __restrict s_hi,
+                   const T* __restrict c_lo, const T* __restrict c_hi, const T* __restrict h_lo,
+                   const T* __restrict h_hi, const T* __restrict sb_lo,
+                   const T* __restrict sb_hi, T gamma_s, T slide_s, const T* __restrict gam,
+                   const T* __restrict sld, T inv_dx, T* __restrict q) {
+  const T gamma = Field ? gam[f] : gamma_s, slide = Field ? sld[f] : slide_s;
+  T grad = (s_hi[f] - s_lo[f]) * inv_dx;
+  T cross = T(0.5) * (c_lo[f] + c_hi[f]);
+  T s2 = grad * grad + cross * cross;
+  T Hl = h_lo[f] + sb_lo[f];  // the low cell's MUSCL state at the face
+  T Hr = h_hi[f] - sb_hi[f];  // the high cell's
+  T Hu = (grad <= T(0)) ? Hl : Hr;  // flow towards + takes the low side's
+  T H2 = Hu * Hu, H3 = H2 * Hu;
+  T D = gamma * (H3 * H2) * s2 + slide * H3 * s2;
+  q[f] = -D * grad;
+  return D;
 }
 
 // One row of faces: the face between a low and a high cell, from their surfaces, cross
-// slopes, thicknesses and superbee corrections; flux into q, diffusivity into d. The law's
-// coefficients: the scalars gamma, slide, or (Field) each face's gam[f], sld[f].
+// slopes, thicknesses and superbee corrections; fluxes into q. The law's coefficients: the
+// scalars gamma, slide, or (Field) each face's gam[f], sld[f]. The diffusivities go to the
+// running maxima m8 of 8 lanes (face f to lane f % 8 in blocks of 8, the rest to lane 0: a
+// vectorisable loop, as a scalar max reduction is not without -ffinite-math-only), and NaN
+// or Inf in any of them makes nan8 NaN; the lanes are locals during the loop.
 template <typename T, bool Field>
 __attribute__((noinline)) void face_row(
     int64_t n, const T* __restrict s_lo, const T* __restrict s_hi, const T* __restrict c_lo,
     const T* __restrict c_hi, const T* __restrict h_lo, const T* __restrict h_hi,
     const T* __restrict sb_lo, const T* __restrict sb_hi, T gamma_s, T slide_s,
     const T* __restrict gam, const T* __restrict sld, T inv_dx, T* __restrict q,
-    T* __restrict d) {
-  for (int64_t f = 0; f < n; ++f) {
-    const T gamma = Field ? gam[f] : gamma_s, slide = Field ? sld[f] : slide_s;
-    T grad = (s_hi[f] - s_lo[f]) * inv_dx;
-    T cross = T(0.5) * (c_lo[f] + c_hi[f]);
-    T s2 = grad * grad + cross * cross;
-    T Hl = h_lo[f] + sb_lo[f];  // the low cell's MUSCL state at the face
-    T Hr = h_hi[f] - sb_hi[f];  // the high cell's
-    T Hu = (grad <= T(0)) ? Hl : Hr;  // flow towards + takes the low side's
-    T H2 = Hu * Hu, H3 = H2 * Hu;
-    T D = gamma * (H3 * H2) * s2 + slide * H3 * s2;
-    q[f] = -D * grad;
-    d[f] = D;
+    T* __restrict m8_io, T* __restrict nan8_io) {
+  T m8[8], nan8[8];
+  for (int k = 0; k < 8; ++k) m8[k] = m8_io[k], nan8[k] = nan8_io[k];
+  int64_t f = 0;
+  for (; f + 8 <= n; f += 8)
+    for (int k = 0; k < 8; ++k) {
+      T D = face_flux<T, Field>(f + k, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi,
+                                gamma_s, slide_s, gam, sld, inv_dx, q);
+      m8[k] = (D > m8[k]) ? D : m8[k];
+      nan8[k] += D * T(0);
+    }
+  for (; f < n; ++f) {
+    T D = face_flux<T, Field>(f, s_lo, s_hi, c_lo, c_hi, h_lo, h_hi, sb_lo, sb_hi, gamma_s,
+                              slide_s, gam, sld, inv_dx, q);
+    m8[0] = (D > m8[0]) ? D : m8[0];
+    nan8[0] += D * T(0);
   }
+  for (int k = 0; k < 8; ++k) m8_io[k] = m8[k], nan8_io[k] = nan8[k];
 }
 
 // Scratch arrays of one thread, grown when a larger grid comes.
 template <typename T>
 struct FaceScratch {
-  std::vector<T> Hp, Sp, cx, cy, sbx, sby, d, fg, fs;
+  std::vector<T> Hp, Sp, cx, cy, sbx, sby, fg, fs;
   std::vector<int64_t> span;  // per padded row: its ice's columns, then the faces'
 };
 
@@ -153,7 +157,6 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cf, T inv_d
   T* cy = grow(scratch.cy, (r1 - r0) * SW);
   T* sbx = grow(scratch.sbx, (r1 - r0) * (nx + 2));
   T* sby = grow(scratch.sby, (fe + 1 - r0) * nx);
-  T* d = grow(scratch.d, nx + 1);
   T* fg = cf ? grow(scratch.fg, nx + 1) : nullptr;  // one row of faces' coefficients
   T* fsl = cf ? grow(scratch.fs, nx + 1) : nullptr;
   auto hp = [=](int64_t a) { return Hp + (a - r0) * W; };
@@ -288,12 +291,11 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cf, T inv_d
     if (cf) {  // x-face f between cells f - 1 and f of row i (the edge cell at the edges)
       glacier_native::x_face_coefficients(f0, f1, cf + i * nx, nx, ny * nx, fg, fsl);
       face_row<T, true>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
-                        fg + f0, fsl + f0, inv_dx, q + f0, d);
+                        fg + f0, fsl + f0, inv_dx, q + f0, m8, nan8);
     } else {
       face_row<T, false>(f1 - f0, s, s + 1, c, c + 1, h + 1, h + 2, sb, sb + 1, gamma, slide,
-                         nullptr, nullptr, inv_dx, q + f0, d);
+                         nullptr, nullptr, inv_dx, q + f0, m8, nan8);
     }
-    lane_max(d, f1 - f0, m8, nan8);
   }
   // y-faces: face f of column j lies between cells f - 1 and f (padded rows f + 1, f + 2).
   for (int64_t f = r0; f < fe; ++f) {
@@ -313,8 +315,7 @@ void faces_band(const T* H, const T* bed, T gamma, T slide, const T* cf, T inv_d
     row(j1 - j0, sp(f) + 1 + j0, sp(f + 1) + 1 + j0, cx + (f - r0) * nx + j0,
         cx + (f + 1 - r0) * nx + j0, hp(f + 1) + 2 + j0, hp(f + 2) + 2 + j0,
         sby + (f - r0) * nx + j0, sby + (f + 1 - r0) * nx + j0, gamma, slide,
-        cf ? fg + j0 : nullptr, cf ? fsl + j0 : nullptr, inv_dx, q + j0, d);
-    lane_max(d, j1 - j0, m8, nan8);
+        cf ? fg + j0 : nullptr, cf ? fsl + j0 : nullptr, inv_dx, q + j0, m8, nan8);
   }
 }
 
