@@ -10,11 +10,13 @@ step with their share and kind, the number of kernels per step and the time outs
 writes JSON (``--out``).
 
     python scripts/profile_step.py [--steps 500] [--top 15] [--size 100] [--out FILE]
-                                   [--law scalar|field|closed]
+                                   [--law scalar|field|closed] [--stable]
 
 ``--law field``: Glen's law with A as a field (the same value in every cell), as
 ``glacier-invert invert.A=field`` runs it; ``closed``: the scalar law in a closed outline (the
-spun-up glacier's cells), as ``invert.outline=closed``.
+spun-up glacier's cells), as ``invert.outline=closed``. ``--stable``: about ``--steps`` steps
+at the stability limit (cfl dx^2 / D_max), as simulations and training take them, so that
+the gradient also goes through D_max; by default fixed 0.01 a steps, below it.
 
 What it showed (README, "Where a step's time goes"): the two face kernels (MUSCL states,
 slopes, diffusivity and flux of each direction, about 90 HLO operations each) take half of the
@@ -69,7 +71,7 @@ def _hlo_kinds(dump_dir: str, names) -> dict[str, dict]:
     return kinds
 
 
-def _profile(mode: str, n_steps: int, trace_dir: str) -> tuple[dict, float, float]:
+def _profile(mode: str, n_steps: int, trace_dir: str) -> tuple[dict, float, float, int]:
     import jax
     import jax.numpy as jnp
 
@@ -87,6 +89,12 @@ def _profile(mode: str, n_steps: int, trace_dir: str) -> tuple[dict, float, floa
     dt = 0.01  # below the stability limit of the spun-up valley: exactly n_steps steps
     save_at = slv.SaveAt((0.0, n_steps * dt))
     scheme = ExplicitMUSCL(max_dt=dt, max_steps=n_steps + 2)
+    if os.environ.get("PROFILE_STABLE") == "1":  # --stable: steps at the stability limit
+        save_at = slv.SaveAt((0.0, n_steps * 0.044))  # about 0.044 a each, as a run takes them
+        law0 = GlenLaw(A=d.physics.A, rho=d.physics.rho, g=d.physics.g)
+        n_steps = int(slv.simulate(H0, bed, grid=d.grid, rheology=law0, smb=d.smb,
+                                   save_at=save_at, scheme=ExplicitMUSCL()).steps[-1])
+        scheme = ExplicitMUSCL(max_steps=n_steps + 2)
     adjoint = slv.ForwardOnly() if mode == "forward" else slv.Checkpointed()
 
     outline = (H0 > 0).astype(H0.dtype)
@@ -126,7 +134,7 @@ def _profile(mode: str, n_steps: int, trace_dir: str) -> tuple[dict, float, floa
             continue
         per[name][0] += 1
         per[name][1] += e.get("dur", 0.0)
-    return per, wall, outer
+    return per, wall, outer, n_steps
 
 
 def main(argv=None) -> int:
@@ -138,17 +146,21 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", choices=("forward", "gradient", "both"), default="both")
     ap.add_argument("--law", choices=("scalar", "field", "closed"), default="scalar",
                     help="Glen's law with a scalar A, a field A, or in a closed outline")
+    ap.add_argument("--stable", action="store_true",
+                    help="steps at the stability limit, as a run takes them (the gradient then "
+                         "also goes through D_max); default: fixed 0.01 a steps")
     ap.add_argument("--out", default="profile_step.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:  # one mode in a fresh process, with its own HLO dump
         import jax
         jax.config.update("jax_enable_x64", True)
-        per, wall, outer = _profile(args.child, args.steps, os.environ["PROFILE_TRACE_DIR"])
+        per, wall, outer, steps = _profile(args.child, args.steps,
+                                           os.environ["PROFILE_TRACE_DIR"])
         kinds = _hlo_kinds(os.environ["PROFILE_DUMP_DIR"], per)
-        rows = [dict(kernel=k, calls=n, us_per_step=t / args.steps, **kinds.get(k, {}))
-                for k, (n, t) in per.items() if n >= args.steps]
-        print(json.dumps(dict(mode=args.child, wall_s=wall, traced_s=outer / 1e6,
+        rows = [dict(kernel=k, calls=n, us_per_step=t / steps, **kinds.get(k, {}))
+                for k, (n, t) in per.items() if n >= steps]
+        print(json.dumps(dict(mode=args.child, wall_s=wall, traced_s=outer / 1e6, steps=steps,
                               rows=sorted(rows, key=lambda r: -r["us_per_step"]))))
         return 0
 
@@ -156,12 +168,13 @@ def main(argv=None) -> int:
     from benchmark import cpu_model  # scripts/benchmark.py
 
     modes = ("forward", "gradient") if args.mode == "both" else (args.mode,)
-    report = dict(cpu=cpu_model(), cores=os.cpu_count(), steps=args.steps,
+    report = dict(cpu=cpu_model(), cores=os.cpu_count(), steps=args.steps, stable=args.stable,
                   grid=f"{args.size} x {args.size} synthetic valley", dtype="float64", modes={})
     for mode in modes:
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, PROFILE_TRACE_DIR=os.path.join(tmp, "trace"),
                        PROFILE_SIZE=str(args.size), PROFILE_LAW=args.law,
+                       PROFILE_STABLE="1" if args.stable else "0",
                        PROFILE_DUMP_DIR=os.path.join(tmp, "hlo"),
                        XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_dump_to="
                                   + os.path.join(tmp, "hlo") + " --xla_dump_hlo_as_text"))
@@ -174,7 +187,7 @@ def main(argv=None) -> int:
         report["modes"][mode] = res
         rows = res["rows"]
         total = sum(r["us_per_step"] for r in rows)
-        step_us = res["wall_s"] / args.steps * 1e6
+        step_us = res["wall_s"] / res["steps"] * 1e6
         for r in rows:  # the tracer adds a few us to every kernel: shares, scaled to the wall
             r["share"] = r["us_per_step"] / total
             r["scaled_us"] = r["share"] * step_us
