@@ -287,11 +287,14 @@ def limit_update_vjp_call(H, qx, qy, dt, b, ice_free, ct_edge, ct_out, ct_applie
     """The FFI call of the fused adjoint of the limiter and the step's end
     (``sia_limit_adjoint.cc``): (ct_H, ct_qx, ct_qy, ct_dt, ct_b, ct_ice_free) of
     ``limit_call``'s edge outflow and ``update_call``'s outputs at ``limit_call``'s div q, for
-    their cotangents (ice_free None: of a zero field)."""
+    their cotangents (ice_free None: H stands in for the field, not read, and the last
+    output is a zero of shape (..., 1, 1), not a field that the kernel would have to fill)."""
     field = jax.ShapeDtypeStruct(H.shape, H.dtype)
+    ct_mask = field if ice_free is not None else jax.ShapeDtypeStruct((*H.shape[:-2], 1, 1),
+                                                                       H.dtype)
     out = (field, jax.ShapeDtypeStruct(qx.shape, H.dtype),
            jax.ShapeDtypeStruct(qy.shape, H.dtype), jax.ShapeDtypeStruct(dt.shape, H.dtype),
-           field, field)
+           field, ct_mask)
     return _ffi(LIMIT_UPDATE_VJP_TARGETS, out, H, qx, qy, dt, b,
                 H if ice_free is None else ice_free, ct_edge, ct_out, ct_applied, ct_removed,
                 has_ice_free=np.int64(ice_free is not None), **_grid(dx, periodic))

@@ -78,12 +78,13 @@ def test_the_fused_adjoint_is_jaxs_vjp(masked, periodic, dtype, tol):
         cts = _cotangents(rng, H)
         fast = _native_vjp(H, qx, qy, dt, b, ring, cts, grid, masked)
         slow = _xla_vjp(H, qx, qy, dt, b, ring, cts, grid, masked)
-        for name, a, c in zip(NAMES, fast, slow, strict=True):
+        compared = len(NAMES) if masked else len(NAMES) - 1
+        for name, a, c in zip(NAMES[:compared], fast, slow, strict=False):
             assert a.shape == c.shape and a.dtype == c.dtype, name
             assert np.all(np.isfinite(np.asarray(a))), name
             assert _rel(a, c) <= tol, (name, float(dt), _rel(a, c))
-        if not masked:
-            assert not np.any(np.asarray(fast[5])), "no ice-free field: no cotangent"
+        if not masked:  # no ice-free field: a (1, 1) zero stands for its cotangent
+            assert fast[5].shape == (1, 1) and not np.any(np.asarray(fast[5]))
         # a tie of max(x, 0) at the zero-balance bare cells: half of the cotangent
         x = H - dt * 0.0 + dt * b  # no flux there
         tied = np.asarray((x == 0) & (H == 0) & (ring == 0))
