@@ -527,7 +527,7 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
   T* syb = grow(s.sbb_y, 2 * nx);
   T* gcx = grow(s.gcx, 2 * nx);  // the cotangents of the two rows of cx and of sby
   T* gsby = grow(s.gsby, 2 * nx);
-  // Row i's x-limiters on the columns [k0, k1) that its x-faces [f0, f0 + 1) read (the
+  // Row i's x-limiters on the columns [k0, k1) that its x-faces [f0, f1) read (the
   // faces f0 .. f1 - 1 read columns f0 .. f1).
   auto x_limiters = [&](int64_t i, int64_t k0, int64_t k1) {
     const int64_t m = k1 - k0;
