@@ -183,6 +183,32 @@ __attribute__((noinline)) void x_face_gather(int64_t k0, int64_t k1, const T* __
   for (int64_t b = k0 + 1; b <= k1; ++b) gh[b] += L[b] + R[b - 1];
 }
 
+// One contribution src to an output row dst of n values: written (plus base, when given) if
+// it is the row's first (``hit`` not set), else added.
+template <typename T>
+inline void write_or_add(unsigned char& hit, T* dst, const T* src, const T* base, int64_t n) {
+  if (hit)
+    for (int64_t j = 0; j < n; ++j) dst[j] += src[j];
+  else if (base != nullptr)
+    for (int64_t j = 0; j < n; ++j) dst[j] = base[j] + src[j];
+  else
+    std::copy(src, src + n, dst);
+  hit = 1;
+}
+
+// The output rows that took no contribution: base's row (nothing to do where base is the
+// output itself), or zero.
+template <typename T>
+inline void fill_rest(const unsigned char* hit, T* out, const T* base, int64_t ny, int64_t nx) {
+  for (int64_t i = 0; i < ny; ++i) {
+    if (hit[i]) continue;
+    if (base == nullptr)
+      std::fill(out + i * nx, out + (i + 1) * nx, T(0));
+    else if (base != out)
+      std::copy(base + i * nx, base + (i + 1) * nx, out + i * nx);
+  }
+}
+
 template <typename T>
 T* zeroed(std::vector<T>& v, int64_t n) {
   T* data = grow(v, n);
@@ -774,43 +800,24 @@ void faces_vjp_one(const T* H, const T* bed, T gamma, T slide, const T* cf, T dx
     T* __restrict gh = gHp + (a + 1) * W4 + 1;
     T* __restrict cb = ct_bed + i * nx;
     for (int64_t b = 0; b < W2; ++b) gh[b] += g[b];
-    if (hit[i])
-      for (int64_t j = 0; j < nx; ++j) cb[j] += g[j + 1];
-    else
-      std::copy(g + 1, g + 1 + nx, cb);
-    hit[i] = 1;
+    write_or_add<T>(hit[i], cb, g + 1, nullptr, nx);
     cb[px ? nx - 1 : 0] += g[0];
     cb[px ? 0 : nx - 1] += g[nx + 1];
   }
-  for (int64_t i = 0; i < ny; ++i)
-    if (!hit[i]) std::fill(ct_bed + i * nx, ct_bed + (i + 1) * nx, T(0));
+  fill_rest<T>(hit, ct_bed, nullptr, ny, nx);
   std::fill(hit, hit + ny, 0);
   for (int64_t a = hp0; a < hp1; ++a) {
     int64_t i = wrap_or_out(a - 2, ny, py);
     if (i < 0) continue;
     const T* __restrict g = gHp + a * W4;
     T* ch = ct_H + i * nx;  // may be ct_H_in (in place)
-    if (hit[i])
-      for (int64_t j = 0; j < nx; ++j) ch[j] += g[j + 2];
-    else if (ct_H_in != nullptr) {
-      const T* in = ct_H_in + i * nx;
-      for (int64_t j = 0; j < nx; ++j) ch[j] = in[j] + g[j + 2];
-    } else
-      std::copy(g + 2, g + 2 + nx, ch);
-    hit[i] = 1;
+    write_or_add<T>(hit[i], ch, g + 2, ct_H_in ? ct_H_in + i * nx : nullptr, nx);
     for (int64_t b : {int64_t(0), int64_t(1), nx + 2, nx + 3}) {
       int64_t j = wrap_or_out(b - 2, nx, px);
       if (j >= 0) ch[j] += g[b];
     }
   }
-  for (int64_t i = 0; i < ny; ++i) {
-    if (hit[i]) continue;
-    T* ch = ct_H + i * nx;
-    if (ct_H_in == nullptr)
-      std::fill(ch, ch + nx, T(0));
-    else if (ct_H_in != ct_H)
-      std::copy(ct_H_in + i * nx, ct_H_in + (i + 1) * nx, ch);
-  }
+  fill_rest<T>(hit, ct_H, ct_H_in, ny, nx);
   if (fields) return;
   T ct_gamma = T(0), ct_slide = T(0);
   for (int k = 0; k < 8; ++k) ct_gamma += c5[k], ct_slide += c3[k];
