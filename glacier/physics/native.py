@@ -238,13 +238,15 @@ def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
 
 def update_call(H, div, dt, b, ice_free=None):
     """The FFI call of the step's end (``sia_update.cc``): (H_new, applied, removed) for H,
-    div q, b (..., ny, nx), dt (...) and an optional 0/1 ``ice_free`` field (..., ny, nx)."""
+    div q, b (..., ny, nx), dt (...) and an optional 0/1 ``ice_free`` field (..., ny, nx).
+    H_new is written over H's buffer where XLA can give it (a time loop then carries the
+    thickness without copying it each step; XLA copies H first where it is still needed)."""
     *lead, ny, nx = H.shape
     out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(tuple(lead), H.dtype),
            jax.ShapeDtypeStruct(tuple(lead), H.dtype))
-    # Without cells held ice-free, H stands in for the field (not read).
-    return _ffi(UPDATE_TARGETS, out, H, div, dt, b, H if ice_free is None else ice_free,
-                has_ice_free=np.int64(ice_free is not None))
+    # Without cells held ice-free, div stands in for the field (not read).
+    return _ffi(UPDATE_TARGETS, out, H, div, dt, b, div if ice_free is None else ice_free,
+                aliases={0: 0}, has_ice_free=np.int64(ice_free is not None))
 
 
 def update_vjp_call(H, div, dt, b, ice_free, ct_out, ct_applied, ct_removed):

@@ -16,7 +16,9 @@
 // differs from XLA's: round-off).
 //
 // Inputs: H, div, b (..., ny, nx), dt (...), ice_free (..., ny, nx; read only with
-// has_ice_free = 1). Outputs: H_new (..., ny, nx), applied (...), removed (...).
+// has_ice_free = 1). Outputs: H_new (..., ny, nx), applied (...), removed (...). H_new may be
+// H's buffer (``native.update_call`` aliases them, so that a time loop carries the thickness
+// without a copy per step): each cell's H is read before its H_new is written.
 //
 // Its adjoint (``update_vjp_impl``, the rule of ``native.update_native``'s ``jax.custom_vjp``;
 // its cell loop ``update_vjp_cells`` is in sia_kernels.h, shared with the fused adjoint of
@@ -59,11 +61,10 @@ inline V update_value(V H, V div, T dt, V b, V m, V& a, V& r) {
 
 // Cells [0, n) of one glacier; the sums in the vector's lanes (a8, r8: 8 or fewer of them).
 template <typename T, bool Masked>
-__attribute__((noinline)) void update_cells(int64_t n, const T* __restrict H,
+__attribute__((noinline)) void update_cells(int64_t n, const T* H,
                                             const T* __restrict div, T dt,
                                             const T* __restrict b, const T* __restrict m,
-                                            T* __restrict out, T* __restrict a8,
-                                            T* __restrict r8) {
+                                            T* out, T* __restrict a8, T* __restrict r8) {
   constexpr int64_t L = sizeof(Vec<T>) / sizeof(T);
   Vec<T> a{}, r{}, no_mask{};
   int64_t k = 0;
