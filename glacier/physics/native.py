@@ -236,17 +236,21 @@ def limit_call(H, qx, qy, dt, *, dx: float, periodic: tuple[bool, bool]):
     return _ffi(LIMIT_TARGETS, out, H, qx, qy, dt, **_grid(dx, periodic))
 
 
-def update_call(H, div, dt, b, ice_free=None):
+def update_call(H, div, dt, b, ice_free=None, *, in_place: bool = False):
     """The FFI call of the step's end (``sia_update.cc``): (H_new, applied, removed) for H,
     div q, b (..., ny, nx), dt (...) and an optional 0/1 ``ice_free`` field (..., ny, nx).
-    H_new is written over H's buffer where XLA can give it (a time loop then carries the
-    thickness without copying it each step; XLA copies H first where it is still needed)."""
+
+    ``in_place``: H_new written over H's buffer (a forward time loop then carries the
+    thickness without copying it each step). Not where H is kept for reverse mode: XLA would
+    then copy H before the call, one copy per step more than it saves."""
     *lead, ny, nx = H.shape
     out = (jax.ShapeDtypeStruct(H.shape, H.dtype), jax.ShapeDtypeStruct(tuple(lead), H.dtype),
            jax.ShapeDtypeStruct(tuple(lead), H.dtype))
-    # Without cells held ice-free, div stands in for the field (not read).
+    # Without cells held ice-free, div stands in for the field (not read; not H, which may be
+    # written over).
     return _ffi(UPDATE_TARGETS, out, H, div, dt, b, div if ice_free is None else ice_free,
-                aliases={0: 0}, has_ice_free=np.int64(ice_free is not None))
+                aliases={0: 0} if in_place else None,
+                has_ice_free=np.int64(ice_free is not None))
 
 
 def update_vjp_call(H, div, dt, b, ice_free, ct_out, ct_applied, ct_removed):
@@ -309,17 +313,19 @@ def native_vjp_enabled() -> bool:
     return value not in ("0", "off", "false", "no")
 
 
-def with_native_vjp(kernel, adjoint, *args):
+def with_native_vjp(kernel, adjoint, *args, fwd_kernel=None):
     """``kernel(*args)``, differentiated in reverse mode by the adjoint kernel:
     ``adjoint(args, outputs, cotangents)`` returns the cotangents of ``args``. The residuals
-    are the inputs and the outputs; the adjoint recomputes what else it needs."""
+    are the inputs and the outputs; the adjoint recomputes what else it needs.
+    ``fwd_kernel``: the same values, for the forward sweep of reverse mode (default
+    ``kernel``)."""
 
     @jax.custom_vjp
     def f(*args):
         return kernel(*args)
 
     def fwd(*args):
-        out = kernel(*args)
+        out = (fwd_kernel or kernel)(*args)
         return out, (args, out)
 
     def bwd(res, ct):
@@ -425,9 +431,9 @@ def limited_step_end_native(H, qx, qy, dt, b, ice_free, reference, *, dx: float,
     ``reference(H, qx, qy, dt, b, ice_free)``."""
     dt = jnp.asarray(dt, H.dtype)
 
-    def kernel(H, qx, qy, dt, b, *mask):
+    def kernel(H, qx, qy, dt, b, *mask, in_place=True):
         div, edge = limit_call(H, qx, qy, dt, dx=dx, periodic=periodic)
-        return (*update_call(H, div, dt, b, *mask), edge)
+        return (*update_call(H, div, dt, b, *mask, in_place=in_place), edge)
 
     mask = () if ice_free is None else (ice_free,)
     if not native_vjp_enabled():
@@ -440,4 +446,5 @@ def limited_step_end_native(H, qx, qy, dt, b, ice_free, reference, *, dx: float,
                                     ct_applied, ct_removed, dx=dx, periodic=periodic)
         return cts if mask else cts[:5]
 
-    return with_native_vjp(kernel, adjoint, H, qx, qy, dt, b, *mask)
+    return with_native_vjp(kernel, adjoint, H, qx, qy, dt, b, *mask,
+                           fwd_kernel=functools.partial(kernel, in_place=False))
