@@ -34,9 +34,7 @@
 // Inputs: H (..., ny, nx), qx (..., ny, nx + 1), qy (..., ny + 1, nx), dt (...), ct_div (...,
 // ny, nx), ct_edge (...); attributes dx, periodic_y, periodic_x. Outputs: ct_H (..., ny, nx),
 // ct_qx (..., ny, nx + 1), ct_qy (..., ny + 1, nx), ct_dt (...).
-// The adjoint kernels' loops are mostly arithmetic on values in the first-level cache: with
-// 512-bit vectors (GCC's default on AVX-512 CPUs is 256) they take about 6 % less time (the
-// face kernel and the limiter, which move more data per operation, gain nothing). A tuning
+// 512-bit vectors on AVX-512 CPUs, as in sia_faces_adjoint.cc (a few per cent here). A tuning
 // option only: the results are the same bit for bit.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
 #pragma GCC target("prefer-vector-width=512")
@@ -50,7 +48,6 @@
 
 #include "sia_kernels.h"
 #include "xla/ffi/api/ffi.h"
-
 
 namespace ffi = xla::ffi;
 

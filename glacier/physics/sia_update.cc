@@ -17,8 +17,9 @@
 //
 // Inputs: H, div, b (..., ny, nx), dt (...), ice_free (..., ny, nx; read only with
 // has_ice_free = 1). Outputs: H_new (..., ny, nx), applied (...), removed (...). H_new may be
-// H's buffer (``native.update_call`` aliases them, so that a time loop carries the thickness
-// without a copy per step): each cell's H is read before its H_new is written.
+// H's buffer (``native.update_call(in_place=True)`` aliases them, so that a forward time loop
+// carries the thickness without a copy per step): each cell's H is read before its H_new is
+// written.
 //
 // Its adjoint (``update_vjp_impl``, the rule of ``native.update_native``'s ``jax.custom_vjp``;
 // its cell loop ``update_vjp_cells`` is in sia_kernels.h, shared with the fused adjoint of

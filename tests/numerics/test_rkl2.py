@@ -123,7 +123,6 @@ def test_bad_options_are_refused():
             ExplicitRKL2(**kwargs)
 
 
-
 @needs_kernel
 def test_stage_loop_hands_fields_on_without_copies():
     """The forward stage loop takes two stages per trip, so each new stage writes over the
