@@ -336,10 +336,11 @@ def with_native_vjp(kernel, adjoint, *args, fwd_kernel=None):
     return f(*args)
 
 
-def with_reference_vjp(kernel, reference, *args):
+def with_reference_vjp(kernel, reference, *args, fwd_kernel=None):
     """``kernel(*args)``, differentiated in reverse mode as ``reference(*args)`` (the XLA
     expressions of the same quantities, equal to the kernel's values to round-off): its VJP
-    is the cotangent rule, and the values are the kernel's in the forward sweep too."""
+    is the cotangent rule, and the values are the kernel's in the forward sweep too
+    (``fwd_kernel`` there, as in ``with_native_vjp``)."""
 
     @jax.custom_vjp
     def f(*args):
@@ -349,7 +350,7 @@ def with_reference_vjp(kernel, reference, *args):
         # The primal values from the kernel, the residuals from the reference: a checkpointed
         # forward sweep keeps no residuals, so it runs the kernel alone.
         _, vjp = jax.vjp(reference, *args)
-        return kernel(*args), vjp
+        return (fwd_kernel or kernel)(*args), vjp
 
     def bwd(vjp, ct):
         return vjp(ct)
@@ -435,10 +436,12 @@ def limited_step_end_native(H, qx, qy, dt, b, ice_free, reference, *, dx: float,
         div, edge = limit_call(H, qx, qy, dt, dx=dx, periodic=periodic)
         return (*update_call(H, div, dt, b, *mask, in_place=in_place), edge)
 
+    # Reverse mode keeps H: written over, XLA would copy it first.
+    fwd_kernel = functools.partial(kernel, in_place=False)
     mask = () if ice_free is None else (ice_free,)
     if not native_vjp_enabled():
         return with_reference_vjp(kernel, lambda *a: reference(*a[:5], *(a[5:] or (None,))),
-                                  H, qx, qy, dt, b, *mask)
+                                  H, qx, qy, dt, b, *mask, fwd_kernel=fwd_kernel)
 
     def adjoint(args, out, ct):  # the ice-free field from args: a closure may hold a tracer
         ct_out, ct_applied, ct_removed, ct_edge = ct
@@ -446,5 +449,4 @@ def limited_step_end_native(H, qx, qy, dt, b, ice_free, reference, *, dx: float,
                                     ct_applied, ct_removed, dx=dx, periodic=periodic)
         return cts if mask else cts[:5]
 
-    return with_native_vjp(kernel, adjoint, H, qx, qy, dt, b, *mask,
-                           fwd_kernel=functools.partial(kernel, in_place=False))
+    return with_native_vjp(kernel, adjoint, H, qx, qy, dt, b, *mask, fwd_kernel=fwd_kernel)
