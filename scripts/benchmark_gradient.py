@@ -14,7 +14,13 @@ For simulations of 10^2, 10^3 and 10^4 steps on the 100 x 100 synthetic valley (
   that keeps every step's internals (``adjoint=StoreAll()``, compiled but not run), and the
   growth factor per decade of steps;
 - the process's peak resident memory while running the checkpointed gradient (each case in a
-  fresh subprocess).
+  fresh subprocess), and the minor page faults per gradient;
+- the same case again in a process started with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
+  (``--huge-pages both``, the default where glibc 2.35+ and the kernel support it). XLA's CPU
+  runtime allocates a call's temporary buffers with ``posix_memalign`` from its threads'
+  malloc arenas, which map any block above 32 MB afresh at every call: the stack of stored
+  states (80 MB at 10^3 steps) then takes one page fault per 4 kB page at every gradient
+  (about 20 000), and the tunable makes glibc back such blocks with transparent huge pages.
 
 The steps are 0.01 a, below the stability limit, so that a run has exactly the steps asked
 for; their length then does not depend on the largest diffusivity D_max, and the gradient has
@@ -26,7 +32,7 @@ maximum).
 Prints a table and writes JSON (``--out``). Not a test: timings depend on the machine.
 
     python scripts/benchmark_gradient.py [--steps 100,1000,10000] [--repeat 3] [--stable]
-        [--memory-budget GIB] [--out FILE]
+        [--memory-budget GIB] [--huge-pages both|off|on] [--out FILE]
 """
 
 from __future__ import annotations
@@ -39,6 +45,24 @@ import resource
 import subprocess
 import sys
 import time
+
+# glibc's tunable that backs malloc's large blocks with transparent huge pages (madvise): the
+# stack of stored states, which XLA allocates afresh at every call, then takes one page fault
+# per 2 MB instead of per 4 kB.
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
+
+
+def huge_pages_supported() -> bool:
+    """Whether ``HUGE_PAGES`` can act here: glibc 2.35 or later, transparent huge pages not
+    disabled."""
+    try:
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+        major_minor = tuple(int(v) for v in version.split(".")[:2])
+    except (AttributeError, OSError, ValueError):
+        return False
+    thp = "/sys/kernel/mm/transparent_hugepage/enabled"
+    enabled = open(thp).read() if os.path.exists(thp) else "[never]"
+    return name == "glibc" and major_minor >= (2, 35) and "[never]" not in enabled
 
 
 def _case(n_steps: int, repeat: int, run_plain: bool, budget_gib: float,
@@ -93,11 +117,14 @@ def _case(n_steps: int, repeat: int, run_plain: bool, budget_gib: float,
     for f in fns.values():
         jax.block_until_ready(f(log_A, H0))
     best = dict.fromkeys(fns, float("inf"))
+    faults = dict.fromkeys(fns, 0)  # minor page faults, summed over the timed calls
     for _ in range(repeat):
         for name, f in fns.items():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = time.perf_counter()
             jax.block_until_ready(f(log_A, H0))
             best[name] = min(best[name], time.perf_counter() - t)
+            faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     steps = int(jax.jit(lambda a, h: slv.simulate(
@@ -116,6 +143,8 @@ def _case(n_steps: int, repeat: int, run_plain: bool, budget_gib: float,
                 ratio=best[default] / t_fwd,
                 stored_s=t_stored, ratio_stored=None if t_stored is None else t_stored / t_fwd,
                 chunked_s=best["chunked"], ratio_chunked=best["chunked"] / t_fwd,
+                faults_per_gradient=faults[default] / repeat,
+                faults_per_forward=faults["forward"] / repeat,
                 memory_budget_gib=budget_gib,
                 temp_bytes_stored=temp_bytes(stored) if t_stored is not None else None,
                 temp_bytes_checkpointed=temp_bytes(chunked),
@@ -133,6 +162,9 @@ def main(argv=None):
                     help="Checkpointed(memory_budget=...) of the default path [GiB]")
     ap.add_argument("--stable", action="store_true",
                     help="steps at the stability limit (as runs take them), not 0.01 a")
+    ap.add_argument("--huge-pages", choices=("both", "off", "on"), default="both",
+                    help=f"run each case also (both) or only (on) with GLIBC_TUNABLES="
+                         f"{HUGE_PAGES} (where glibc and the kernel support it)")
     ap.add_argument("--out", default="benchmark_gradient.json")
     ap.add_argument("--case", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -140,29 +172,53 @@ def main(argv=None):
         print(json.dumps(_case(args.case, args.repeat, args.case <= args.plain_up_to,
                                args.memory_budget, args.stable)))
         return 0
-    rows = []
-    for n in [int(s) for s in args.steps.split(",")]:
+    huge = args.huge_pages if huge_pages_supported() else "off"
+
+    def child(n: int, huge_pages: bool) -> dict:
+        env = dict(os.environ)
+        if huge_pages:
+            env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES"),
+                                                          HUGE_PAGES]))
         proc = subprocess.run([sys.executable, __file__, "--case", str(n), "--repeat",
                                str(args.repeat), "--plain-up-to", str(args.plain_up_to),
                                "--memory-budget", str(args.memory_budget),
                                *(["--stable"] if args.stable else [])],
-                              capture_output=True, text=True, env=dict(os.environ))
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(proc.stderr[-2000:], file=sys.stderr)
-            return proc.returncode
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            raise SystemExit(proc.returncode)
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row["glibc_tunables"] = env.get("GLIBC_TUNABLES")
+        return row
+
+    rows = []
+    for n in [int(s) for s in args.steps.split(",")]:
+        row = child(n, huge == "on")
+        if huge == "both":  # the same case again, malloc's large blocks on huge pages
+            row["huge_pages"] = child(n, True)
+        rows.append(row)
     mb = lambda b: "        -" if b is None else f"{b / 2**20:9.1f}"
     x = lambda v: "        -" if v is None else f"{v:9.2f}"
     print(f"{'steps':>7} {'fwd s':>8} {'grad s':>8} {'grad/fwd':>9} {'path':>8} "
           f"{'stored':>9} {'chunked':>9} {'stored MB':>9} {'chunk MB':>9} {'plain MB':>9} "
-          f"{'peak RSS MB':>12}")
+          f"{'peak RSS MB':>12} {'faults':>8} {'huge pages':>10} {'faults':>7}")
     for r in rows:
+        h = r.get("huge_pages")
         print(f"{r['steps']:7d} {r['forward_s']:8.3f} {r['gradient_s']:8.3f} {r['ratio']:9.2f} "
               f"{r['default_path']:>8} {x(r['ratio_stored'])} {x(r['ratio_chunked'])} "
               f"{mb(r['temp_bytes_stored'])} {mb(r['temp_bytes_checkpointed'])} "
-              f"{mb(r['temp_bytes_plain'])} {r['peak_rss_mb']:12.0f}")
+              f"{mb(r['temp_bytes_plain'])} {r['peak_rss_mb']:12.0f} "
+              f"{r['faults_per_gradient']:8.0f} "
+              + (f"{h['ratio']:10.2f} {h['faults_per_gradient']:7.0f}" if h else
+                 f"{'-':>10} {'-':>7}"))
     print(f"path: Checkpointed's default with memory_budget={args.memory_budget:g} GiB "
-          "(stored: every step's state; chunked: sqrt(steps) chunks, one more forward)")
+          "(stored: every step's state; chunked: sqrt(steps) chunks, one more forward); "
+          "faults: minor page faults per gradient")
+    if huge == "both":
+        print(f"huge pages: grad/fwd of the same case in a process started with "
+              f"GLIBC_TUNABLES={HUGE_PAGES}")
+    elif huge == "on":
+        print(f"every case ran with GLIBC_TUNABLES={HUGE_PAGES}")
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         decades = max(1e-9, (len(rows) - 1))
@@ -174,7 +230,7 @@ def main(argv=None):
     meta = dict(machine=platform.platform(), cpu_count=os.cpu_count(), jax=jax.__version__,
                 grid="100 x 100 synthetic valley", dtype="float64",
                 steps="at the stability limit" if args.stable else "0.01 a",
-                cpu=cpu_model())
+                cpu=cpu_model(), huge_pages=huge)
     with open(args.out, "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=2)
     print(f"wrote {args.out}")

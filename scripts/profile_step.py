@@ -68,6 +68,10 @@ def _hlo_kinds(dump_dir: str, names) -> dict[str, dict]:
                             for p in re.findall(r"pad\([^\n]*?padding=([\d_x-]+)", body))
             kinds[m.group(1)] = dict(ops=len(ops), minor_pad=minor_pad,
                                      reduce="reduce" in ops)
+        # The native kernels (``ffi_call.N``) by their FFI target, e.g. glacier_sia_faces_vjp
+        for m in re.finditer(r'%([\w.\-]+) = [^\n]*?custom-call\([^\n]*?'
+                             r'custom_call_target="([\w.\-]+)"', text):
+            kinds[m.group(1)] = dict(ops=0, minor_pad=False, reduce=False, target=m.group(2))
     return kinds
 
 
@@ -197,7 +201,8 @@ def main(argv=None) -> int:
         print(f"{'kernel':40s} {'us/step':>8} {'share':>6} {'HLO ops':>8} {'minor pad':>9} "
               f"{'reduce':>6}")
         for r in rows[:args.top]:
-            print(f"{r['kernel'][:40]:40s} {r['scaled_us']:8.1f} "
+            name = r["kernel"] + (f" {r['target']}" if r.get("target") else "")
+            print(f"{name[:40]:40s} {r['scaled_us']:8.1f} "
                   f"{100 * r['share']:5.1f}% {r.get('ops', 0):8d} "
                   f"{'yes' if r.get('minor_pad') else '':>9} "
                   f"{'yes' if r.get('reduce') else '':>6}")
