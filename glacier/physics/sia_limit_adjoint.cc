@@ -100,12 +100,15 @@ inline T max_pair_ct(T q, T lo, T hi) {
 }
 
 // Pass A, one row of cells: the donor factors min(1, H / max(out, floor)) into s and the
-// ratios H / max(out, floor) into r (the forward's expressions, bit for bit).
+// ratios H / max(out, floor) into r (the forward's expressions, bit for bit). Returns whether
+// a cell with ice (or NaN) is limited, its ratio not above 1 (or NaN), so that min(1, ratio)
+// passes a cotangent to it (``limit_vjp_one``'s pass C), or a flux beside it is NaN.
 template <typename T>
-__attribute__((noinline)) void factor_row(int64_t n, const T* __restrict h,
+__attribute__((noinline)) bool factor_row(int64_t n, const T* __restrict h,
                                           const T* __restrict q, const T* __restrict qlo,
                                           const T* __restrict qhi, T rate, T floor,
                                           T* __restrict s, T* __restrict r) {
+  unsigned limited = 0;
   for (int64_t j = 0; j < n; ++j) {
     T out = ((((q[j + 1] > T(0)) ? q[j + 1] : T(0)) + ((-q[j] > T(0)) ? -q[j] : T(0)))
              + ((qhi[j] > T(0)) ? qhi[j] : T(0))) + ((-qlo[j] > T(0)) ? -qlo[j] : T(0));
@@ -113,7 +116,10 @@ __attribute__((noinline)) void factor_row(int64_t n, const T* __restrict h,
     T ratio = h[j] / ((out > floor) ? out : floor);
     r[j] = ratio;
     s[j] = (ratio < T(1)) ? ratio : T(1);
+    limited |= unsigned(h[j] != T(0)) & unsigned(!(ratio > T(1)));
+    limited |= unsigned(q[j] != q[j]) | unsigned(qhi[j] != qhi[j]) | unsigned(qlo[j] != qlo[j]);
   }
+  return limited != 0;
 }
 
 // Pass B, one row of n + 1 x-faces: ct_l[f] = g[f] - g[f + 1] (g: the row's ct_div / dx with
@@ -137,6 +143,39 @@ __attribute__((noinline)) void x_face_row(int64_t n, const T* __restrict q,
            glacier_native::pick(q[j] > T(0), T(0), p[j]);
   c[-1] = (q[0] > T(0)) ? p[0] : T(0);
   c[n] = (q[n] > T(0)) ? T(0) : p[n];
+}
+
+// Whether a cell of a row's [0, n) has a flux leaving it (or a NaN one): with no ice, its
+// factor 0 would pass that flux's cotangent on (``limit_vjp_one``'s pass A).
+template <typename T>
+__attribute__((noinline)) bool outflow_row(int64_t n, const T* __restrict q,
+                                           const T* __restrict qlo, const T* __restrict qhi) {
+  unsigned any = 0;
+  for (int64_t j = 0; j < n; ++j)
+    any |= unsigned(!(q[j + 1] <= T(0))) | unsigned(!(q[j] >= T(0)))
+           | unsigned(!(qhi[j] <= T(0))) | unsigned(!(qlo[j] >= T(0)));
+  return any != 0;
+}
+
+// Pass B without the factors' cotangents (no cell limited: pass C has nothing to pass on),
+// one row of n + 1 x-faces: the direct part of ct_q only, as ``x_face_row``.
+template <typename T>
+__attribute__((noinline)) void x_face_row_direct(int64_t n, const T* __restrict q,
+                                                 const T* __restrict s, const T* __restrict g,
+                                                 T* __restrict o) {
+  for (int64_t f = 0; f <= n; ++f)
+    o[f] = (g[f] - g[f + 1]) * glacier_native::pick(q[f] > T(0), s[f], s[f + 1]);
+}
+
+// The same for a row of y-faces, as ``y_face_row``.
+template <typename T>
+__attribute__((noinline)) void y_face_row_direct(int64_t n, const T* __restrict q,
+                                                 const T* __restrict slo,
+                                                 const T* __restrict shi,
+                                                 const T* __restrict glo,
+                                                 const T* __restrict ghi, T* __restrict o) {
+  for (int64_t j = 0; j < n; ++j)
+    o[j] = (glo[j] - ghi[j]) * glacier_native::pick(q[j] > T(0), slo[j], shi[j]);
 }
 
 // Pass B, one row of y-faces between the cells below (factors slo, cotangents clo) and above
@@ -277,7 +316,17 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
       }
   };
 
-  // (A) The donor factors, as the forward: ghosts 0, or wrapped.
+  // (A) The donor factors, as the forward: ghosts 0, or wrapped. ``limited``: whether any
+  // cell with ice is limited (``factor_row``). When none is (the common case: the limiter
+  // acts only where a step would empty a cell), every factor is 1 where there is ice and 0
+  // where there is none, and no factor passes a cotangent on: min(1, ratio) has none for
+  // its ratio above 1, and the factors of cells without ice take none when no flux leaves
+  // them (``outflow_row``; the face kernel's never do: the MUSCL state of a cell without ice
+  // is 0, as H is at a minimum there and its superbee correction is 0 too). Then pass B
+  // keeps only the fluxes' direct part and
+  // pass C is skipped: the same cotangents (their zeros' signs aside), without the
+  // factors' cotangents or the adjoint of the outflow sums.
+  bool limited = false;
   std::fill(sc, sc + W, T(0));
   std::fill(sc + (ny + 1) * W, sc + (ny + 2) * W, T(0));
   for (int64_t i = 0; i < ny; ++i) {
@@ -297,8 +346,18 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
     std::fill(s + hi, s + nx, T(0));
     std::fill(r, r + lo, T(0));
     std::fill(r + hi, r + nx, T(0));
-    factor_row<T>(hi - lo, H + i * nx + lo, qx + i * (nx + 1) + lo, qy + i * nx + lo,
-                  qy + (i + 1) * nx + lo, rate, floor, s + lo, r + lo);
+    limited |= factor_row<T>(hi - lo, H + i * nx + lo, qx + i * (nx + 1) + lo,
+                             qy + i * nx + lo, qy + (i + 1) * nx + lo, rate, floor, s + lo,
+                             r + lo);
+    // The cells of the walked columns [a, b) without ice (outside [lo, hi); a cell outside
+    // [a, b) has no flux on its faces).
+    const int64_t a = span[2 * i], b = span[2 * i + 1], c = std::max(hi, a);
+    if (!limited && a < lo)
+      limited = outflow_row<T>(lo - a, qx + i * (nx + 1) + a, qy + i * nx + a,
+                               qy + (i + 1) * nx + a);
+    if (!limited && c < b)
+      limited = outflow_row<T>(b - c, qx + i * (nx + 1) + c, qy + i * nx + c,
+                               qy + (i + 1) * nx + c);
   }
   if (px)
     for (int64_t i = 1; i <= ny; ++i) {
@@ -358,6 +417,27 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
     T* c = cs + (i + 1) * W + 1;
     const int64_t a = span[2 * i], b = span[2 * i + 1];
     T* oq = ct_qx + i * (nx + 1);
+    if (!limited) {  // the fluxes' direct part only (see pass A)
+      if (a >= b) {
+        std::fill(oq, oq + nx + 1, T(0));
+      } else {
+        std::fill(oq, oq + a, T(0));
+        std::fill(oq + b + 1, oq + nx + 1, T(0));
+        x_face_row_direct<T>(b - a, qx + i * (nx + 1) + a, sc + (i + 1) * W + a, g_cur + a,
+                             oq + a);
+      }
+      int64_t j0, j1;
+      y_columns(i, j0, j1);
+      T* oy = ct_qy + i * nx;
+      std::fill(oy, oy + std::min(j0, nx), T(0));
+      std::fill(oy + std::max(j1, j0), oy + nx, T(0));
+      if (j0 < j1)
+        y_face_row_direct<T>(j1 - j0, qy + i * nx + j0, sc + i * W + 1 + j0,
+                             sc + (i + 1) * W + 1 + j0, (i == 0 ? g_edge : g_prev) + 1 + j0,
+                             g_cur + 1 + j0, oy + j0);
+      std::swap(g_prev, g_cur);
+      continue;
+    }
     std::fill(c, c + a, T(0));
     std::fill(c + b, c + nx, T(0));
     if (a >= b) std::fill(oq, oq + nx + 1, T(0));
@@ -393,10 +473,19 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
     T* oy = ct_qy + ny * nx;
     std::fill(oy, oy + std::min(j0, nx), T(0));
     std::fill(oy + std::max(j1, j0), oy + nx, T(0));
-    if (j0 < j1)
+    if (j0 < j1 && !limited)
+      y_face_row_direct<T>(j1 - j0, qy + ny * nx + j0, sc + ny * W + 1 + j0,
+                           sc + (ny + 1) * W + 1 + j0, g_prev + 1 + j0, g_edge + 1 + j0,
+                           oy + j0);
+    else if (j0 < j1)
       y_face_row<T>(j1 - j0, qy + ny * nx + j0, sc + ny * W + 1 + j0,
                     sc + (ny + 1) * W + 1 + j0, g_prev + 1 + j0, g_edge + 1 + j0, oy + j0,
                     cs + ny * W + 1 + j0, cs + (ny + 1) * W + 1 + j0);
+  }
+  if (!limited) {  // no pass C: no cotangent through the factors (see pass A)
+    if (!end) std::fill(ct_H, ct_H + ny * nx, T(0));
+    *ct_dt = T(0) / dx + end_dt;
+    return;
   }
   if (py) {  // the ghost rows' factors were copies of rows ny - 1 and 0
     T* top = cs + ny * W + 1;

@@ -91,6 +91,47 @@ def test_the_fused_adjoint_is_jaxs_vjp(masked, periodic, dtype, tol):
         assert tied.any()
 
 
+def _ice_cap(grid, dtype):
+    """A cap of ice on a sloping bed inside a bare margin, its fluxes from the face kernel
+    (none leaves a cell without ice), a balance that builds, ablates and ties at 0."""
+    y, x = np.mgrid[0:grid.ny, 0:grid.nx]
+    r2 = ((y - grid.ny / 2) / (grid.ny / 3)) ** 2 + ((x - grid.nx / 2) / (grid.nx / 3)) ** 2
+    H = jnp.asarray(np.maximum(0.0, 150.0 * (1.0 - r2)), dtype)
+    bed = jnp.asarray(1000.0 + 8.0 * x + 3.0 * y, dtype)
+    coef = jnp.asarray([sia.glen_gamma(2.4e-24 * 3.15e7, 3.0, 910.0, 9.81), 0.0], dtype)
+    qx, qy, _ = native.faces_call(H, bed, coef, dx=grid.dx, periodic=grid.periodic)
+    b = np.where(np.asarray(H) > 0, np.linspace(-2.0, 2.0, grid.nx)[None, :], 0.5)
+    b[0, :] = 0.0  # bare, no flux, no balance: the tie of max(x, 0)
+    return H, qx, qy, jnp.asarray(b, dtype)
+
+
+@needs_kernel
+@pytest.mark.parametrize("periodic", PERIODIC)
+def test_the_fused_adjoint_with_and_without_limited_cells(periodic):
+    """With the face kernel's fluxes and a step that limits no cell (the common case) the
+    fused adjoint skips the factors' cotangents (``sia_limit_adjoint.cc``, pass A); with a
+    step long enough to limit the margin's thin cells it takes them. JAX's VJP either way."""
+    rng = np.random.default_rng(3)
+    grid = Grid(ny=15, nx=18, dx=200.0, periodic=periodic)
+    H, qx, qy, b = _ice_cap(grid, jnp.float64)
+    ring = jnp.zeros_like(H).at[:, 0].set(1.0)
+    out = (jnp.maximum(qx[:, 1:], 0.0) + jnp.maximum(-qx[:, :-1], 0.0)
+           + jnp.maximum(qy[1:, :], 0.0) + jnp.maximum(-qy[:-1, :], 0.0)) / grid.dx
+    assert not np.any(np.asarray((H == 0) & (out > 0)))  # no flux leaves a bare cell
+    small = 0.5 * float(jnp.min(jnp.where(H > 0, H / jnp.maximum(out, 1e-30), jnp.inf)))
+    for dt, limited in ((small, False), (200.0 * small, True)):
+        assert bool(jnp.any((H > 0) & (H <= out * dt))) == limited
+        dt = jnp.asarray(dt)
+        for masked in (True, False):
+            cts = _cotangents(rng, H)
+            fast = _native_vjp(H, qx, qy, dt, b, ring, cts, grid, masked)
+            slow = _xla_vjp(H, qx, qy, dt, b, ring, cts, grid, masked)
+            compared = len(NAMES) if masked else len(NAMES) - 1
+            for name, a, c in zip(NAMES[:compared], fast, slow, strict=False):
+                assert np.all(np.isfinite(np.asarray(a))), name
+                assert _rel(a, c) <= 1e-12, (name, limited, masked, _rel(a, c))
+
+
 @needs_kernel
 @pytest.mark.parametrize("masked", [True, False], ids=["ice_free", "no_ice_free"])
 def test_values_and_a_batch(masked):
