@@ -75,7 +75,7 @@ def part_commands(args) -> dict[str, list[str]]:
                              "--repeat", "1", "--out", str(out / "forward.json"),
                              "--oggm-python", args.oggm_python],
             "gradient": py + [str(HERE / "benchmark_gradient.py"), "--steps", "100",
-                              "--repeat", "1", "--plain-up-to", "100",
+                              "--repeat", "1", "--plain-up-to", "100", "--huge-pages", "off",
                               "--out", str(out / "gradient.json")],
         }
     return {
@@ -231,6 +231,13 @@ def summary_rows(parts: dict) -> list[dict]:
                 add("ratio", f"gradient / forward, {r['steps']} steps (chunked)",
                     r["ratio_chunked"], "x")
             add("abs", f"gradient, {r['steps']} steps: peak RSS", r["peak_rss_mb"], "MB")
+            if r.get("faults_per_gradient") is not None:
+                add("abs", f"gradient, {r['steps']} steps: minor page faults per gradient",
+                    r["faults_per_gradient"], "")
+            if r.get("huge_pages"):
+                add("ratio", f"gradient / forward, {r['steps']} steps "
+                    f"({r['huge_pages'].get('default_path')}), GLIBC_TUNABLES="
+                    "glibc.malloc.hugetlb=1", r["huge_pages"]["ratio"], "x")
     im = parts.get("implicit", {}).get("report")
     if im:
         for r in im["cases"]:

@@ -29,6 +29,10 @@
 # resubmit with train.resume=true and the same GLACIER_RUN_DIR to continue.
 #SBATCH --signal=USR2@120
 set -euo pipefail
+# glibc 2.35+: malloc's large blocks on transparent huge pages. XLA maps the stack of a
+# gradient's stored states afresh at every call once it passes 32 MB, one page fault per 4 kB
+# (README, "Page faults"); an older glibc ignores the setting.
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:+${GLIBC_TUNABLES}:}glibc.malloc.hugetlb=1"
 
 run_dir="${GLACIER_RUN_DIR:-runs/train-${SLURM_JOB_ID:?run this script with sbatch (or srun)}}"
 read -r -a command <<< "${GLACIER_TRAIN:-glacier-train}"
