@@ -117,7 +117,8 @@ __attribute__((noinline)) bool factor_row(int64_t n, const T* __restrict h,
     r[j] = ratio;
     s[j] = (ratio < T(1)) ? ratio : T(1);
     limited |= unsigned(h[j] != T(0)) & unsigned(!(ratio > T(1)));
-    limited |= unsigned(q[j] != q[j]) | unsigned(qhi[j] != qhi[j]) | unsigned(qlo[j] != qlo[j]);
+    limited |= unsigned(q[j] != q[j]) | unsigned(q[j + 1] != q[j + 1])
+               | unsigned(qhi[j] != qhi[j]) | unsigned(qlo[j] != qlo[j]);
   }
   return limited != 0;
 }
@@ -317,15 +318,15 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
   };
 
   // (A) The donor factors, as the forward: ghosts 0, or wrapped. ``limited``: whether any
-  // cell with ice is limited (``factor_row``). When none is (the common case: the limiter
-  // acts only where a step would empty a cell), every factor is 1 where there is ice and 0
-  // where there is none, and no factor passes a cotangent on: min(1, ratio) has none for
-  // its ratio above 1, and the factors of cells without ice take none when no flux leaves
-  // them (``outflow_row``; the face kernel's never do: the MUSCL state of a cell without ice
-  // is 0, as H is at a minimum there and its superbee correction is 0 too). Then pass B
-  // keeps only the fluxes' direct part and
-  // pass C is skipped: the same cotangents (their zeros' signs aside), without the
-  // factors' cotangents or the adjoint of the outflow sums.
+  // cell with ice is limited (``factor_row``) or a flux leaves a cell without ice
+  // (``outflow_row``). When neither (the common case: the limiter acts only where a step
+  // would empty a cell), every factor is 1 where there is ice and 0 where there is none, and
+  // no factor passes a cotangent on: min(1, ratio) has none for a ratio above 1, and the
+  // factor of a cell without ice takes the cotangents of the fluxes leaving it times those
+  // fluxes, zero (the face kernel's fluxes never leave such a cell: its MUSCL state is 0, as
+  // H is at a minimum there and its superbee correction is 0 too). Then pass B keeps only
+  // the fluxes' direct part and pass C is skipped: the same cotangents (the signs of their
+  // zeros aside), without the factors' cotangents or the adjoint of the outflow sums.
   bool limited = false;
   std::fill(sc, sc + W, T(0));
   std::fill(sc + (ny + 1) * W, sc + (ny + 2) * W, T(0));
