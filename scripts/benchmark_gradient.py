@@ -45,6 +45,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 # glibc's tunable that backs malloc's large blocks with transparent huge pages (madvise): the
 # stack of stored states, which XLA allocates afresh at every call, then takes one page fault
@@ -60,8 +61,8 @@ def huge_pages_supported() -> bool:
         major_minor = tuple(int(v) for v in version.split(".")[:2])
     except (AttributeError, OSError, ValueError):
         return False
-    thp = "/sys/kernel/mm/transparent_hugepage/enabled"
-    enabled = open(thp).read() if os.path.exists(thp) else "[never]"
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    enabled = thp.read_text() if thp.exists() else "[never]"
     return name == "glibc" and major_minor >= (2, 35) and "[never]" not in enabled
 
 
@@ -173,6 +174,9 @@ def main(argv=None):
                                args.memory_budget, args.stable)))
         return 0
     huge = args.huge_pages if huge_pages_supported() else "off"
+    if huge != args.huge_pages:
+        print(f"--huge-pages {args.huge_pages}: {HUGE_PAGES} cannot act here (it needs glibc "
+              "2.35+ and transparent huge pages not disabled); running without it")
 
     def child(n: int, huge_pages: bool) -> dict:
         env = dict(os.environ)
