@@ -418,54 +418,45 @@ void limit_vjp_one(const T* H, const T* qx, const T* qy, T dt, const T* ct_div, 
     T* c = cs + (i + 1) * W + 1;
     const int64_t a = span[2 * i], b = span[2 * i + 1];
     T* oq = ct_qx + i * (nx + 1);
-    if (!limited) {  // the fluxes' direct part only (see pass A)
-      if (a >= b) {
-        std::fill(oq, oq + nx + 1, T(0));
-      } else {
-        std::fill(oq, oq + a, T(0));
-        std::fill(oq + b + 1, oq + nx + 1, T(0));
-        x_face_row_direct<T>(b - a, qx + i * (nx + 1) + a, sc + (i + 1) * W + a, g_cur + a,
-                             oq + a);
-      }
-      int64_t j0, j1;
-      y_columns(i, j0, j1);
-      T* oy = ct_qy + i * nx;
-      std::fill(oy, oy + std::min(j0, nx), T(0));
-      std::fill(oy + std::max(j1, j0), oy + nx, T(0));
-      if (j0 < j1)
-        y_face_row_direct<T>(j1 - j0, qy + i * nx + j0, sc + i * W + 1 + j0,
-                             sc + (i + 1) * W + 1 + j0, (i == 0 ? g_edge : g_prev) + 1 + j0,
-                             g_cur + 1 + j0, oy + j0);
-      std::swap(g_prev, g_cur);
-      continue;
-    }
-    std::fill(c, c + a, T(0));
-    std::fill(c + b, c + nx, T(0));
-    if (a >= b) std::fill(oq, oq + nx + 1, T(0));
-    if (a < b) {
+    if (a >= b) {
+      std::fill(oq, oq + nx + 1, T(0));
+    } else {
       std::fill(oq, oq + a, T(0));
       std::fill(oq + b + 1, oq + nx + 1, T(0));
-      // Faces a .. b; the cells a - 1 and b it returns as ghosts are outside the span, where
-      // no flux leaves a cell: zero (or, periodic, the ghosts that fold back).
-      x_face_row<T>(b - a, qx + i * (nx + 1) + a, sc + (i + 1) * W + a, g_cur + a, oq + a,
-                    term, c + a);
-      if (px) {  // the ghosts' factors were copies of cells nx - 1 and 0
-        c[nx - 1] += c[-1];
-        c[0] += c[nx];
-      }
-      if (a > 0) c[a - 1] = T(0);
-      if (b < nx) c[b] = T(0);
     }
-    c[-1] = c[nx] = T(0);  // zero ghosts for pass C
+    if (!limited) {  // the fluxes' direct part only (see pass A)
+      if (a < b)
+        x_face_row_direct<T>(b - a, qx + i * (nx + 1) + a, sc + (i + 1) * W + a, g_cur + a,
+                             oq + a);
+    } else {
+      std::fill(c, c + a, T(0));
+      std::fill(c + b, c + nx, T(0));
+      if (a < b) {
+        // Faces a .. b; the cells a - 1 and b it returns as ghosts are outside the span,
+        // where no flux leaves a cell: zero (or, periodic, the ghosts that fold back).
+        x_face_row<T>(b - a, qx + i * (nx + 1) + a, sc + (i + 1) * W + a, g_cur + a, oq + a,
+                      term, c + a);
+        if (px) {  // the ghosts' factors were copies of cells nx - 1 and 0
+          c[nx - 1] += c[-1];
+          c[0] += c[nx];
+        }
+        if (a > 0) c[a - 1] = T(0);
+        if (b < nx) c[b] = T(0);
+      }
+      c[-1] = c[nx] = T(0);  // zero ghosts for pass C
+    }
     int64_t j0, j1;
     y_columns(i, j0, j1);
     T* oy = ct_qy + i * nx;
     std::fill(oy, oy + std::min(j0, nx), T(0));
     std::fill(oy + std::max(j1, j0), oy + nx, T(0));
-    if (j0 < j1)
+    const T* glo = (i == 0 ? g_edge : g_prev) + 1 + j0;
+    if (j0 < j1 && !limited)
+      y_face_row_direct<T>(j1 - j0, qy + i * nx + j0, sc + i * W + 1 + j0,
+                           sc + (i + 1) * W + 1 + j0, glo, g_cur + 1 + j0, oy + j0);
+    else if (j0 < j1)
       y_face_row<T>(j1 - j0, qy + i * nx + j0, sc + i * W + 1 + j0, sc + (i + 1) * W + 1 + j0,
-                    (i == 0 ? g_edge : g_prev) + 1 + j0, g_cur + 1 + j0, oy + j0,
-                    cs + i * W + 1 + j0, c + j0);
+                    glo, g_cur + 1 + j0, oy + j0, cs + i * W + 1 + j0, c + j0);
     std::swap(g_prev, g_cur);
   }
   {
